@@ -1,0 +1,103 @@
+"""Our checkpoint format: a folder with config.json, model.safetensors and the tokenizer files.
+
+No pickles anywhere: weights are safetensors, everything else JSON or text. Saving is atomic (the
+folder is written beside the target and renamed into place), so a crash leaves no half checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dfma.config import DFMAConfig
+from dfma.errors import CheckpointError
+
+CONFIG_FILE, WEIGHTS_FILE, META_FILE = "config.json", "model.safetensors", "training.json"
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model (eval mode), its config, the folder, and its training metadata."""
+
+    model: "torch.nn.Module"
+    config: DFMAConfig
+    folder: Path
+    meta: dict
+
+
+def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=None, meta: dict | None = None,
+                    overwrite: bool = True) -> Path:
+    """Write config, weights, tokenizer (tokenizer.json + vocab.txt) and metadata to `folder` atomically."""
+    from dfma.tokenizer import save_tokenizer
+
+    folder = Path(folder)
+    if folder.exists() and not overwrite:
+        raise CheckpointError(f"{folder}: already exists")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.config.save(tmp / CONFIG_FILE)
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        if tokenizer is not None:
+            save_tokenizer(tokenizer, tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
+        if folder.exists():
+            old = folder.with_name(f".{folder.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_state(folder: Path) -> dict[str, torch.Tensor]:
+    """Read model.safetensors, naming the file when it is missing or corrupt."""
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file missing")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise CheckpointError(f"{path}: cannot read safetensors ({exc})") from None
+
+
+def load_checkpoint(folder: str | Path) -> Checkpoint:
+    """Load a checkpoint folder; every missing, unexpected or mis-shaped tensor is an error naming it."""
+    from dfma.model import DFMAModel
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder not found")
+    config = DFMAConfig.load(folder / CONFIG_FILE)
+    model = DFMAModel(config)
+    state = load_state(folder)
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensor(s), e.g. {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} tensor(s), e.g. {unexpected[:3]}")
+        if shapes:
+            parts.append(f"shape mismatch: {shapes[:3]}")
+        raise CheckpointError(f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: " + "; ".join(parts))
+    model.load_state_dict(state)
+    meta_path = folder / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return Checkpoint(model.eval(), config, folder, meta)

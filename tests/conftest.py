@@ -1,0 +1,18 @@
+"""Shared test fixtures: where the MNRE annotations live, and skips when they are absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_MNRE = Path(os.environ.get("DFMA_MNRE_DIR", REPO.parent / "shared" / "data" / "mnre"))
+
+
+@pytest.fixture(scope="session")
+def mnre_dir() -> Path:
+    """The folder with mnre_train.txt, mnre_val.txt and rel2id.json; skips the test when absent."""
+    if not (SHARED_MNRE / "mnre_train.txt").is_file():
+        pytest.skip(f"MNRE annotations not found at {SHARED_MNRE} (set DFMA_MNRE_DIR)")
+    return SHARED_MNRE
