@@ -128,3 +128,25 @@ def test_unknown_preset_and_bad_config():
         preset("huge")
     with pytest.raises(CheckpointError, match="not divisible"):
         DFMAConfig(hidden_size=100, num_heads=3).validate()
+
+
+def test_text_only_training_shortcut_matches_full_path(tiny):
+    """In train mode a batch without images skips the ResNet; outputs equal the full computation."""
+    model = DFMAModel(tiny.config)
+    model.load_state_dict(tiny.state_dict())
+    model.dropout.p = 0.0
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    x = model.example_inputs(2, 12, seed=3)
+    x["image_mask"][:] = 0
+    model.train()
+    with torch.no_grad():
+        fast = model(**x)
+        model.vision.eval()
+        levels = model.vision(x["pixel_values"].reshape(-1, *x["pixel_values"].shape[2:]))
+        assert [t.shape for t in levels] == [t.shape for t in model.vision.zero_levels(
+            x["pixel_values"].reshape(-1, *x["pixel_values"].shape[2:]))]
+        model.eval()
+        full = model(**x)
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)

@@ -60,7 +60,13 @@ class DFMAModel(nn.Module):
         batch, n_img = image_mask.shape
         present = image_mask.to(torch.bool)
         pixels = torch.where(present[:, :, None, None, None], pixel_values, torch.zeros_like(pixel_values))
-        feature_maps = self.vision(pixels.reshape(batch * n_img, *pixel_values.shape[2:]))
+        flat = pixels.reshape(batch * n_img, *pixel_values.shape[2:])
+        if self.training and not bool(present.any()):
+            # Text-only training batch: every visual token is masked, so the output cannot depend on
+            # the ResNet. Skip it (the dominant cost of the tiny preset). Eval and export always run it.
+            feature_maps = self.vision.zero_levels(flat)
+        else:
+            feature_maps = self.vision(flat)
 
         query = masked_mean(self.text.embeddings.word_embeddings(input_ids), attention_mask)
         tokens, prompts = self.pfe(feature_maps, query)

@@ -54,6 +54,11 @@ class ResNetPyramid(nn.Module):
             setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
         self.out_channels = tuple(w * cfg.resnet_expansion for w in cfg.resnet_widths)
 
+    def zero_levels(self, images: Tensor) -> list[Tensor]:
+        """Zero feature maps of the shapes `forward(images)` would return, without computing them."""
+        n, _, h, w = images.shape
+        return [images.new_zeros(n, c, -(-h // f), -(-w // f)) for c, f in zip(self.out_channels, (4, 8, 16, 32))]
+
     def forward(self, images: Tensor) -> list[Tensor]:
         """(N, 3, S, S) -> [(N, C1, S/4, S/4), (N, C2, S/8, ..), (N, C3, S/16, ..), (N, C4, S/32, ..)]."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
