@@ -1,1 +1,17 @@
-"""runtime."""
+"""Torch-free DFMA runtime: load a bundle, predict relations (numpy, onnxruntime, tokenizers, Pillow only).
+
+    import dfma.runtime as rt
+    extractor = rt.load("bundle/")                       # backend="auto", precision="fp32"
+    p = extractor.predict({"text": "Obama visits Paris", "head": (0, 5), "tail": (13, 18),
+                           "image": "post.jpg"})
+    p.relation, p.probability, p.probabilities
+
+See ``runtime/README.md`` and ``python -m dfma.runtime --help``.
+"""
+from dfma.errors import BackendUnavailable, BundleError, DFMAError, ImageError, InputError
+from dfma.runtime.extractor import Extractor, load
+from dfma.runtime.prediction import Prediction
+from dfma.runtime.samples import ImageFolders, Sample, as_sample
+
+__all__ = ["load", "Extractor", "Prediction", "Sample", "ImageFolders", "as_sample", "DFMAError",
+           "InputError", "ImageError", "BundleError", "BackendUnavailable"]

@@ -16,3 +16,6 @@ def mnre_dir() -> Path:
     if not (SHARED_MNRE / "mnre_train.txt").is_file():
         pytest.skip(f"MNRE annotations not found at {SHARED_MNRE} (set DFMA_MNRE_DIR)")
     return SHARED_MNRE
+
+
+from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: E402,F401  (shared: one tiny bundle per session)

@@ -150,3 +150,12 @@ def test_text_only_training_shortcut_matches_full_path(tiny):
         model.eval()
         full = model(**x)
     torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("size", [(7, 7), (56, 56), (5, 3), (2, 2)])
+def test_pool_matrix_equals_adaptive_avg_pool(size):
+    from dfma.model.pfe import adaptive_pool_matrix
+    h, w = size
+    x = torch.randn(3, 4, h, w)
+    ours = (x.reshape(3, 4, h * w) @ adaptive_pool_matrix(h, w, 2)).reshape(3, 4, 2, 2)
+    torch.testing.assert_close(ours, torch.nn.functional.adaptive_avg_pool2d(x, 2), atol=1e-6, rtol=1e-6)

@@ -19,15 +19,27 @@ from dfma.config import DFMAConfig
 
 
 @lru_cache(maxsize=32)
-def adaptive_pool_matrix(height: int, width: int, grid: int) -> Tensor:
-    """(H*W, grid*grid) matrix equal to `adaptive_avg_pool2d(., grid)`: one MatMul in ONNX, exact bins."""
-    pool = torch.zeros(height * width, grid * grid)
+def _pool_weights(height: int, width: int, grid: int) -> tuple[tuple[int, int, float], ...]:
+    """(input cell, output cell, weight) triples of adaptive average pooling; cached as plain numbers."""
+    out = []
     for i in range(grid):
         r0, r1 = (i * height) // grid, -((-(i + 1) * height) // grid)
         for j in range(grid):
             c0, c1 = (j * width) // grid, -((-(j + 1) * width) // grid)
             cells = [r * width + c for r in range(r0, r1) for c in range(c0, c1)]
-            pool[cells, i * grid + j] = 1.0 / len(cells)
+            out.extend((cell, i * grid + j, 1.0 / len(cells)) for cell in cells)
+    return tuple(out)
+
+
+def adaptive_pool_matrix(height: int, width: int, grid: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """(H*W, grid*grid) matrix equal to `adaptive_avg_pool2d(., grid)`: one MatMul in ONNX, exact bins.
+
+    Built fresh on every call (only the index triples are cached): a cached tensor created while
+    tracing for export would be a fake tensor and poison later eager calls.
+    """
+    pool = torch.zeros(height * width, grid * grid, dtype=dtype)
+    rows, cols, weights = zip(*_pool_weights(height, width, grid))
+    pool[list(rows), list(cols)] = torch.tensor(weights, dtype=dtype)
     return pool
 
 
@@ -58,7 +70,7 @@ class PyramidFeatureExtraction(nn.Module):
         out = []
         for level, fmap in enumerate(feature_maps):
             n, c, h, w = fmap.shape
-            pooled = fmap.reshape(n, c, h * w) @ adaptive_pool_matrix(h, w, self.grid).to(fmap.dtype)
+            pooled = fmap.reshape(n, c, h * w) @ adaptive_pool_matrix(h, w, self.grid, fmap.dtype)
             out.append(self.level_proj[level](pooled.transpose(1, 2)) + self.level_embed[level] + self.cell_embed)
         tokens = self.token_norm(torch.cat(out, dim=1))
         return tokens.reshape(batch, -1, tokens.shape[1], tokens.shape[2])
