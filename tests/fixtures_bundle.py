@@ -65,11 +65,6 @@ def _export_in_test(model, tok, out: Path) -> None:
     torch.onnx.export(copy.deepcopy(model), tuple(ex.values()), str(out / "model.onnx"), input_names=list(ex),
                       output_names=["logits"], dynamic_shapes=dyn, opset_version=23, dynamo=True,
                       external_data=False, verbose=False)
-    # dfma.model.pfe.adaptive_pool_matrix is lru_cached: the export leaves FakeTensors in that cache,
-    # which the eager model would then return; drop them.
-    from dfma.model import pfe
-    if hasattr(pfe.adaptive_pool_matrix, "cache_clear"):
-        pfe.adaptive_pool_matrix.cache_clear()
     shutil.copy(out / "model.onnx", out / "model.ort.onnx")
     ids = special_ids(tok)
     files = {f: _sha(out / f) for f in ("model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt")}

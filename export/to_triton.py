@@ -1,0 +1,336 @@
+"""Turn a DFMA bundle into a Triton Inference Server model repository: ``python export/to_triton.py BUNDLE --out REPO``.
+
+Writes the network as an ``onnxruntime_onnx`` model (and as a ``tensorrt_plan`` model with ``--kind gpu``
+where the bundle holds an engine), two Python-backend models that run the runtime's own preprocessing and
+postprocessing (``dfma.runtime``), and an ensemble that takes raw requests (words, spans, image bytes)
+and returns the relation label and its probability. Every ``config.pbtxt`` is generated from the bundle's
+manifest (``dfma.export.triton_config``). The bundle is verified first (every sha256); the repository is
+built in a hidden sibling folder and renamed into place, so a failure leaves nothing behind. Exit status 0
+on success, 1 on a bundle or export error (nothing written), 2 on a usage error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# `python export/to_triton.py` puts export/ first on sys.path; import everything as dfma.export.* instead.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dfma.errors import BundleError, DFMAError, ExportError  # noqa: E402
+
+TEMPLATES = Path(__file__).resolve().parent / "triton_models"
+BUNDLE_DIR = "bundle"  # inside a Python model's version folder: the manifest and the files it needs
+VERSION = "1"
+CONTRACT_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_mask")  # what Preprocessor.collate makes
+NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class TritonOptions:
+    """Everything the command line can set."""
+
+    bundle: Path
+    out: Path
+    max_batch: int | None = None  # default: the manifest's limits.max_batch
+    instances: int = 1
+    kind: str = "cpu"
+    preprocess_instances: int = 2
+    queue_delay_us: int = 1000
+    name: str = "dfma"
+    precision: str = "fp32"
+    graph: str | None = None  # default: the runtime's choice for the kind and precision
+    engine: str | None = None
+    pad_to_max_length: bool = True
+    force: bool = False
+
+
+@dataclass
+class TritonResult:
+    """What was written: the repository, its models, and notes (what was skipped and why)."""
+
+    repository: Path
+    models: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    validated: bool = False
+
+
+def _check_options(opts: TritonOptions) -> None:
+    if opts.kind not in ("cpu", "gpu"):
+        raise ExportError(f"--kind must be cpu or gpu, got {opts.kind!r}")
+    for flag, value in (("--instances", opts.instances), ("--preprocess-instances", opts.preprocess_instances),
+                        ("--max-batch", 1 if opts.max_batch is None else opts.max_batch)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ExportError(f"{flag} must be a positive integer, got {value!r}")
+    if opts.queue_delay_us < 0:
+        raise ExportError(f"--queue-delay-us must be >= 0, got {opts.queue_delay_us}")
+    if not NAME_RE.match(opts.name):
+        raise ExportError(f"--name {opts.name!r}: use letters, digits, '_', '.', '-'")
+
+
+def _max_batch(opts: TritonOptions, manifest: dict) -> int:
+    limit = manifest["limits"].get("max_batch")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise BundleError(f"manifest.json: limits.max_batch must be a positive int, got {limit!r}")
+    if opts.max_batch is None:
+        return limit
+    if opts.max_batch > limit:
+        raise ExportError(f"--max-batch {opts.max_batch} exceeds the bundle's limits.max_batch {limit} "
+                          "(the largest batch its graphs were validated for)")
+    return opts.max_batch
+
+
+def choose_onnx_graph(manifest: dict, precision: str, kind: str) -> str:
+    """The bundle file the ``onnxruntime_onnx`` model serves: the runtime's first choice for that device."""
+    from dfma.runtime.ort_backend import CPU_ONLY_PRECISIONS, graph_candidates
+
+    if kind == "gpu" and precision in CPU_ONLY_PRECISIONS:
+        raise ExportError(f"--precision {precision} runs on the CPU only; use --kind cpu")
+    return graph_candidates(precision, manifest["files"], "cpu" if kind == "cpu" else "cuda")[0]
+
+
+def check_graph_io(path: Path, io: dict) -> None:
+    """Compare the ONNX graph's input/output names and ranks with the manifest (needs ``onnx``; else skipped)."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception as e:  # onnx raises DecodeError and friends
+        raise BundleError(f"{path}: not a readable ONNX model ({e})") from None
+    for key, values in (("inputs", graph.input), ("outputs", graph.output)):
+        actual = {v.name: len(v.type.tensor_type.shape.dim) for v in values}
+        wanted = {s["name"]: len(s["shape"]) for s in io[key]}
+        if actual != wanted:
+            raise BundleError(f"{path}: graph {key} {actual} (name: rank) do not match manifest.json io.{key} {wanted}")
+
+
+def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tuple[str, dict] | None:
+    """The engine entry to serve as ``tensorrt_plan`` (``--engine`` or the one of ``--precision``), or None."""
+    from dfma.runtime.trt_backend import engine_entries
+
+    engines = engine_entries(manifest["graphs"])
+    if opts.engine is not None and opts.engine not in engines:
+        raise ExportError(f"--engine {opts.engine!r}: the bundle's engines are {sorted(engines) or 'none'}")
+    if not engines:
+        return None
+    if opts.kind != "gpu":
+        notes.append(f"skipped TensorRT engine(s) {sorted(engines)}: --kind cpu (engines run on GPUs only)")
+        return None
+    if opts.engine is not None:
+        key = opts.engine
+    else:
+        matching = sorted(k for k, e in engines.items() if e.get("precision") == opts.precision)
+        if not matching:
+            notes.append(f"skipped TensorRT engine(s) {sorted(engines)}: none of precision {opts.precision}")
+            return None
+        key = matching[0]
+    entry = engines[key]
+    built = {k: entry.get(k) or (entry.get("build") or {}).get(k) for k in ("tensorrt_version", "gpu_name")}
+    notes.append(f"TensorRT engine {key!r} ({entry['file']}) built with TensorRT {built['tensorrt_version']} on "
+                 f"{built['gpu_name']}: Triton's TensorRT must be that exact version, on that GPU model")
+    return key, entry
+
+
+def _copy_verified(bundle, rel: str, dest: Path) -> None:
+    from dfma.runtime.bundle import sha256_file
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(bundle.path(rel), dest)
+    if sha256_file(dest) != bundle.manifest["files"][rel]["sha256"]:
+        raise BundleError(f"{bundle.folder / rel}: changed while being copied (sha256 mismatch)")
+
+
+def _template(name: str) -> str:
+    path = TEMPLATES / name
+    if not path.is_file():
+        raise ExportError(f"{path}: Python-backend model template missing (broken dfma install?)")
+    return path.read_text(encoding="utf-8")
+
+
+def _write_model(root: Path, name: str, config: dict) -> Path:
+    from dfma.export.triton_config import to_pbtxt
+
+    folder = root / name
+    (folder / VERSION).mkdir(parents=True, exist_ok=True)
+    (folder / "config.pbtxt").write_text(to_pbtxt(config), encoding="utf-8")
+    return folder / VERSION
+
+
+def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) -> None:
+    """Write every model folder of the repository under ``root``."""
+    from dfma.export import triton_config as tc
+
+    manifest, n = bundle.manifest, opts.name
+    io, labels = manifest["io"], manifest["labels"]
+    max_batch = _max_batch(opts, manifest)
+    pre, post, onnx_name = f"{n}_preprocess", f"{n}_postprocess", f"{n}_onnx"
+    inputs, _ = tc.io_tensors(io)  # malformed io: BundleError before anything is copied
+    if sorted(t["name"] for t in inputs) != sorted(CONTRACT_INPUTS):
+        raise BundleError(f"{bundle.folder / 'manifest.json'}: io.inputs are {[t['name'] for t in inputs]}; "
+                          f"the preprocess model produces {list(CONTRACT_INPUTS)} (docs/contract.md section 1)")
+
+    graph = opts.graph or choose_onnx_graph(manifest, opts.precision, opts.kind)
+    onnx_files = {g["file"] for g in manifest["graphs"].values() if str(g["file"]).endswith(".onnx")}
+    if graph not in onnx_files:
+        raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
+    check_graph_io(bundle.path(graph), io)
+    version = _write_model(root, onnx_name, tc.network_config(
+        onnx_name, io, platform="onnxruntime_onnx", filename="model.onnx", max_batch=max_batch,
+        instances=opts.instances, kind=opts.kind, queue_delay_us=opts.queue_delay_us))
+    _copy_verified(bundle, graph, version / "model.onnx")
+    result.notes.append(f"{onnx_name} serves {graph}")
+
+    tokenizer_files = [f for f in (manifest["preprocess"].get("tokenizer", "tokenizer.json"),
+                                   manifest["preprocess"].get("vocab", "vocab.txt")) if f in manifest["files"]]
+    if not tokenizer_files:
+        raise BundleError(f"{bundle.folder / 'manifest.json'}: lists no tokenizer.json or vocab.txt in files")
+    version = _write_model(root, pre, tc.preprocess_config(
+        pre, io, max_batch=max_batch, instances=opts.preprocess_instances,
+        pad_to_max_length=opts.pad_to_max_length))
+    (version / "model.py").write_text(_template("preprocess.py"), encoding="utf-8")
+    for rel in tokenizer_files:
+        _copy_verified(bundle, rel, version / BUNDLE_DIR / rel)
+    shutil.copyfile(bundle.folder / "manifest.json", version / BUNDLE_DIR / "manifest.json")
+
+    version = _write_model(root, post, tc.postprocess_config(
+        post, io, num_labels=len(labels), max_batch=max_batch, instances=opts.preprocess_instances))
+    (version / "model.py").write_text(_template("postprocess.py"), encoding="utf-8")
+    (version / BUNDLE_DIR).mkdir()
+    shutil.copyfile(bundle.folder / "manifest.json", version / BUNDLE_DIR / "manifest.json")
+
+    _write_model(root, n, tc.ensemble_config(n, io, num_labels=len(labels), max_batch=max_batch,
+                                             preprocess=pre, network=onnx_name, postprocess=post))
+    result.models += [n, pre, onnx_name, post]
+
+    engine = choose_engine(manifest, opts, result.notes)
+    if engine is not None:
+        key, entry = engine
+        plan, trt_ensemble = f"{n}_plan", f"{n}_trt"
+        try:
+            engine_max = int(entry.get("max_batch") or (entry.get("profile") or {}).get("max_batch") or max_batch)
+        except (TypeError, ValueError, AttributeError):
+            raise BundleError(f"manifest.json: graphs[{key!r}]: unreadable max_batch / profile") from None
+        version = _write_model(root, plan, tc.network_config(
+            plan, entry.get("io") or io, platform="tensorrt_plan", filename="model.plan",
+            max_batch=min(max_batch, engine_max), instances=opts.instances, kind="gpu",
+            queue_delay_us=opts.queue_delay_us))
+        _copy_verified(bundle, entry["file"], version / "model.plan")
+        _write_model(root, trt_ensemble, tc.ensemble_config(
+            trt_ensemble, io, num_labels=len(labels), max_batch=min(max_batch, engine_max),
+            preprocess=pre, network=plan, postprocess=post))
+        result.models += [trt_ensemble, plan]
+
+
+def validate_repository(root: Path) -> bool:
+    """Parse every ``config.pbtxt`` with Triton's schema (when tritonclient is installed); ExportError if bad."""
+    from dfma.export.triton_config import validate_pbtxt
+
+    checked = [validate_pbtxt(p.read_text(encoding="utf-8"), where=str(p)) for p in sorted(root.glob("*/config.pbtxt"))]
+    return bool(checked) and all(checked)
+
+
+def build_repository(opts: TritonOptions) -> TritonResult:
+    """Verify the bundle, write the repository atomically; raises BundleError / ExportError (nothing written)."""
+    from dfma.export.bundle import _swap_into_place, check_target, normalize_modes
+    from dfma.runtime.bundle import open_bundle
+
+    _check_options(opts)
+    bundle = open_bundle(opts.bundle)  # every sha256 checked
+    out = check_target(opts.out, force=opts.force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    result = TritonResult(repository=out)
+    try:
+        try:
+            write_models(tmp, bundle, opts, result)
+        except OSError as e:
+            raise ExportError(f"{out}: cannot write the repository ({e})") from None
+        result.validated = validate_repository(tmp)
+        info = {"generator": "export/to_triton.py", "bundle": str(bundle.folder.resolve()),
+                "created": bundle.manifest.get("created"), "models": result.models, "notes": result.notes,
+                "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}}
+        (tmp / "dfma_repository.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+        normalize_modes(tmp)
+        if out.exists() and not opts.force:
+            raise ExportError(f"{out}: appeared while writing; refusing to replace it without --force")
+        try:
+            _swap_into_place(tmp, out)
+        except OSError as e:
+            raise ExportError(f"{out}: cannot move the repository into place ({e.strerror or e})") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every option documented in --help)."""
+    p = argparse.ArgumentParser(prog="python export/to_triton.py", description=__doc__.split("\n\n")[0],
+                                epilog="layout, docker run line and client: docs/triton.md")
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="bundle folder (export/to_onnx.py output)")
+    p.add_argument("--out", type=Path, required=True, metavar="REPO", help="model repository to create")
+    p.add_argument("--max-batch", type=int, default=None, metavar="N",
+                   help="max_batch_size of every model (default and upper bound: the manifest's limits.max_batch)")
+    p.add_argument("--instances", type=int, default=1, metavar="N",
+                   help="instances of the network per device (instance_group count; default 1)")
+    p.add_argument("--kind", choices=("cpu", "gpu"), default="cpu",
+                   help="where the network runs: KIND_CPU or KIND_GPU (default cpu); gpu adds the TensorRT "
+                        "engine, if the bundle has one")
+    p.add_argument("--preprocess-instances", type=int, default=2, metavar="N",
+                   help="instances of each Python-backend model (always on the CPU; default 2)")
+    p.add_argument("--queue-delay-us", type=int, default=1000, metavar="US",
+                   help="dynamic batcher's max_queue_delay_microseconds (default 1000)")
+    p.add_argument("--name", default="dfma", help="ensemble name and prefix of the other models (default dfma)")
+    p.add_argument("--precision", default="fp32",
+                   help="which ONNX graph (and engine) to serve: fp32, fp16, int8, int8-dynamic (default fp32)")
+    p.add_argument("--graph", default=None, metavar="FILE",
+                   help="bundle ONNX file to serve (default: what dfma.runtime runs for --precision: the fused "
+                        "model.ort.onnx on CPU, the portable opset-23 model.onnx on GPU)")
+    p.add_argument("--engine", default=None, metavar="KEY", help="manifest graphs key of the TensorRT engine to serve")
+    p.add_argument("--variable-length", action="store_true",
+                   help="pad each request only to its own longest row instead of the bundle's max_length "
+                        "(less padding, but Triton batches only requests of equal length)")
+    p.add_argument("--force", action="store_true", help="replace REPO if it exists (atomically, at the end)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, build the repository, print a summary; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    opts = TritonOptions(bundle=args.bundle, out=args.out, max_batch=args.max_batch, instances=args.instances,
+                         kind=args.kind, preprocess_instances=args.preprocess_instances,
+                         queue_delay_us=args.queue_delay_us, name=args.name, precision=args.precision,
+                         graph=args.graph, engine=args.engine, pad_to_max_length=not args.variable_length,
+                         force=args.force)
+    try:
+        _check_options(opts)
+    except ExportError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    try:
+        result = build_repository(opts)
+    except DFMAError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    for note in result.notes:
+        print(f"note: {note}")
+    checked = "checked against Triton's schema" if result.validated else "not schema-checked (no tritonclient)"
+    print(f"models: {', '.join(result.models)}  (config.pbtxt {checked})")
+    print(f"repository: {result.repository}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

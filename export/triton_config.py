@@ -1,0 +1,294 @@
+"""Triton ``config.pbtxt`` files for a DFMA bundle, generated from its manifest (no Triton needed).
+
+Four kinds of model make up a repository (``export/to_triton.py``):
+
+- the network: ``onnxruntime_onnx`` or ``tensorrt_plan``, its inputs/outputs copied from the manifest's
+  ``io`` section (names, dtypes, dims without the batch axis, ``-1`` for dynamic axes), with
+  ``max_batch_size``, ``dynamic_batching`` and ``instance_group``;
+- ``<name>_preprocess`` (Python backend): raw request tensors (:data:`RAW_INPUTS`) -> the network inputs;
+- ``<name>_postprocess`` (Python backend): ``logits`` -> :data:`RESULT_OUTPUTS`;
+- ``<name>`` (ensemble): raw request -> preprocess -> network -> postprocess -> result.
+
+Configs are built as nested dicts and written by :func:`to_pbtxt` (protobuf text format); tests parse
+them with Triton's own schema (``tritonclient.grpc.model_config_pb2``), and :func:`validate_pbtxt` does
+so at export time when ``tritonclient`` is installed.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dfma.errors import BundleError, ExportError
+
+BATCH_AXIS = "batch"
+DTYPES = {  # manifest dtype -> Triton data type
+    "bool": "TYPE_BOOL", "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32", "int64": "TYPE_INT64", "float16": "TYPE_FP16", "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64", "bfloat16": "TYPE_BF16", "string": "TYPE_STRING", "bytes": "TYPE_STRING",
+}
+DEFAULT_QUEUE_DELAY_US = 1000
+PAD_PARAMETER = "pad_to_max_length"
+
+
+@dataclass(frozen=True)
+class Enum:
+    """A protobuf enum value (written unquoted)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    """One tensor of the ensemble's request/response interface (dims exclude the batch axis)."""
+
+    name: str
+    data_type: str
+    dims: tuple[int, ...]
+    optional: bool = False
+    doc: str = ""
+
+    def config(self) -> dict:
+        """The ``input``/``output`` entry."""
+        out: dict[str, Any] = {"name": self.name, "data_type": Enum(self.data_type), "dims": list(self.dims)}
+        if self.optional:
+            out["optional"] = True
+        return out
+
+
+RAW_INPUTS = (
+    RawTensor("TOKENS", "TYPE_STRING", (-1,), doc="the sentence's words, UTF-8 (MNRE 'token'); rows of a "
+              "multi-sample request are right-padded with empty strings, which are ignored"),
+    RawTensor("HEAD", "TYPE_INT64", (2,), doc="head entity word span [start, end), end exclusive"),
+    RawTensor("TAIL", "TYPE_INT64", (2,), doc="tail entity word span [start, end), end exclusive"),
+    RawTensor("IMAGE", "TYPE_STRING", (1,), doc="the post's image file bytes (JPEG, PNG, ...); empty = no image"),
+    RawTensor("CROPS", "TYPE_STRING", (-1,), optional=True,
+              doc="up to num_crops object-crop file bytes; empty = that slot absent; the input may be left out"),
+)
+LOGITS_INPUT = "logits"
+
+
+def result_outputs(num_labels: int) -> tuple[RawTensor, ...]:
+    """The ensemble's (and the postprocess model's) outputs for ``num_labels`` relations."""
+    return (
+        RawTensor("LABEL", "TYPE_STRING", (1,), doc="the top-1 relation name, UTF-8"),
+        RawTensor("PROBABILITY", "TYPE_FP32", (1,), doc="its softmax probability"),
+        RawTensor("PROBABILITIES", "TYPE_FP32", (num_labels,), doc="every relation's probability, label order"),
+    )
+
+
+# ---------------------------------------------------------------- manifest io -> Triton tensors
+
+def triton_dtype(dtype: Any, *, where: str) -> str:
+    """The Triton ``TYPE_*`` of a manifest dtype; BundleError naming ``where`` for an unknown one."""
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        raise BundleError(f"manifest.json: {where}: dtype {dtype!r} has no Triton type "
+                          f"(known: {sorted(DTYPES)})")
+    return DTYPES[dtype]
+
+
+def tensor_config(spec: Any, *, where: str) -> dict:
+    """A manifest ``io`` entry as a batched Triton tensor: the batch axis dropped, other names -> -1.
+
+    The first axis must be the symbolic ``batch`` (Triton's ``max_batch_size`` adds it back); every other
+    axis is a positive int or a symbolic name. Raises BundleError naming the entry and the field.
+    """
+    if not isinstance(spec, Mapping):
+        raise BundleError(f"manifest.json: {where}: expected an object with name, dtype and shape")
+    name, shape = spec.get("name"), spec.get("shape")
+    if not isinstance(name, str) or not name:
+        raise BundleError(f"manifest.json: {where}: field 'name' must be a non-empty string, got {name!r}")
+    if not isinstance(shape, list) or not shape:
+        raise BundleError(f"manifest.json: {where} ({name}): field 'shape' must be a non-empty list, got {shape!r}")
+    if shape[0] != BATCH_AXIS:
+        raise BundleError(f"manifest.json: {where} ({name}): the first axis must be the dynamic "
+                          f"{BATCH_AXIS!r} axis, got {shape[0]!r}")
+    dims = []
+    for i, d in enumerate(shape[1:], start=1):
+        if isinstance(d, str) and d:
+            dims.append(-1)
+        elif isinstance(d, int) and not isinstance(d, bool) and d > 0:
+            dims.append(d)
+        else:
+            raise BundleError(f"manifest.json: {where} ({name}): axis {i} is {d!r}; expected a positive int "
+                              "or a symbolic name")
+    return {"name": name, "data_type": Enum(triton_dtype(spec.get("dtype"), where=f"{where} ({name})")),
+            "dims": dims}
+
+
+def io_tensors(io: Any) -> tuple[list[dict], list[dict]]:
+    """``(inputs, outputs)`` Triton tensor configs of a manifest ``io`` section (BundleError if malformed)."""
+    if not isinstance(io, Mapping):
+        raise BundleError("manifest.json: field 'io' must be an object with 'inputs' and 'outputs'")
+    result = []
+    for key in ("inputs", "outputs"):
+        specs = io.get(key)
+        if not isinstance(specs, list) or not specs:
+            raise BundleError(f"manifest.json: io.{key} must be a non-empty list, got {specs!r:.80}")
+        tensors = [tensor_config(s, where=f"io.{key}[{i}]") for i, s in enumerate(specs)]
+        names = [t["name"] for t in tensors]
+        if len(set(names)) != len(names):
+            raise BundleError(f"manifest.json: io.{key} repeats a name: {names}")
+        result.append(tensors)
+    if len(result[1]) != 1:
+        raise BundleError(f"manifest.json: io.outputs must hold exactly the logits, got {len(result[1])} outputs")
+    return result[0], result[1]
+
+
+# ---------------------------------------------------------------- model configs
+
+def preferred_batch_sizes(max_batch: int) -> list[int]:
+    """Batch sizes the dynamic batcher tries to form: a quarter, half and all of ``max_batch``."""
+    return sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
+
+
+def _instance_group(count: int, kind: str) -> list[dict]:
+    if kind not in ("cpu", "gpu"):
+        raise ExportError(f"--kind must be cpu or gpu, got {kind!r}")
+    return [{"count": count, "kind": Enum("KIND_GPU" if kind == "gpu" else "KIND_CPU")}]
+
+
+def network_config(name: str, io: Mapping, *, platform: str, filename: str, max_batch: int, instances: int,
+                   kind: str, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US) -> dict:
+    """The ``onnxruntime_onnx`` / ``tensorrt_plan`` model: manifest IO, dynamic batching, instances."""
+    if platform not in ("onnxruntime_onnx", "tensorrt_plan"):
+        raise ExportError(f"unsupported platform {platform!r}")
+    inputs, outputs = io_tensors(io)
+    return {
+        "name": name, "platform": platform, "max_batch_size": max_batch,
+        "input": inputs, "output": outputs,
+        "dynamic_batching": {"preferred_batch_size": preferred_batch_sizes(max_batch),
+                             "max_queue_delay_microseconds": queue_delay_us},
+        "instance_group": _instance_group(instances, kind),
+        "default_model_filename": filename,
+    }
+
+
+def _parameters(values: Mapping[str, str]) -> list[dict]:
+    return [{"key": k, "value": {"string_value": v}} for k, v in values.items()]
+
+
+def preprocess_config(name: str, io: Mapping, *, max_batch: int, instances: int, pad_to_max_length: bool) -> dict:
+    """The Python-backend model: :data:`RAW_INPUTS` -> the network's inputs (same names, dtypes, dims)."""
+    inputs, _ = io_tensors(io)
+    return {
+        "name": name, "backend": "python", "max_batch_size": max_batch,
+        "input": [t.config() for t in RAW_INPUTS], "output": inputs,
+        "instance_group": _instance_group(instances, "cpu"),
+        "parameters": _parameters({PAD_PARAMETER: "true" if pad_to_max_length else "false"}),
+    }
+
+
+def postprocess_config(name: str, io: Mapping, *, num_labels: int, max_batch: int, instances: int) -> dict:
+    """The Python-backend model: the network's logits -> :func:`result_outputs`."""
+    _, outputs = io_tensors(io)
+    logits = outputs[0]
+    if logits["dims"] != [num_labels] or logits["data_type"].name != "TYPE_FP32":
+        raise BundleError(f"manifest.json: io.outputs[0] ({logits['name']}): expected float32 "
+                          f"[batch, {num_labels}] for {num_labels} labels, got "
+                          f"{logits['data_type'].name} dims {logits['dims']}")
+    return {
+        "name": name, "backend": "python", "max_batch_size": max_batch,
+        "input": [logits], "output": [t.config() for t in result_outputs(num_labels)],
+        "instance_group": _instance_group(instances, "cpu"),
+    }
+
+
+def ensemble_config(name: str, io: Mapping, *, num_labels: int, max_batch: int, preprocess: str,
+                    network: str, postprocess: str) -> dict:
+    """The ensemble wiring preprocess -> network -> postprocess (no instance_group: ensembles take none).
+
+    Internal tensors carry the network's own input/output names.
+    """
+    inputs, outputs = io_tensors(io)
+
+    def same(names: Sequence[str]) -> list[dict]:
+        return [{"key": n, "value": n} for n in names]
+
+    graph_in, logits = [t["name"] for t in inputs], outputs[0]["name"]
+    raw = [t.name for t in RAW_INPUTS]
+    results = [t.name for t in result_outputs(num_labels)]
+    steps = [
+        {"model_name": preprocess, "model_version": -1, "input_map": same(raw), "output_map": same(graph_in)},
+        {"model_name": network, "model_version": -1, "input_map": same(graph_in), "output_map": same([logits])},
+        {"model_name": postprocess, "model_version": -1, "input_map": same([logits]),
+         "output_map": same(results)},
+    ]
+    return {
+        "name": name, "platform": "ensemble", "max_batch_size": max_batch,
+        "input": [t.config() for t in RAW_INPUTS],
+        "output": [t.config() for t in result_outputs(num_labels)],
+        "ensemble_scheduling": {"step": steps},
+    }
+
+
+# ---------------------------------------------------------------- text format
+
+def _quote(text: str) -> str:
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\{ord(ch):03o}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, Enum):
+        return value.name
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ExportError(f"config value {value!r} is not finite")
+        return repr(value)
+    if isinstance(value, str):
+        return _quote(value)
+    raise ExportError(f"cannot write {type(value).__name__} {value!r} to a config.pbtxt")
+
+
+def _lines(message: Mapping, indent: int) -> list[str]:
+    pad, lines = "  " * indent, []
+    for key, value in message.items():
+        if isinstance(value, Mapping):
+            lines += [f"{pad}{key} {{", *_lines(value, indent + 1), f"{pad}}}"]
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, Mapping) for v in value):
+            lines.append(f"{pad}{key} [")
+            for i, item in enumerate(value):
+                lines += [f"{pad}  {{", *_lines(item, indent + 2), f"{pad}  }}{',' if i < len(value) - 1 else ''}"]
+            lines.append(f"{pad}]")
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"{pad}{key}: [ {', '.join(_scalar(v) for v in value)} ]")
+        else:
+            lines.append(f"{pad}{key}: {_scalar(value)}")
+    return lines
+
+
+def to_pbtxt(config: Mapping) -> str:
+    """A config dict (scalars, :class:`Enum`, dicts, lists) in protobuf text format, newline-terminated."""
+    return "\n".join(_lines(config, 0)) + "\n"
+
+
+def validate_pbtxt(text: str, *, where: str) -> bool:
+    """Parse ``text`` with Triton's ``ModelConfig`` schema when ``tritonclient`` is installed.
+
+    Returns False when it is not (nothing checked); raises ExportError naming ``where`` on a parse error.
+    """
+    try:
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+    except Exception:  # tritonclient or protobuf absent or incompatible: the tests check the schema
+        return False
+    try:
+        text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as e:
+        raise ExportError(f"{where}: generated config does not match Triton's schema ({e})") from None
+    return True
