@@ -41,6 +41,7 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=Non
         raise CheckpointError(f"{folder}: already exists")
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes 0700; a checkpoint is meant to be shared
     try:
         model.config.save(tmp / CONFIG_FILE)
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}

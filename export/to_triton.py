@@ -249,6 +249,7 @@ def build_repository(opts: TritonOptions) -> TritonResult:
     out = check_target(opts.out, force=opts.force)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp.chmod(0o755)
     result = TritonResult(repository=out)
     try:
         try:

@@ -29,7 +29,13 @@ def merge_heads(x: Tensor) -> Tensor:
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, num_heads: int) -> Tensor:
-    """Multi-head attention of projected q (B,Lq,W) over k, v (B,Lk,W) with additive key bias (B,1,1,Lk)."""
+    """Multi-head attention of projected q (B,Lq,W) over k, v (B,Lk,W) with additive key bias (B,1,1,Lk).
+
+    The bias is expanded to (B, 1, Lq, Lk) first (a view: the same numbers, eager results unchanged):
+    ONNX Runtime's kernel for the opset-23 `Attention` op rejects a mask whose query dimension is 1
+    instead of broadcasting it, so the exported graph must carry the full query dimension.
+    """
+    bias = bias.expand(-1, -1, q.shape[1], -1)
     out = F.scaled_dot_product_attention(
         split_heads(q, num_heads), split_heads(k, num_heads), split_heads(v, num_heads), attn_mask=bias
     )

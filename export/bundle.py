@@ -1,0 +1,242 @@
+"""Write bundle folders atomically: build beside the target, hash every file, rename into place.
+
+:class:`BundleWriter` creates a fresh bundle; :func:`update_bundle` adds or replaces files in an existing
+one (the precision step writes ``model.fp16.onnx`` / ``model.int8*.onnx`` this way) and re-writes the
+manifest with the same hashing. Either leaves no half bundle: until the final rename the work lives in a
+hidden sibling folder that is removed on any failure. Reading and verification live in
+``dfma.runtime.bundle`` (torch-free), re-exported here for convenience.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+
+from dfma.errors import BundleError, ExportError
+from dfma.runtime.bundle import (FORMAT, FORMAT_VERSION, MANIFEST, check_relative_path, open_bundle,
+                                 read_manifest, sha256_file, verify_bundle)
+
+__all__ = ["BundleWriter", "check_target", "update_bundle", "hash_files", "write_manifest", "swap_into_place",
+           "normalize_modes",
+           "read_manifest", "verify_bundle", "open_bundle", "FORMAT", "FORMAT_VERSION", "MANIFEST"]
+
+
+def check_target(out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Refuse an existing target (unless ``force``) or one whose parent cannot be written; ExportError."""
+    out = Path(out).absolute()
+    if out.exists() or out.is_symlink():
+        if not force:
+            raise ExportError(f"{out}: output folder already exists (pass --force to replace it)")
+        if not out.is_dir() or out.is_symlink():
+            raise ExportError(f"{out}: exists and is not a folder; refusing to replace it even with --force")
+    ancestor = out.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ExportError(f"{ancestor}: is not a folder, cannot create {out}")
+    try:  # a real probe: access() says yes to root even on read-only file systems
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=ancestor))
+    except OSError as exc:
+        raise ExportError(f"{ancestor}: not writable ({exc.strerror or exc}), cannot create {out}") from None
+    return out
+
+
+def hash_files(folder: Path) -> dict[str, dict]:
+    """``relative path -> {sha256, bytes}`` for every regular file under ``folder`` but the manifest."""
+    files = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        rel = path.relative_to(folder).as_posix()
+        if rel != MANIFEST:
+            files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return files
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def normalize_modes(folder: Path) -> None:
+    """Give the folder tree ordinary permissions (temp files and folders are created owner-only)."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for path in folder.rglob("*"):
+        if not path.is_symlink():
+            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def write_manifest(folder: Path, manifest: Mapping) -> None:
+    """Write ``manifest.json`` (sorted keys stay as given; 2-space indent) and fsync it."""
+    text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    path = folder / MANIFEST
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+swap_into_place = _swap_into_place  # public name (export/to_triton.py uses the folder swap too)
+
+
+class BundleWriter:
+    """Context manager that builds a bundle in a hidden sibling folder and renames it into place.
+
+    >>> with BundleWriter("bundles/tiny", force=False) as w:
+    ...     save_graph(model, w.path("model.onnx"))
+    ...     w.commit(manifest)      # hashes every file, writes manifest.json, renames
+    Leaving the block without :meth:`commit` (or by an exception) removes everything it wrote, including
+    parent folders it had to create.
+    """
+
+    def __init__(self, out: str | os.PathLike, *, force: bool = False):
+        """Check the target now (ExportError when it exists without ``force`` or is not writable)."""
+        self.out = check_target(out, force=force)
+        self.force = force
+        self.tmp: Path | None = None
+        self._created: list[Path] = []
+        self.committed = False
+
+    def __enter__(self) -> "BundleWriter":
+        missing, parent = [], self.out.parent
+        while not parent.exists():
+            missing.append(parent)
+            parent = parent.parent
+        try:
+            for folder in reversed(missing):
+                folder.mkdir()
+                self._created.append(folder)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+            self.tmp.chmod(0o755)  # mkdtemp makes 0700; a bundle is meant to be shipped
+        except OSError as exc:
+            self._cleanup()
+            raise ExportError(f"{self.out}: cannot create the output folder ({exc.strerror or exc})") from None
+        return self
+
+    def path(self, rel: str) -> Path:
+        """Where to write bundle file ``rel`` (inside the temporary folder); creates its sub-folders."""
+        if self.tmp is None:
+            raise ExportError("BundleWriter.path() called outside its `with` block")
+        check_relative_path(rel, where="bundle file")
+        target = self.tmp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def commit(self, manifest: Mapping) -> Path:
+        """Hash the files, write the manifest (its ``files`` filled in), rename into place; returns ``out``."""
+        if self.tmp is None:
+            raise ExportError("BundleWriter.commit() called outside its `with` block")
+        manifest = dict(manifest)
+        manifest["files"] = hash_files(self.tmp)
+        for key, graph in manifest.get("graphs", {}).items():
+            if graph.get("file") not in manifest["files"]:
+                raise ExportError(f"manifest graphs[{key!r}]: file {graph.get('file')!r} was not written")
+        write_manifest(self.tmp, manifest)
+        read_manifest(self.tmp)  # the reader the runtimes use must accept what we wrote
+        normalize_modes(self.tmp)
+        if self.out.exists() and not self.force:
+            raise ExportError(f"{self.out}: appeared while exporting; refusing to replace it without --force")
+        try:
+            _swap_into_place(self.tmp, self.out)
+        except OSError as exc:
+            raise ExportError(f"{self.out}: cannot move the bundle into place ({exc.strerror or exc})") from None
+        self.committed = True
+        self.tmp = None
+        return self.out
+
+    def _cleanup(self) -> None:
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        for folder in reversed(self._created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self._created = []
+
+    def __exit__(self, *exc) -> None:
+        if not self.committed:
+            self._cleanup()
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.PathLike],
+                  update: Callable[[dict], dict | None] | Mapping | None = None, *,
+                  remove: Iterable[str] = (), verify: bool = True) -> dict:
+    """Add or replace files in an existing bundle and re-write its manifest, atomically.
+
+    ``new_files`` maps bundle-relative names (``model.fp16.onnx``, ``engines/x.plan``) to source paths;
+    ``remove`` names files to drop. ``update`` is either a function that edits the manifest dict in place
+    (or returns a new one) or a mapping merged one level deep (e.g. ``{"graphs": {"fp16": {...}},
+    "parity": {"fp16": {...}}}``). The existing files are verified first (``verify``); ``files`` is
+    recomputed from what the new folder holds. Returns the new manifest. Raises BundleError.
+    """
+    folder = Path(folder)
+    manifest = verify_bundle(folder) if verify else read_manifest(folder)
+    removed = set(remove)
+    for rel in list(new_files) + list(removed):
+        check_relative_path(rel, where="update_bundle")
+        if rel == MANIFEST:
+            raise BundleError(f"{folder}: update_bundle cannot replace {MANIFEST} as a file")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    tmp.chmod(0o755)
+    try:
+        for rel in manifest["files"]:
+            if rel not in new_files and rel not in removed:
+                _link_or_copy(folder / rel, tmp / rel)
+        for rel, src in new_files.items():
+            src = Path(src)
+            if not src.is_file():
+                raise BundleError(f"{src}: source of bundle file {rel!r} is missing")
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, tmp / rel)
+        new = copy.deepcopy(manifest)
+        if callable(update):
+            new = update(new) or new
+        elif update:
+            for key, value in update.items():
+                if isinstance(value, Mapping) and isinstance(new.get(key), dict):
+                    new[key].update(copy.deepcopy(dict(value)))
+                else:
+                    new[key] = copy.deepcopy(value)
+        new["files"] = hash_files(tmp)
+        for key, graph in list(new.get("graphs", {}).items()):
+            if graph.get("file") in removed:
+                del new["graphs"][key]
+                new.get("parity", {}).pop(key, None)
+        write_manifest(tmp, new)
+        read_manifest(tmp)
+        normalize_modes(tmp)
+        _swap_into_place(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return new

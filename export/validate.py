@@ -1,0 +1,148 @@
+"""Eager vs ONNX parity, Polygraphy-style: a runner per graph, one comparator, many shapes.
+
+Every case (batch x length x crops) draws fresh random inputs (contract-valid, both entities in every
+row, NaN pixels in absent image slots), runs the eager model once and every graph on the same feeds, and
+compares the logits: max abs error, max relative error (``max|graph - eager| / max|eager|``, i.e.
+relative to the largest reference logit of the case) and top-1 agreement (rows whose argmax matches).
+A graph passes when ``max_abs_error <= atol`` and top-1 agreement is 1.0 at every case.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dfma.errors import ExportError
+from dfma.export.io_spec import MIN_LENGTH, random_inputs
+
+VALIDATION_BATCHES = (1, 3, 7)
+VALIDATION_LENGTHS = (8, 33)  # plus the maximum length
+DEFAULT_ATOL = 1e-4
+
+
+@dataclass(frozen=True)
+class ParityCase:
+    """One validated shape."""
+
+    batch: int
+    length: int
+    crops: bool
+
+
+def parity_cases(max_batch: int, max_length: int, *, exclude: tuple[int, int] | None = None) -> list[ParityCase]:
+    """batch {1, 3, 7} x length {8, 33, max} x crops {with, without}, within the limits.
+
+    ``exclude`` (the export example's (batch, length)) is never validated: parity must hold elsewhere.
+    """
+    batches = sorted({b for b in VALIDATION_BATCHES if b <= max_batch} | {min(max_batch, VALIDATION_BATCHES[-1])})
+    lengths = sorted({n for n in VALIDATION_LENGTHS if MIN_LENGTH <= n <= max_length} | {max_length})
+    return [ParityCase(b, n, c) for b in batches for n in lengths for c in (True, False)
+            if exclude is None or (b, n) != exclude]
+
+
+def make_session(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session on ``path`` (ExportError naming the file if it does not load)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ExportError(f"{Path(path).name}: ONNX Runtime cannot load it: {str(exc)[:1000]}") from None
+
+
+def eager_runner(model) -> Callable[[dict], np.ndarray]:
+    """feeds (numpy) -> eager logits (numpy float32)."""
+    import torch
+
+    def run(feeds: dict) -> np.ndarray:
+        with torch.no_grad():
+            out = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
+        return out.detach().float().numpy()
+
+    return run
+
+
+def session_runner(session) -> Callable[[dict], np.ndarray]:
+    """feeds -> logits from an ONNX Runtime session."""
+    names = [i.name for i in session.get_inputs()]
+
+    def run(feeds: dict) -> np.ndarray:
+        return session.run(["logits"], {k: feeds[k] for k in names})[0]
+
+    return run
+
+
+def compare(reference: np.ndarray, actual: np.ndarray) -> dict:
+    """Max abs error, max relative error (to the largest |reference|) and top-1 agreement of two logit arrays."""
+    if actual.shape != reference.shape:
+        raise ExportError(f"logits shape {actual.shape} != eager {reference.shape}")
+    ref, act = reference.astype(np.float64), actual.astype(np.float64)
+    finite = bool(np.isfinite(act).all())
+    diff = np.abs(act - ref) if finite else np.full(ref.shape, np.inf)
+    scale = max(float(np.abs(ref).max()), np.finfo(np.float32).tiny)
+    agree = float((act.argmax(-1) == ref.argmax(-1)).mean()) if finite else 0.0
+    return {"max_abs_error": float(diff.max()), "max_rel_error": float(diff.max() / scale),
+            "top1_agreement": agree}
+
+
+def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], cases: list[ParityCase], *,
+               seed: int, atol: float = DEFAULT_ATOL, progress: bool = True) -> dict[str, dict]:
+    """Validate every graph against the eager model on every case; returns the manifest ``parity`` section."""
+    from tqdm.auto import tqdm
+
+    eager = eager_runner(model)
+    runners = {key: session_runner(make_session(path)) for key, path in graphs.items()}
+    per_case: dict[str, list[dict]] = {key: [] for key in graphs}
+    rng = np.random.default_rng(seed)
+    bar = tqdm(cases, desc="validating", unit="shape", disable=not progress, leave=False,
+               file=os.sys.stderr)
+    for case in bar:
+        bar.set_postfix_str(f"batch {case.batch} len {case.length} {'crops' if case.crops else 'no crops'}")
+        feeds = random_inputs(cfg, special, case.batch, case.length, crops=case.crops, rng=rng)
+        reference = eager(feeds)
+        if not np.isfinite(reference).all():
+            raise ExportError(f"eager logits are not finite at {case} (NaN leaked from absent images?)")
+        for key, run in runners.items():
+            try:
+                actual = run(feeds)
+            except Exception as exc:
+                raise ExportError(f"{graphs[key].name}: fails at batch {case.batch}, length {case.length}: "
+                                  f"{str(exc)[:1000]}") from None
+            per_case[key].append({**asdict(case), **compare(reference, actual)})
+    return {key: summarize(rows, atol=atol, seed=seed) for key, rows in per_case.items()}
+
+
+def summarize(rows: list[dict], *, atol: float, seed: int) -> dict:
+    """Aggregate per-case rows into a graph's parity record."""
+    samples = sum(r["batch"] for r in rows)
+    agree = sum(r["top1_agreement"] * r["batch"] for r in rows) / max(samples, 1)
+    worst_abs = max((r["max_abs_error"] for r in rows), default=0.0)
+    return {
+        "passed": bool(worst_abs <= atol and all(r["top1_agreement"] == 1.0 for r in rows)),
+        "atol": atol,
+        "max_abs_error": worst_abs,
+        "max_rel_error": max((r["max_rel_error"] for r in rows), default=0.0),
+        "top1_agreement": agree,
+        "samples": samples,
+        "seed": seed,
+        "inputs": "random contract-valid feeds, fresh per case; NaN pixels in absent image slots",
+        "cases": rows,
+    }
+
+
+def require_parity(parity: Mapping[str, dict], files: Mapping[str, str]) -> None:
+    """ExportError naming the graph and its worst case when any graph failed validation."""
+    for key, record in parity.items():
+        if not record["passed"]:
+            worst = max(record["cases"], key=lambda r: (r["top1_agreement"] < 1.0, r["max_abs_error"]))
+            raise ExportError(
+                f"{files.get(key, key)}: parity failed: max abs error {record['max_abs_error']:.3g} "
+                f"(atol {record['atol']:g}), top-1 agreement {record['top1_agreement']:.4f}; worst at batch "
+                f"{worst['batch']}, length {worst['length']}, crops {worst['crops']}")
