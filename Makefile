@@ -6,8 +6,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(VENV)/bin/pip
 CPP_BUILD := runtime/cpp/build
+# A separate environment for the Triton server test: nvidia-pytriton ships a real tritonserver binary,
+# and its Python-backend stub needs numpy < 2 (docs/triton.md).
+TRITON_VENV := .venv-triton
 
-.PHONY: demo test setup pytest cpp-test clean
+.PHONY: demo test setup triton-env pytest cpp-test clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,21 +20,30 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 setup: $(VENV)/.installed
 
+$(TRITON_VENV)/.installed:
+	test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install -q nvidia-pytriton==0.7.0 tokenizers==0.23.3 pillow==13.0.0 \
+		onnxruntime==1.32.0 numpy==1.26.4 protobuf==6.33.6
+	touch $@
+
+triton-env: $(TRITON_VENV)/.installed
+
 demo: setup
 	$(PY) export/to_onnx.py --out bundles/base --force
 	$(PY) export/to_precision.py bundles/base
 	$(PY) benchmarks/latency.py --bundle bundles/base --quick-sweep
 
 cpp-test: setup
+	dpkg -s libjpeg-dev libpng-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libjpeg-dev libpng-dev; }
 	bash runtime/cpp/scripts/fetch_deps.sh
 	cmake -S runtime/cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(CPP_BUILD) -j2
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
 
-pytest: setup
-	$(PY) -m pytest -q -ra
+pytest: setup triton-env
+	DFMA_TRITON_VENV=$(CURDIR)/$(TRITON_VENV) $(PY) -m pytest -q -ra
 
 test: cpp-test pytest
 
 clean:
-	rm -rf $(CPP_BUILD) bundles runs
+	rm -rf $(CPP_BUILD) bundles runs $(TRITON_VENV)

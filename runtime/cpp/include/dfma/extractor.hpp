@@ -1,0 +1,89 @@
+// Relation extraction from a DFMA bundle folder: load once, predict many times (from any thread).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dfma/image.hpp"
+#include "dfma/text.hpp"
+
+namespace dfma {
+
+/// One request: a sentence as words, the head and tail entity spans (word indices, end exclusive),
+/// the post's image (optional) and up to `num_crops` object crops (slot k = crops[k]; an empty entry
+/// leaves its slot absent, like None in the Python runtime).
+struct Sample {
+    std::vector<std::string> words;
+    Span head, tail;
+    std::optional<Image> image;
+    std::vector<std::optional<Image>> crops;
+};
+
+/// The relation for one sample.
+struct Prediction {
+    std::string label;                 ///< labels()[label_id]
+    int label_id = -1;                 ///< argmax of the logits (first maximum)
+    float probability = 0.f;           ///< softmax probability of label_id
+    std::vector<float> probabilities;  ///< softmax over all labels
+    std::vector<float> logits;         ///< the graph's raw output row
+};
+
+/// Load-time options.
+struct Options {
+    /// A manifest `graphs` key ("portable", "ort", ...) or a precision: "fp32" = the portable graph
+    /// (model.onnx), "fp32-ort" = the ONNX Runtime fused graph (model.ort.onnx), "fp16", "int8", ...
+    std::string graph = "fp32";
+    int intra_op_threads = 0;        ///< ONNX Runtime intra-op threads; 0 = its default
+    bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
+                                     ///< false: only the files this runtime reads (faster on big bundles)
+};
+
+/// What a loaded bundle says about itself.
+struct BundleInfo {
+    std::string dir, graph_key, graph_file, preset;
+    std::vector<std::string> labels;
+    int max_batch = 0;     ///< manifest limits.max_batch (0 = no limit); predict_batch splits larger batches
+    int num_crops = 3;
+    TextConfig text;
+    ImageConfig image;
+};
+
+/// A loaded bundle: verified files, tokenizer, image preprocessing and one ONNX Runtime session.
+/// Immutable after load(); predict() and predict_batch() may be called concurrently.
+class Extractor {
+public:
+    /// Reads manifest.json, verifies file hashes, loads the tokenizer and the graph.
+    /// Throws BundleError (missing/corrupt/mismatched files) or InferenceError (ONNX Runtime).
+    static Extractor load(const std::string& bundle_dir, const Options& options = {});
+
+    /// Predicts one sample. Throws InputError / ImageError for bad input, InferenceError if the run fails.
+    Prediction predict(const Sample& sample) const;
+    /// Predicts many samples (padded batches of at most max_batch rows), results in input order.
+    std::vector<Prediction> predict_batch(const std::vector<Sample>& samples) const;
+    /// Logits of a batch exactly as the graph returns them ([n][num_labels]), for parity tools.
+    std::vector<std::vector<float>> logits_batch(const std::vector<Sample>& samples) const;
+
+    /// The bundle's text encoder (same object the extractor uses).
+    const TextEncoder& text_encoder() const;
+    /// The bundle's image preprocessor.
+    const ImagePreprocessor& image_preprocessor() const;
+    /// Labels, limits and preprocessing constants of the loaded bundle.
+    const BundleInfo& info() const;
+    /// Version of the ONNX Runtime library in use (e.g. "1.32.0").
+    static std::string onnxruntime_version();
+
+    Extractor(Extractor&&) noexcept;
+    Extractor& operator=(Extractor&&) noexcept;
+    ~Extractor();
+
+private:
+    static Extractor load_checked(const std::string& bundle_dir, const Options& options);
+    struct Impl;
+    explicit Extractor(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dfma

@@ -1,0 +1,27 @@
+// The sub-commands of dfma_cli (example program and parity tool).
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace dfma::cli {
+
+/// Parsed command line: --key value pairs (a key may repeat) and flags.
+struct Args {
+    std::map<std::string, std::vector<std::string>> values;
+    /// The last value of --key, or `fallback`; throws std::invalid_argument when required and absent.
+    std::string get(const std::string& key, const std::string& fallback = "", bool required = false) const;
+    bool has(const std::string& key) const { return values.count(key) != 0; }
+};
+
+/// predict: JSON-lines samples -> JSON-lines predictions.
+int run_predict(const Args& args);
+/// tokenize: JSON-lines word lists with spans -> JSON-lines input ids.
+int run_tokenize(const Args& args);
+/// image: one image -> float32 3 x S x S file (+ a JSON summary line).
+int run_image(const Args& args);
+/// info: what a bundle holds and which ONNX Runtime is loaded.
+int run_info(const Args& args);
+
+}  // namespace dfma::cli

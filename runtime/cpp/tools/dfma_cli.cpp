@@ -1,0 +1,61 @@
+// dfma_cli: example program of the DFMA C++ runtime, and the tool the parity tests drive.
+//
+//   dfma_cli predict  --bundle DIR [--graph fp32] [--threads N] [--batch N] [--input FILE.jsonl]
+//   dfma_cli tokenize --bundle DIR --input FILE.jsonl
+//   dfma_cli tokenize (--tokenizer DIR | --vocab vocab.txt) [--max-length 80] --input FILE.jsonl
+//   dfma_cli image    (--bundle DIR | --image-size S --resize-size R) --image FILE [--image FILE ...] [--out FILE.f32]
+//   dfma_cli info     --bundle DIR
+//
+// Sample lines: {"words": [...], "head": [s, e], "tail": [s, e], "image": "path", "crops": ["path", ...]}
+// or MNRE records {"token": [...], "h": {"pos": [s, e]}, "t": {"pos": [s, e]}} or raw text
+// {"text": "...", "head": [s, e], "tail": [s, e]} (character spans). Errors go to stderr; exit code 2.
+#include <iostream>
+#include <stdexcept>
+
+#include "cli_modes.hpp"
+#include "dfma/errors.hpp"
+
+namespace {
+
+const char* kUsage =
+    "usage: dfma_cli {predict|tokenize|image|info} --bundle DIR [options]\n"
+    "  predict  [--graph fp32] [--threads N] [--batch N] [--input FILE.jsonl (default stdin)]\n"
+    "  tokenize --input FILE.jsonl   (or --tokenizer DIR | --vocab vocab.txt, with [--max-length N])\n"
+    "  image    --image FILE [--image FILE ...] [--out FILE.f32]   (or --image-size S --resize-size R)\n"
+    "  info\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    if (argc < 2 || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help") {
+        std::cerr << kUsage;
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string mode = argv[1];
+    dfma::cli::Args args;
+    for (int i = 2; i < argc; ++i) {
+        std::string key = argv[i];
+        if (key.rfind("--", 0) != 0 || i + 1 >= argc) {
+            std::cerr << "dfma_cli: expected --option value, got '" << key << "'\n" << kUsage;
+            return 2;
+        }
+        args.values[key.substr(2)].push_back(argv[++i]);
+    }
+    try {
+        if (mode == "predict") return dfma::cli::run_predict(args);
+        if (mode == "tokenize") return dfma::cli::run_tokenize(args);
+        if (mode == "image") return dfma::cli::run_image(args);
+        if (mode == "info") return dfma::cli::run_info(args);
+        std::cerr << "dfma_cli: unknown mode '" << mode << "'\n" << kUsage;
+        return 2;
+    } catch (const dfma::Error& e) {
+        std::cerr << "dfma_cli: " << e.what() << "\n";
+        return 2;
+    } catch (const std::invalid_argument& e) {
+        std::cerr << "dfma_cli: " << e.what() << "\n" << kUsage;
+        return 2;
+    } catch (const std::exception& e) {
+        std::cerr << "dfma_cli: " << e.what() << "\n";
+        return 2;
+    }
+}
