@@ -2,23 +2,17 @@
 
 ``tiny_bundle`` (session fixture): a bundle folder of the ``tiny`` preset; ``tiny_eager``: the eager
 DFMAModel with the same weights (for parity). Built by the project's exporter (``export/to_onnx.py``)
-when it exists, else by a minimal in-test exporter (torch.onnx.export of the same model, manifest per
-docs/contract.md section 4). Both are cached per process, so importing the fixtures into several test
-modules builds the bundle once.
+from a checkpoint of that model; both are cached per process, so importing the fixtures into several
+test modules builds the bundle once.
 
 Use: ``from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: F401`` in a test module, or in
 ``tests/conftest.py`` to share them.
 """
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -46,51 +40,11 @@ def _corpus() -> list[list[str]]:
     return [[words[(i * 7 + j) % len(words)] for j in range(12)] for i in range(400)]
 
 
-def _sha(path: Path) -> dict:
-    data = path.read_bytes()
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-
-
-def _export_in_test(model, tok, out: Path) -> None:
-    """Minimal exporter: portable fp32 graph (also used as the 'fused' one) + manifest of the contract."""
-    import torch
-
-    from dfma.tokenizer import SPECIAL_KEYS, SPECIAL_TOKENS, save_tokenizer, special_ids
-
-    cfg = model.config
-    save_tokenizer(tok, out)
-    ex = model.example_inputs(batch=2, length=16)
-    dyn = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-           "pixel_values": {0: "batch"}, "image_mask": {0: "batch"}}
-    torch.onnx.export(copy.deepcopy(model), tuple(ex.values()), str(out / "model.onnx"), input_names=list(ex),
-                      output_names=["logits"], dynamic_shapes=dyn, opset_version=23, dynamo=True,
-                      external_data=False, verbose=False)
-    shutil.copy(out / "model.onnx", out / "model.ort.onnx")
-    ids = special_ids(tok)
-    files = {f: _sha(out / f) for f in ("model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt")}
-    manifest = {
-        "format": "dfma-bundle", "format_version": 1, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "model": {"preset": cfg.preset, "config": cfg.to_dict()}, "labels": list(cfg.labels),
-        "preprocess": {"max_length": cfg.max_length, "image_size": cfg.image_size,
-                       "resize_size": cfg.resize_size, "mean": list(cfg.image_mean),
-                       "std": list(cfg.image_std), "num_crops": cfg.num_crops,
-                       "max_image_pixels": 50_000_000, "lowercase": True,
-                       "special_tokens": {k: {"token": t, "id": ids[k]}
-                                          for k, t in zip(SPECIAL_KEYS, SPECIAL_TOKENS)}},
-        "io": {}, "limits": {"max_batch": 64, "max_length": cfg.max_length}, "opset": 23,
-        "graphs": {"fp32": {"file": "model.onnx", "precision": "fp32", "kind": "onnx"},
-                   "fp32-ort": {"file": "model.ort.onnx", "precision": "fp32", "kind": "onnx-ort"}},
-        "files": files, "tools": {"exporter": "tests/fixtures_bundle.py"}, "parity": {},
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
-
-
-def _export_with_project_exporter(model, tok, out: Path, work: Path) -> bool:
-    """Run export/to_onnx.py on a checkpoint of ``model``; False when the exporter is not there."""
-    script = REPO / "export" / "to_onnx.py"
-    if not script.is_file() or os.environ.get("DFMA_TEST_INTERNAL_EXPORT"):
-        return False
+def _export_with_project_exporter(model, tok, out: Path, work: Path) -> None:
+    """Run the project's exporter (`export/to_onnx.py`) on a checkpoint of ``model``."""
     from dfma.checkpoint import save_checkpoint
+
+    script = REPO / "export" / "to_onnx.py"
 
     ckpt = work / "checkpoint"
     save_checkpoint(model, ckpt, tokenizer=tok)
@@ -98,7 +52,6 @@ def _export_with_project_exporter(model, tok, out: Path, work: Path) -> bool:
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return True
 
 
 def build_tiny_bundle(work: Path) -> tuple[Path, object]:
@@ -118,9 +71,7 @@ def build_tiny_bundle(work: Path) -> tuple[Path, object]:
             if p.ndim == 1:
                 p.add_(0.02 * torch.randn_like(p))
     out = work / "bundle"
-    if not _export_with_project_exporter(model, tok, out, work):
-        out.mkdir(parents=True)
-        _export_in_test(model, tok, out)
+    _export_with_project_exporter(model, tok, out, work)
     return out, model
 
 
