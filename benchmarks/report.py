@@ -1,0 +1,239 @@
+"""The benchmark's outputs: terminal tables, the JSON file and the PNG plot (latency and speed-up per backend)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+MODE_TITLES = {"model": "model only (prepared input arrays -> logits)",
+               "e2e": "end to end (words + spans + JPEG bytes -> predictions, preprocessing included)"}
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    if value is None:
+        return missing
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain aligned text table (first column left-aligned, the rest right-aligned)."""
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max(len(str(h)), *(len(r[i]) for r in rows)) if rows else len(str(h)) for i, h in enumerate(head)]
+
+    def line(cells):
+        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    return "\n".join([line([str(h) for h in head]), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def latency_tables(result: Mapping) -> str:
+    """One table per mode: every (batch, length) cell, every backend."""
+    out = []
+    grouped = len(result["settings"].get("groups") or [None]) > 1
+    for mode in result["settings"]["modes"]:
+        rows = []
+        for r in sorted((r for r in result["results"] if r["mode"] == mode),
+                        key=lambda r: (r["batch"], r["length"], r.get("group", 0))):
+            if grouped and r.get("group", 0) > 0 and r["backend"] == "eager-fp32":
+                name = f"eager-fp32 [g{r['group']}]"
+            else:
+                name = r["backend"] + (f" [g{r.get('group', 0)}]" if grouped else "")
+            rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"),
+                         _fmt(r.get("p90_ms"), ".1f"), _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"),
+                         str(r.get("n", 0)), _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
+                         _fmt(r.get("speedup_min"), ".2f") + "x",
+                         _fmt(r.get("gflops_per_s"), ".0f"), _fmt(100 * r["efficiency"] if r.get("efficiency") is not None else None, ".0f") + "%",
+                         _fmt(r.get("top1_vs_ref"), ".2f")])
+        if rows:
+            out.append(f"== {MODE_TITLES.get(mode, mode)}")
+            out.append(table(["backend", "BxL", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager",
+                              "(min)", "GFLOP/s", "eff", "top1=ref"], rows))
+    return "\n\n".join(out)
+
+
+def backend_table(result: Mapping) -> str:
+    """Per backend: file, size, load times, peak memory, parity from the manifest."""
+    rows = []
+    for key, b in result["backends"].items():
+        mem = b.get("memory") or {}
+        par = b.get("parity") or {}
+        load = b.get("load_seconds") or {}
+        rows.append([key, b.get("graph") or "(torch)", _fmt(b.get("size_bytes", 0) / 2**20, ".0f"),
+                     _fmt(load.get("model"), ".2f"), _fmt(load.get("e2e"), ".2f"),
+                     _fmt(mem.get("peak_rss_mb"), ".0f"), _fmt(mem.get("delta_mb"), ".0f"),
+                     _fmt(par.get("max_abs_error"), ".1e"), _fmt(par.get("top1_agreement"), ".3f"),
+                     {True: "ok", False: "FAILED"}.get(par.get("guard_passed"), "-")])
+    text = table(["backend", "file", "MiB", "load s (model)", "load s (e2e)", "peak RSS MiB", "RSS delta MiB",
+                  "parity max|err|", "parity top1", "guard"], rows)
+    if result.get("skipped"):
+        text += "\nnot measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())
+    return text
+
+
+def targets_table(result: Mapping) -> str:
+    """The issue's targets, each met or missed."""
+    rows = [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"], {True: "met", False: "MISSED"}.get(t.get("met"), "n/a"),
+             t.get("where", "")] for t in result.get("targets", [])]
+    return table(["target", "value", "needs", "status", "measured at"], rows) if rows else ""
+
+
+def header(result: Mapping) -> str:
+    """Machine, bundle, GEMM rate, FLOPs check."""
+    m, g, f = result["machine"], result["gemm"], result["flops"]
+    lines = [f"machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs), {m.get('memory_gib')} GiB, "
+             f"threads {result['settings']['threads']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')}",
+             f"bundle: {result['bundle']['path']} (preset {result['bundle']['preset']}, "
+             f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights: {result['bundle'].get('eager_weights')}",
+             f"GEMM rate (torch {g['fp32']['n']}^3 matmul, same threads): fp32 {g['fp32']['rate'] / 1e9:.0f} GFLOP/s"
+             + (f", bf16 {g['bf16']['rate'] / 1e9:.0f} GFLOP/s" if g.get("bf16") else "")
+             + (" (before/after the sweep); fp32 interleaved in each cell: "
+                + ", ".join(f"{c} {v['rate'] / 1e9:.0f}" for c, v in g["per_cell"].items()) + " GFLOP/s"
+                if g.get("per_cell") else "")]
+    use = m.get("cpu_use_during_run") or {}
+    if use:
+        lines.append(f"CPU use during the run: others {100 * use['others_cpu_fraction']:.0f}% of "
+                     f"{use['cpus']} CPUs, this benchmark {100 * use['ours_cpu_fraction']:.0f}% ({use['wall_s']:.0f} s)")
+        if use["others_cpu_fraction"] > 0.1:
+            lines.append("WARNING: other processes competed for the CPUs: absolute latencies are inflated and noisy; "
+                         "speed-ups (interleaved, same cell) are less affected but 2-thread OpenMP runs suffer most")
+    if len(result["settings"].get("groups") or []) > 1:
+        lines.append(f"memory: backends timed in {len(result['settings']['groups'])} groups, each interleaved with "
+                     f"its own eager runs (budget {result['settings'].get('memory_budget_mb') or 0:.0f} MiB): "
+                     f"{result['settings']['groups']}")
+    chk = f.get("check") or {}
+    if chk.get("measured"):
+        lines.append(f"FLOPs at {chk['batch']}x{chk['length']}: formula {chk['formula'] / 1e9:.3f} GFLOP, "
+                     f"FlopCounterMode {chk['measured'] / 1e9:.3f} GFLOP ({100 * chk['rel_diff']:+.3f}%)")
+    return "\n".join(lines)
+
+
+def render_text(result: Mapping) -> str:
+    """Everything printed at the end of a run."""
+    parts = [header(result), latency_tables(result), backend_table(result), targets_table(result)]
+    return "\n\n".join(p for p in parts if p)
+
+
+def write_json(result: Mapping, path: Path) -> None:
+    """The whole result as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
+
+
+def plot(result: Mapping, path: Path) -> None:
+    """PNG: p50 latency (log scale) and speed-up over eager, per cell and backend, one row per mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    modes = [m for m in result["settings"]["modes"] if any(r["mode"] == m for r in result["results"])]
+    keys = list(result["backends"])
+    cells = [f"{b}x{L}" for b in result["settings"]["batches"] for L in result["settings"]["lengths"]]
+    fig, axes = plt.subplots(max(len(modes), 1), 2, figsize=(15, 4.2 * max(len(modes), 1)), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    width = 0.8 / max(len(keys), 1)
+    x = np.arange(len(cells))
+    for row, mode in enumerate(modes):
+        index: dict = {}
+        for r in result["results"]:
+            if r["mode"] == mode:  # eager of the first group when backends ran in several groups
+                index.setdefault((r["backend"], f"{r['batch']}x{r['length']}"), r)
+        for col, (field, ylabel) in enumerate((("p50_ms", "p50 latency, ms (log)"), ("speedup", "speed-up over eager fp32"))):
+            ax = axes[row][col]
+            for i, key in enumerate(keys):
+                values = [(index.get((key, c)) or {}).get(field) for c in cells]
+                ys = [v if v is not None else np.nan for v in values]
+                ax.bar(x + (i - (len(keys) - 1) / 2) * width, ys, width, label=key, color=colors(i % 10))
+            ax.set_xticks(x, [f"batch {c.split('x')[0]}\nlen {c.split('x')[1]}" for c in cells])
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{'latency' if col == 0 else 'speed-up'}: {MODE_TITLES.get(mode, mode)}", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+            top = max((r.get(field) or 0) for r in index.values()) if index else 0
+            if col == 0 or top > 20:  # speed-ups of 100x on a contended machine: log keeps 1x readable
+                ax.set_yscale("log")
+            if col == 1:
+                ax.axhline(1.0, color="black", linewidth=0.8)
+    axes[0][1].legend(fontsize=8, ncol=2)
+    m = result["machine"]
+    busy = (m.get("cpu_use_during_run") or {}).get("others_cpu_fraction") or 0
+    fig.suptitle(f"DFMA {result['bundle']['preset']} - {m.get('cpu')}, {result['settings']['threads']} threads "
+                 f"({result['started'][:10]})"
+                 + (f" - other processes used {100 * busy:.0f}% of the CPUs: noisy" if busy > 0.1 else ""), fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------- markdown (benchmarks/RESULTS.md)
+
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(head))) + "|"]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def markdown(result: Mapping) -> str:
+    """The result as Markdown: setup, one latency table per mode, the backend table, the targets."""
+    m, s = result["machine"], result["settings"]
+    use = m.get("cpu_use_during_run") or {}
+    lines = [f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s)  ",
+             f"Machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs ({', '.join(m.get('flags', []))}), "
+             f"{m.get('memory_gib')} GiB; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}; "
+             f"{s['threads']} threads  ",
+             f"Load: other processes used {100 * use.get('others_cpu_fraction', 0):.0f}% of the CPUs during the run "
+             f"(load average {m.get('loadavg_start')} -> {m.get('loadavg_end')})  " if use else "",
+             f"Bundle: `{result['bundle']['path']}` (preset {result['bundle']['preset']}, "
+             f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights {result['bundle'].get('eager_weights')}  ",
+             f"GEMM rate measured in the run: fp32 {result['gemm']['fp32']['rate'] / 1e9:.0f} GFLOP/s, "
+             f"bf16 {result['gemm']['bf16']['rate'] / 1e9:.0f} GFLOP/s (torch {result['gemm']['fp32']['n']}^3 matmul, "
+             f"before and after the sweep); fp32 timed interleaved in each cell (the rate efficiency divides by): "
+             + ", ".join(f"{c}: {v['rate'] / 1e9:.0f}" for c, v in (result["gemm"].get("per_cell") or {}).items())
+             + " GFLOP/s  ",
+             f"Timing: per cell, {s['budget']['warmup']} warm-up call(s) per backend, then interleaved rounds until "
+             f">= {s['budget']['min_reps']} calls and >= {s['budget']['budget_s']} s (at most {s['budget']['max_reps']})"]
+    out = ["\n".join(x for x in lines if x)]
+    grouped = len(s.get("groups") or [None]) > 1
+    for mode in s["modes"]:
+        rows = []
+        for r in sorted((r for r in result["results"] if r["mode"] == mode),
+                        key=lambda r: (r["batch"], r["length"], r.get("group", 0))):
+            name = r["backend"] + (f" [g{r.get('group', 0)}]" if grouped else "")
+            rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"), _fmt(r.get("p90_ms"), ".1f"),
+                         _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"), r.get("n", 0),
+                         _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
+                         _fmt(r.get("speedup_min"), ".2f") + "x", _fmt(r.get("gflops_per_s"), ".0f"),
+                         (_fmt(100 * r["efficiency"], ".0f") + "%") if r.get("efficiency") is not None else "-"])
+        if rows:
+            out.append(f"**{MODE_TITLES.get(mode, mode)}**\n\n" + _md_table(
+                ["backend", "batch x len", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager (p50)",
+                 "vs eager (min)", "GFLOP/s", "eff. vs fp32 GEMM"], rows))
+    rows = []
+    for key, b in result["backends"].items():
+        mem, par, load = b.get("memory") or {}, b.get("parity") or {}, b.get("load_seconds") or {}
+        rows.append([key, f"`{b.get('graph')}`" if b.get("graph") else "(torch)", _fmt(b.get("size_bytes", 0) / 2**20, ".0f"),
+                     _fmt(load.get("model"), ".2f"), _fmt(load.get("e2e"), ".2f"), _fmt(mem.get("peak_rss_mb"), ".0f"),
+                     _fmt(mem.get("delta_mb"), ".0f"), _fmt(par.get("top1_agreement"), ".3f"),
+                     {True: "ok", False: "failed"}.get(par.get("guard_passed"), "-")])
+    out.append(_md_table(["backend", "file", "MiB", "load s (model)", "load s (e2e)", "peak RSS MiB",
+                          "RSS delta MiB", "parity top-1", "guard"], rows))
+    if result.get("skipped"):
+        out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))
+    out.append(_md_table(["target", "value", "needs", "status", "measured at"],
+                         [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"],
+                           {True: "met", False: "**missed**"}.get(t.get("met"), "n/a"), t.get("where", "")]
+                          for t in result.get("targets", [])]))
+    return "\n\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        print("usage: python benchmarks/report.py RESULT.json   (prints the Markdown tables of a run)")
+        sys.exit(2)
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))

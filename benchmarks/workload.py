@@ -1,0 +1,111 @@
+"""The inputs of one benchmark cell (batch, length): model feeds and end-to-end requests.
+
+Model-only runners get the contract's four arrays (``dfma.export.io_spec.random_inputs``: padded to exactly
+``length`` pieces, every image slot filled but one ragged row). End-to-end runners get requests as a user
+sends them: a word list with head/tail spans that encodes to exactly ``length`` word pieces, and JPEG
+bytes for the post's image and its 3 crops, so that decoding, resizing, tokenizing and collating are
+timed too.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+HEAD, TAIL = (1, 2), (4, 6)  # word spans of every synthetic request: 4 markers around 3 words
+
+
+def special_ids(manifest: Mapping) -> dict[str, int]:
+    """``{key: id}`` of the manifest's special tokens (pad, cls, sep, markers ...)."""
+    tokens = manifest["preprocess"]["special_tokens"]
+    return {key: int(v["id"]) for key, v in tokens.items()}
+
+
+def synthetic_jpeg(seed: int, width: int, height: int) -> bytes:
+    """A deterministic photo-like JPEG (gradients + noise, quality 90)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1),
+                     (x + y) * 127 // max(width + height - 2, 1)], axis=-1)
+    pixels = ((base + rng.integers(0, 64, size=(height, width, 3))) % 256).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+@lru_cache(maxsize=8)
+def _images(width: int, height: int, crop_width: int, crop_height: int, num_crops: int) -> tuple[bytes, tuple]:
+    main = synthetic_jpeg(0, width, height)
+    crops = tuple(synthetic_jpeg(1 + k, crop_width, crop_height) for k in range(num_crops))
+    return main, crops
+
+
+def single_piece_words(tokenizer, count: int = 512) -> list[str]:
+    """Lower-case ASCII words of the vocabulary that encode to exactly one piece each."""
+    vocab = tokenizer.get_vocab(with_added_tokens=False)
+    words = sorted(w for w in vocab if w.isascii() and w.isalpha() and w.islower() and len(w) > 2)
+    return words[:count] if len(words) > count else words
+
+
+@dataclass
+class Workload:
+    """One cell's inputs; ``feeds`` for model-only runners, ``samples`` for end-to-end runners."""
+
+    batch: int
+    length: int
+    feeds: dict[str, np.ndarray]
+    samples: list[dict] = field(default_factory=list)
+    _torch: dict | None = None
+
+    def torch_feeds(self) -> dict:
+        """``feeds`` as torch tensors (shared memory, made once)."""
+        if self._torch is None:
+            import torch
+
+            self._torch = {k: torch.from_numpy(v) for k, v in self.feeds.items()}
+        return self._torch
+
+    @property
+    def key(self) -> str:
+        """``b{batch}-l{length}``."""
+        return f"b{self.batch}-l{self.length}"
+
+
+def make_feeds(cfg, manifest: Mapping, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Contract-valid random model inputs padded to exactly ``length``."""
+    from dfma.export.io_spec import random_inputs
+
+    rng = np.random.default_rng(seed + 1000 * batch + length)
+    return random_inputs(cfg, special_ids(manifest), batch, length, crops=True, rng=rng, nan_absent=False)
+
+
+def make_samples(text_encoder, words: list[str], batch: int, length: int, num_crops: int,
+                 image_wh: tuple[int, int], crop_wh: tuple[int, int]) -> list[dict]:
+    """``batch`` requests whose text encodes to exactly ``length`` pieces ([CLS] and [SEP] included)."""
+    n_words = length - 2 - 4  # [CLS] [SEP] and the 4 entity markers
+    if n_words < 6:
+        raise ValueError(f"length {length} too short for the synthetic requests (needs >= 12)")
+    if not words:
+        raise ValueError("the tokenizer has no plain single-piece words to build requests from")
+    main, crops = _images(*image_wh, *crop_wh, num_crops)
+    out = []
+    for row in range(batch):
+        sentence = [words[(row * 31 + i * 7) % len(words)] for i in range(n_words)]
+        enc = text_encoder.encode_words(sentence, HEAD, TAIL)
+        # words the tokenizer splits after all: pad or trim until the row has exactly `length` pieces
+        while len(enc.input_ids) != length:
+            if len(enc.input_ids) > length and len(sentence) > 7:
+                sentence.pop()
+            else:
+                sentence.append(words[0])
+            enc = text_encoder.encode_words(sentence, HEAD, TAIL)
+            if len(sentence) > 4 * length:
+                raise ValueError(f"cannot build a request of exactly {length} pieces")
+        out.append({"words": sentence, "head": list(HEAD), "tail": list(TAIL), "image": main,
+                    "crops": list(crops), "id": row})
+    return out

@@ -1,0 +1,426 @@
+"""Add FP16 and INT8 graphs to a bundle, guarded against fp32: ``python export/to_precision.py BUNDLE``.
+
+Builds from the bundle's portable fp32 graph: ``model.fp16.onnx`` (fp16 weights and math; LayerNorm,
+Softmax and reductions in fp32; fp32 inputs/outputs), ``model.int8.onnx`` (static QDQ: per-channel S8
+weights, U8 activations calibrated on MNRE training sentences; ranges saved as ``calibration.json``) and
+``model.int8-dynamic.onnx`` (dynamic INT8, CPU). Each is compared with fp32 on MNRE validation sentences
+(top-1 agreement, logit errors, micro-F1); an INT8 graph below the agreement target is re-quantized with
+its most sensitive nodes kept in fp32 until the target is met or the budget is spent. The faster INT8
+graph among those meeting the guard becomes ``defaults.cpu_int8``. The bundle is updated atomically.
+Exit status 0 on success (also when a guard target is missed: the manifest says so), 1 on an error
+(nothing written), 2 on a usage error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)  # import everything as dfma.export.*, never export/ modules by bare name
+
+import argparse  # noqa: E402
+import datetime as _dt  # noqa: E402
+import signal  # noqa: E402
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dfma.errors import DFMAError, ExportError  # noqa: E402
+
+FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-dynamic": "model.int8-dynamic.onnx"}
+CALIBRATION_FILE = "calibration.json"
+DEFAULT_DATA = Path(os.environ.get("DFMA_MNRE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnre"))
+DEFAULT_METHOD = "minmax"  # measured best on the trained tiny checkpoint (docs/precision.md)
+# defaults (calibration sentences, guard sentences, guard rounds, latency sentences) for a small model and a
+# large one (portable graph over 100 MB, e.g. base: every sentence also runs the ResNet on 4 image slots)
+SMALL, LARGE = (256, 512, 5, 16), (64, 96, 1, 8)
+LARGE_BYTES = 100 << 20
+SENSITIVITY_BATCHES = 2  # calibration batches (of 8 sentences) the sensitivity ranking observes
+DYNAMIC_SOURCE = "ort"  # dynamic INT8 is CPU-only: quantize the ONNX Runtime fused graph
+F1_TOLERANCE = 0.5  # points: with the agreement target, what "meets the guard" means for the CPU default
+FP16_REL_TOL = 0.02  # fp16 vs fp32 on random shapes: max |diff| <= 2% of the largest |fp32 logit|
+
+
+class UsageError(ExportError):
+    """A bad option value (exit status 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line (every option documented in --help)."""
+    p = argparse.ArgumentParser(prog="python export/to_precision.py", description=__doc__.split("\n\n")[1],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bundle", type=Path, help="bundle folder written by export/to_onnx.py (updated in place)")
+    p.add_argument("--fp16", action="store_true", help="build the FP16 graph (with no --fp16/--int8: everything)")
+    p.add_argument("--int8", choices=("static", "dynamic", "both"), help="build these INT8 graphs")
+    p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default=None,
+                   help="static INT8 range estimator (default: minmax, or the cache's)")
+    p.add_argument("--calibration-samples", type=int, default=None, metavar="N",
+                   help=f"MNRE training sentences used for calibration (default: {SMALL[0]} for a small "
+                        f"model such as the tiny preset, {LARGE[0]} for a large one such as base)")
+    p.add_argument("--calibration-cache", type=Path, metavar="FILE",
+                   help="reuse these ranges (a calibration.json of a bundle with the same fp32 graph)")
+    p.add_argument("--images", type=Path, metavar="DIR", help="post images (named by img_id) for calibration and "
+                   "the guard; without it every image slot is absent and the image encoder stays fp32")
+    p.add_argument("--crops", type=Path, metavar="DIR", help="object crops (X-0.jpg ... of image X.jpg)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
+                   help="folder with mnre_train.txt (calibration) and mnre_val.txt (guard)")
+    p.add_argument("--target-agreement", type=float, default=0.99, help="INT8 top-1 agreement with fp32 to reach")
+    p.add_argument("--guard-samples", type=int, default=None, metavar="N",
+                   help=f"MNRE validation sentences for the guard, 0 = all 1,624 (default: {SMALL[1]} small "
+                        f"model, {LARGE[1]} large: every sentence runs the ResNet on 4 image slots)")
+    p.add_argument("--guard-budget", type=int, default=None, metavar="K",
+                   help=f"re-quantization rounds the guard may spend, round r keeping 2**(r-1) more nodes fp32 "
+                        f"(default: {SMALL[2]} small model, {LARGE[2]} large)")
+    p.add_argument("--fp16-executor", choices=("auto", "onnxruntime", "reference"), default="auto",
+                   help="what runs the fp16 graph here: the onnx reference evaluator computes in fp16; ONNX "
+                        "Runtime's CPU provider casts most fp16 nodes back to fp32 (auto: reference when "
+                        "ONNX Runtime would cast and the model is small)")
+    p.add_argument("--fp16-keep", default="", metavar="OPS",
+                   help="more op types to keep in fp32 in the FP16 graph, comma-separated (e.g. Attention; "
+                        "always kept: LayerNormalization, Softmax, Reduce*, CumSum, Exp, Log, Pow, Sqrt, ...)")
+    p.add_argument("--latency-samples", type=int, default=None, metavar="N",
+                   help=f"sentences per batch-1 latency figure (default: {SMALL[3]} small model, {LARGE[3]} large)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sentence draws")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or step lines")
+    return p
+
+
+def check_args(args) -> None:
+    """Usage errors (UsageError) before anything is loaded."""
+    if not 0 < args.target_agreement <= 1:
+        raise UsageError(f"--target-agreement {args.target_agreement}: must be in (0, 1]")
+    for name in ("calibration_samples", "guard_budget", "latency_samples", "guard_samples"):
+        if getattr(args, name) is not None and getattr(args, name) < (1 if name in ("calibration_samples", "latency_samples") else 0):
+            raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: too small")
+    for name in ("mnre_train.txt", "mnre_val.txt"):
+        if not (args.data / name).is_file():
+            raise UsageError(f"--data {args.data}: {name} not found (set --data or DFMA_MNRE_DIR)")
+
+
+class Context:
+    """What every step shares: the bundle, the work folder, the guard data and the fp32 reference."""
+
+    def __init__(self, args, work: Path, steps: int):
+        from dfma.export import accuracy_guard as guard
+        from dfma.export.calibration import mnre_feeds
+        from dfma.export.progress import Steps
+        from dfma.runtime.bundle import open_bundle
+
+        self.args, self.work, self.guard = args, work, guard
+        self.bundle = open_bundle(args.bundle)
+        self.manifest = self.bundle.manifest
+        self.portable = self.bundle.graph_path("portable")
+        large = self.portable.stat().st_size > LARGE_BYTES
+        if args.calibration_samples is None:
+            args.calibration_samples = (LARGE if large else SMALL)[0]
+        if args.guard_samples is None:
+            args.guard_samples = (LARGE if large else SMALL)[1]
+        if args.guard_budget is None:
+            args.guard_budget = (LARGE if large else SMALL)[2]
+        if args.latency_samples is None:
+            args.latency_samples = (LARGE if large else SMALL)[3]
+        self.none_id = self.manifest["labels"].index("None")
+        self.steps = Steps(steps, quiet=args.quiet)
+        self.progress = not args.quiet
+        self.feeds = lambda name, n, bs: mnre_feeds(self.bundle.folder, self.manifest, args.data / name, n,
+                                                    seed=args.seed, batch_size=bs, images=args.images,
+                                                    crops=args.crops)
+        self.val = self.feeds("mnre_val.txt", args.guard_samples, 32)
+        self._cal = None
+        self.fp32 = self.logits(guard.ort_runner(self.portable), "fp32 model.onnx")
+        self.results, self.graphs, self.parity, self.search, self.new_files = {}, {}, {}, {}, {}
+
+    def logits(self, run, what: str):
+        """Guard-set logits of a runner."""
+        return self.guard.run_feeds(run, self.val, desc=f"guard: {what}", progress=self.progress)
+
+    def calibration_feeds(self):
+        """MNRE training feeds (drawn once)."""
+        if self._cal is None:
+            self._cal = self.feeds("mnre_train.txt", self.args.calibration_samples, 8)
+        return self._cal
+
+    def evaluate(self, path: Path, what: str) -> dict:
+        """Run a graph on the guard set and compare with the fp32 graph."""
+        return self.guard.compare(self.fp32, self.logits(self.guard.ort_runner(path), what), self.val.labels,
+                                  self.none_id)
+
+    def log(self, line: str) -> None:
+        """A progress line on stderr (not with --quiet)."""
+        if self.progress:
+            print(line, file=sys.stderr, flush=True)
+
+
+def build_fp16(ctx: Context) -> None:
+    """FP16 graph, its executor here, random-shape parity and the guard row."""
+    import numpy as np
+    import onnx
+
+    from dfma.export import fp16
+    from dfma.export.io_spec import random_inputs
+    from dfma.export.validate import compare as compare_shapes
+
+    out = ctx.work / FILES["fp16"]
+    extra = tuple(op.strip() for op in ctx.args.fp16_keep.split(",") if op.strip())
+    res = fp16.convert_to_fp16(onnx.load(str(ctx.portable)), fp32_ops=fp16.DEFAULT_FP32_OPS + extra)
+    onnx.save(res.model, str(out))
+    fallbacks = fp16.ort_fp32_fallbacks(out)
+    params = sum(int(np.prod(t.dims)) for t in res.model.graph.initializer)
+    executor = ctx.args.fp16_executor
+    if executor == "auto":
+        executor = "reference" if fallbacks and params <= 20_000_000 else "onnxruntime"
+    run = ctx.guard.reference_runner(out) if executor == "reference" else ctx.guard.ort_runner(out)
+    row = ctx.guard.compare(ctx.fp32, ctx.logits(run, f"fp16 ({executor})"), ctx.val.labels, ctx.none_id)
+    cfg, special = _config(ctx.manifest)
+    ref_run, rng, shapes = ctx.guard.ort_runner(ctx.portable), np.random.default_rng(ctx.args.seed), []
+    limits = ctx.manifest["limits"]
+    for batch, length in ((1, 8), (min(7, limits["max_batch"]), limits["max_length"])):
+        feeds = random_inputs(cfg, special, batch, length, crops=True, rng=rng)
+        shapes.append({"batch": batch, "length": length, **compare_shapes(ref_run(feeds), run(feeds))})
+    worst_rel = max(s["max_rel_error"] for s in shapes)
+    why = ("ONNX Runtime's CPU provider would run "
+           f"{sum(fallbacks.values())} fp16 node(s) in fp32 ({fallbacks})" if fallbacks else "all fp16 nodes have CPU kernels")
+    ctx.results["fp16"] = {**row, "executor": executor}
+    ctx.graphs["fp16"] = _graph_entry(res.model, "fp16", producer="dfma.export.fp16 (onnx + numpy)",
+                                      fp16=res.summary(), validation={
+                                          "executor": "onnx.reference.ReferenceEvaluator (fp16 arithmetic; GEMM/Conv "
+                                                      "accumulate in fp32)" if executor == "reference"
+                                          else "onnxruntime CPUExecutionProvider", "why": why,
+                                          "ort_cpu_fp32_fallbacks": fallbacks})
+    ctx.parity["fp16"] = {**_parity(row, ctx, executor), "random_shapes": {
+        "cases": shapes, "rtol": FP16_REL_TOL, "passed": worst_rel <= FP16_REL_TOL}}
+    ctx.parity["fp16"]["passed"] = bool(worst_rel <= FP16_REL_TOL and row["top1_agreement"] >= ctx.args.target_agreement)
+    ctx.new_files[FILES["fp16"]] = out
+
+
+def static_ranges(ctx: Context, pre: Path, nodes: set[str]) -> tuple[dict, dict]:
+    """Calibration ranges for ``nodes`` (calibrated now, or from a cache): ``(ranges, calibration record)``;
+    also writes the bundle's ``calibration.json`` into the work folder."""
+    import onnx
+
+    from dfma.export import calibration as cal
+    from dfma.export import quantize as q
+
+    args = ctx.args
+    graph_sha = ctx.manifest["files"][ctx.portable.name]["sha256"]
+    cache, own = args.calibration_cache, ctx.bundle.folder / CALIBRATION_FILE
+    if cache is None and CALIBRATION_FILE in ctx.manifest["files"] and _reusable(cal.load_cache(own), args, graph_sha):
+        cache = own  # this bundle's own ranges, computed with the same settings: no need to calibrate again
+    if cache is not None:
+        doc = cal.load_cache(cache)
+        if doc["graph_sha256"] != graph_sha:
+            raise ExportError(f"--calibration-cache {cache}: computed for another fp32 graph (sha256 "
+                              f"{doc['graph_sha256'][:12]}..., this bundle's {ctx.portable.name} is {graph_sha[:12]}...)")
+        if args.calibration_method and args.calibration_method != doc["method"]:
+            raise UsageError(f"--calibration-method {args.calibration_method}: the cache {cache} holds "
+                             f"{doc['method']} ranges; drop one of the two options")
+        missing = [t for t in cal.calibration_tensors(onnx.load(str(pre)), q.STATIC_OPS, nodes) if t not in doc["ranges"]]
+        if missing:
+            raise ExportError(f"--calibration-cache {cache}: no range for {len(missing)} tensor(s) to quantize "
+                              f"(e.g. {missing[:3]}); it was calibrated {doc['source'].get('images', '')}")
+        ctx.log(f"reusing calibration ranges from {cache} ({doc['method']}, {doc['source'].get('samples')} samples)")
+        method, ranges, source = doc["method"], doc["ranges"], {**doc["source"], "reused_from": str(cache)}
+    else:
+        feeds = ctx.calibration_feeds()
+        method = args.calibration_method or DEFAULT_METHOD
+        reader = cal.MNRECalibrationReader(feeds.batches, progress=ctx.progress, desc=f"calibrating ({method})")
+        ranges, source = cal.calibrate(pre, reader, method, nodes=nodes), feeds.source
+    cal.save_cache(ctx.work / CALIBRATION_FILE, ranges, method=method, source=source, graph=ctx.portable.name,
+                   graph_sha256=graph_sha, op_types=q.STATIC_OPS)
+    ctx.new_files[CALIBRATION_FILE] = ctx.work / CALIBRATION_FILE
+    return ranges, {"method": method, "file": CALIBRATION_FILE, **source}
+
+
+def build_static(ctx: Context) -> None:
+    """Calibrate (or reuse ranges), quantize, guard; also emulate the S8 form TensorRT compiles."""
+    import onnx
+
+    from dfma.export import quantize as q
+    from dfma.export.fp16 import module_of
+    from dfma.export.trt_build import onnx_bytes
+
+    args = ctx.args
+    pre = q.preprocess(ctx.portable, ctx.work / "portable.pre.onnx")
+    pre_model = onnx.load(str(pre))
+    start = q.image_only_nodes(pre_model) if args.images is None else []
+    nodes = {n.name for n in pre_model.graph.node if n.op_type in q.STATIC_OPS} - set(start)
+    ranges, calibration = static_ranges(ctx, pre, nodes)
+    start = q.image_only_nodes(pre_model) if args.images is None else []
+    out = ctx.work / FILES["int8"]
+    stats = {}
+
+    def evaluate(excluded):
+        stats.update(q.quantize_static_qdq(pre, out, ranges, exclude=excluded))
+        return ctx.evaluate(out, f"int8 static ({len(excluded)} fp32)")
+
+    def rank():
+        candidates = q.quantized_node_names(onnx.load(str(out)))
+        return ctx.guard.node_sensitivity(pre, candidates, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], ranges)
+
+    found = ctx.guard.search(evaluate, rank, target=args.target_agreement, budget=args.guard_budget,
+                             start=start, log=ctx.log,
+                             rebuild=lambda excluded: stats.update(q.quantize_static_qdq(pre, out, ranges, exclude=excluded)))
+    modules = {n.name: module_of(n) for n in onnx.load(str(ctx.portable)).graph.node}  # pre-processing drops them
+    found["kept"] = [{**k, "module": k.get("module") or modules.get(k["node"], "")} for k in found["kept"]]
+    kept = [{"node": n, "module": modules.get(n, ""), "reason": "image encoder (depends on pixels only): no images "
+             "were given, so its ranges would come from all-zero images; pass --images DIR to quantize it"}
+            for n in start] + found["kept"]
+    ctx.results["int8"] = found["final"]
+    ctx.search["int8"] = {k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")}
+    ctx.graphs["int8"] = _graph_entry(onnx.load(str(out)), "int8", producer="onnxruntime quantize_static (QDQ)",
+                                      quantization={
+                                          "format": "QDQ", "activations": "uint8 asymmetric, per tensor",
+                                          "weights": "int8 symmetric, per channel", "op_types": list(q.STATIC_OPS),
+                                          "calibration": calibration,
+                                          "kept_fp32": kept, "stats": stats,
+                                          "tensorrt": "TensorRT takes symmetric int8 only: export/to_tensorrt.py "
+                                                      "rewrites the uint8 activation Q/DQ to int8 over the same range"})
+    ctx.parity["int8"] = _parity(found["final"], ctx, "onnxruntime")
+    s8 = ctx.work / "int8.tensorrt-s8.onnx"  # what export/to_tensorrt.py compiles, emulated here
+    s8.write_bytes(onnx_bytes(out, "int8"))
+    row = ctx.guard.compare(ctx.fp32, ctx.logits(ctx.guard.ort_runner(s8, as_written=True), "int8 as TensorRT S8"),
+                            ctx.val.labels, ctx.none_id)
+    ctx.parity["int8"]["tensorrt_s8_emulated"] = {
+        **{k: row[k] for k in ("top1_agreement", "max_abs_error", "mean_abs_error", "f1", "f1_delta_points")},
+        "executor": "onnxruntime CPU, basic optimizations (Q/DQ computed as written)",
+        "note": "the symmetric int8 form TensorRT compiles (uint8 activation ranges re-centred on zero)"}
+    ctx.new_files[FILES["int8"]] = out
+
+
+def _reusable(doc: dict, args, graph_sha: str) -> bool:
+    """Whether a bundle's own calibration.json was computed with the settings asked for now."""
+    src = doc["source"]
+    return (doc["graph_sha256"] == graph_sha and doc["method"] == (args.calibration_method or DEFAULT_METHOD)
+            and src.get("samples") == args.calibration_samples and src.get("seed") == args.seed
+            and str(src.get("images", "")).startswith("absent") == (args.images is None) and args.crops is None)
+
+
+def build_dynamic(ctx: Context) -> None:
+    """Dynamic INT8 from the ONNX Runtime fused graph (CPU), guarded the same way."""
+    import onnx
+
+    from dfma.export import quantize as q
+
+    src = ctx.bundle.graph_path(DYNAMIC_SOURCE) if DYNAMIC_SOURCE in ctx.manifest["graphs"] else ctx.portable
+    out = ctx.work / FILES["int8-dynamic"]
+    stats = {}
+
+    def evaluate(excluded):
+        stats.update(q.quantize_dynamic_int8(src, out, exclude=excluded))
+        return ctx.evaluate(out, f"int8 dynamic ({len(excluded)} fp32)")
+
+    def rank():
+        nodes = q.weight_nodes(onnx.load(str(src)))
+        return ctx.guard.node_sensitivity(src, nodes, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], None)
+
+    found = ctx.guard.search(evaluate, rank, target=ctx.args.target_agreement, budget=ctx.args.guard_budget,
+                             log=ctx.log, rebuild=lambda excluded: stats.update(q.quantize_dynamic_int8(src, out, exclude=excluded)))
+    ctx.results["int8-dynamic"] = found["final"]
+    ctx.search["int8-dynamic"] = {k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")}
+    ctx.graphs["int8-dynamic"] = _graph_entry(
+        onnx.load(str(out)), "int8-dynamic", derived_from=src.name, kind="onnxruntime", cpu_only=True,
+        producer="onnxruntime quantize_dynamic (MatMulInteger)",
+        quantization={"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
+                      "stats": stats, "convolutions": "fp32 (dynamic quantization leaves them)"})
+    ctx.parity["int8-dynamic"] = _parity(found["final"], ctx, "onnxruntime")
+    ctx.new_files[FILES["int8-dynamic"]] = out
+
+
+def measure_latency(ctx: Context) -> dict:
+    """Batch-1 latency (ms) of fp32 (the runtime's CPU graph) and each INT8 graph on guard sentences."""
+    samples = ctx.guard.single_samples(ctx.val, ctx.args.latency_samples)
+    fp32 = ctx.bundle.graph_path("ort") if "ort" in ctx.manifest["graphs"] else ctx.portable
+    paths = {"fp32": fp32, **{k: ctx.new_files[FILES[k]] for k in ("int8", "int8-dynamic") if FILES[k] in ctx.new_files}}
+    with ctx.steps.step(f"latency of {', '.join(paths)} (batch 1, {len(samples)} sentences, interleaved)"):
+        ms = ctx.guard.latency_table({k: ctx.guard.ort_runner(p) for k, p in paths.items()}, samples)
+    for key, value in ms.items():
+        ctx.log(f"  {key:13s} {value:8.2f} ms")
+    return {key: {"file": paths[key].name, "batch1_median_ms": value, "samples": len(samples),
+                  "how": "per sentence the fastest of 3 runs, median over sentences; graphs interleaved"}
+            for key, value in ms.items()}
+
+
+def _config(manifest: dict):
+    from dfma.config import DFMAConfig
+
+    special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
+    return DFMAConfig.from_dict(manifest["model"]["config"], source="manifest model.config"), special
+
+
+def _graph_entry(model, precision: str, *, derived_from: str = "model.onnx", kind: str = "portable", **extra) -> dict:
+    from collections import Counter
+
+    return {"file": FILES[precision], "precision": precision, "kind": kind, "derived_from": derived_from,
+            "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
+            "nodes": len(model.graph.node), "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
+            **extra}
+
+
+def _parity(row: dict, ctx: Context, executor: str) -> dict:
+    return {**row, "passed": bool(row["top1_agreement"] >= ctx.args.target_agreement), "executor": executor,
+            "target_agreement": ctx.args.target_agreement, "reference": "fp32 model.onnx on ONNX Runtime CPU "
+            "(validated against eager: parity.portable; model.ort.onnx matches it within parity.ort)",
+            "inputs": f"MNRE validation sentences: {ctx.val.source}"}
+
+
+def run(args) -> dict:
+    """Build the requested graphs and update the bundle; returns the new manifest."""
+    from dfma.export.bundle import update_bundle
+
+    check_args(args)
+    everything = not args.fp16 and args.int8 is None
+    want = {"fp16": everything or args.fp16, "int8": everything or args.int8 in ("static", "both"),
+            "int8-dynamic": everything or args.int8 in ("dynamic", "both")}
+    started = _dt.datetime.now(_dt.timezone.utc)
+    parent = Path(args.bundle).absolute().parent
+    with tempfile.TemporaryDirectory(prefix=f".{Path(args.bundle).name}.precision-", dir=parent) as tmp:
+        ctx = Context(args, Path(tmp), sum(want.values()) + int(want["int8"] or want["int8-dynamic"]))
+        for key, build in (("fp16", build_fp16), ("int8", build_static), ("int8-dynamic", build_dynamic)):
+            if want[key]:
+                with ctx.steps.step(f"{key} graph"):
+                    build(ctx)
+        latency = measure_latency(ctx) if want["int8"] or want["int8-dynamic"] else {}
+        previous = ctx.manifest.get("precision", {}).get("guard", {})
+        merged = {**{k: v for k, v in previous.items() if k in ctx.manifest["graphs"] and k not in ctx.results},
+                  **ctx.results}
+        lat_all = {**ctx.manifest.get("precision", {}).get("latency", {}), **latency}
+        default, reason = ctx.guard.choose_cpu_int8(merged, lat_all, args.target_agreement, F1_TOLERANCE)
+
+        def update(manifest: dict) -> dict:
+            manifest["graphs"].update(ctx.graphs)
+            manifest["parity"].update(ctx.parity)
+            section = manifest.setdefault("precision", {})
+            section.update({"updated": started.replace(microsecond=0).isoformat(), "guard": merged,
+                            "guard_data": ctx.val.source, "target_agreement": args.target_agreement,
+                            "f1_tolerance_points": F1_TOLERANCE, "latency": lat_all,
+                            "latency_note": "ONNX Runtime CPU, batch 1, this machine; see docs/precision.md",
+                            "search": {**section.get("search", {}), **ctx.search}})
+            if default:
+                manifest.setdefault("defaults", {}).update({"cpu_int8": default, "cpu_int8_reason": reason})
+            return manifest
+
+        return update_bundle(args.bundle, ctx.new_files, update)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, build, print the summary; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: temporary files go, the bundle stays
+    try:
+        manifest = run(args)
+    except UsageError as exc:
+        print(f"usage error: {exc}", file=sys.stderr)
+        return 2
+    except DFMAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the bundle was not changed", file=sys.stderr)
+        return 130
+    from dfma.export.accuracy_guard import summary
+
+    print(summary(manifest))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

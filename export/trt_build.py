@@ -1,0 +1,116 @@
+"""Build a TensorRT engine from a bundle's ONNX graph (TensorRT 10 / 11 Python API, strongly typed).
+
+Precision lives in the ONNX file (fp16 casts, Q/DQ nodes), so the network is created strongly typed
+(``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; TensorRT 11 is always strongly typed and ignores the
+flag) and no builder precision flag or calibrator is used. One optimization profile covers the
+manifest's limits: batch ``1..limits.max_batch``, sequence ``2..limits.max_length``. A timing cache is
+loaded before and saved after the build. The INT8 graph's U8 activation Q/DQ are rewritten to symmetric S8
+first (TensorRT accepts zero point 0 only; same real ranges, see ``dfma.export.quantize.to_symmetric_s8``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from dfma.errors import BackendUnavailable, BundleError, ExportError
+
+SOURCE_GRAPHS = {"fp32": "portable", "fp16": "fp16", "int8": "int8"}
+MIN_LENGTH = 2
+
+
+@dataclass
+class BuildOptions:
+    """What the command line can set."""
+
+    precision: str = "fp16"
+    workspace_mib: int | None = None  # None: TensorRT's default (the device memory)
+    opt_batch: int = 8
+    opt_length: int = 48
+    timing_cache: Path | None = None  # default: BUNDLE/engines/timing-<gpu>-trt<version>.cache
+    device: int = 0
+    verbose: bool = False
+
+
+def slug(text: str) -> str:
+    """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (for file names)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def source_graph(manifest: dict, precision: str) -> tuple[str, str]:
+    """``(graphs key, file)`` of the ONNX graph an engine of ``precision`` is built from; BundleError if absent."""
+    if precision not in SOURCE_GRAPHS:
+        raise ExportError(f"--precision {precision!r}: choose one of {list(SOURCE_GRAPHS)}")
+    key = SOURCE_GRAPHS[precision]
+    graph = manifest["graphs"].get(key)
+    if graph is None:
+        hint = "export/to_onnx.py" if key == "portable" else f"export/to_precision.py --{'fp16' if key == 'fp16' else 'int8 static'}"
+        raise BundleError(f"the bundle has no {key!r} graph ({precision} engines are built from it); run {hint} first")
+    return key, graph["file"]
+
+
+def profile_shapes(manifest: dict, opts: BuildOptions) -> dict[str, tuple[tuple, tuple, tuple]]:
+    """input name -> (min, opt, max) shapes from the manifest's io specs and limits."""
+    max_batch, max_length = int(manifest["limits"]["max_batch"]), int(manifest["limits"]["max_length"])
+    sizes = {"batch": (1, min(opts.opt_batch, max_batch), max_batch),
+             "sequence": (MIN_LENGTH, min(max(opts.opt_length, MIN_LENGTH), max_length), max_length)}
+    shapes = {}
+    for spec in manifest["io"]["inputs"]:
+        dims = [sizes[d] if isinstance(d, str) else (d, d, d) for d in spec["shape"]]
+        if any(isinstance(d, str) and d not in sizes for d in spec["shape"]):
+            raise BundleError(f"io.inputs {spec['name']!r}: unknown dynamic axis in {spec['shape']}")
+        shapes[spec["name"]] = tuple(tuple(d[i] for d in dims) for i in range(3))
+    return shapes
+
+
+def onnx_bytes(path: Path, precision: str) -> bytes:
+    """The serialized graph TensorRT parses (INT8: with U8 activation Q/DQ rewritten to symmetric S8)."""
+    if precision != "int8":
+        return Path(path).read_bytes()
+    import onnx
+
+    from dfma.export.quantize import to_symmetric_s8
+
+    model, _ = to_symmetric_s8(onnx.load(str(path)))
+    return model.SerializeToString()
+
+
+def import_tensorrt():
+    """``tensorrt`` module; BackendUnavailable (one line) when it is not installed or fails to load."""
+    try:
+        import tensorrt as trt
+    except Exception as exc:
+        raise BackendUnavailable(f"TensorRT is not installed here (import tensorrt failed: {exc})") from None
+    return trt
+
+
+def build_engine(onnx_model: bytes, shapes: dict, opts: BuildOptions, timing_cache: Path | None) -> tuple[bytes, bytes]:
+    """Parse, configure and build; returns ``(serialized engine, serialized timing cache)``.
+
+    Raises BackendUnavailable (no TensorRT) or ExportError (parse or build failure, with the parser's errors).
+    """
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 0
+    if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_model):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise ExportError(f"TensorRT's ONNX parser rejected the graph: {errors[:2000]}")
+    config = builder.create_builder_config()
+    if opts.workspace_mib:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mib) << 20)
+    profile = builder.create_optimization_profile()
+    for name, (lo, opt, hi) in shapes.items():
+        profile.set_shape(name, lo, opt, hi)
+    config.add_optimization_profile(profile)
+    previous = timing_cache.read_bytes() if timing_cache is not None and timing_cache.is_file() else b""
+    cache = config.create_timing_cache(previous)
+    config.set_timing_cache(cache, False)  # a cache from another GPU/version is refused, not mixed in
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise ExportError("TensorRT could not build the engine (see the TensorRT log above)")
+    return bytes(serialized), bytes(config.get_timing_cache().serialize())
