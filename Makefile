@@ -30,7 +30,7 @@ triton-env: $(TRITON_VENV)/.installed
 
 demo: setup
 	$(PY) export/to_onnx.py --out bundles/base --force
-	$(PY) export/to_precision.py bundles/base
+	$(PY) export/to_precision.py bundles/base --calibration-samples 32 --guard-samples 32 --guard-budget 0
 	$(PY) benchmarks/latency.py --bundle bundles/base --quick-sweep
 
 cpp-test: setup

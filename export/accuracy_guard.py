@@ -86,7 +86,8 @@ def compare(reference: np.ndarray, actual: np.ndarray, gold: np.ndarray, none_id
             "top1_agreement": float((actual.argmax(-1) == reference.argmax(-1)).mean()) if finite else 0.0,
             "max_abs_error": float(diff.max()), "mean_abs_error": float(diff.mean()),
             "max_rel_error": float(diff.max() / max(float(np.abs(reference).max()), 1e-30)),
-            "f1_fp32": round(100 * f1_ref, 3), "f1": round(100 * f1, 3), "f1_delta_points": round(100 * (f1 - f1_ref), 3)}
+            "f1_fp32": round(100 * f1_ref, 3), "f1": round(100 * f1, 3),
+            "f1_delta_points": round(100 * (f1 - f1_ref), 3)}
 
 
 def latency_table(runners: dict[str, Runner], samples: Sequence[dict], *, repeats: int = 3,
@@ -248,7 +249,7 @@ def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]]
     if met:
         stopped = f"target met after {n} round(s)" if n else "target met without keeping any node in fp32"
     else:
-        why = (f"budget of {budget} round(s) spent" if n >= budget
+        why = ("no search (budget 0)" if budget <= 0 else f"budget of {budget} round(s) spent" if n >= budget
                else f"no quantized node left to keep in fp32 after {n} round(s)")
         stopped = (f"{why}; target {target} not met; kept the best round, {chosen} "
                    f"(agreement {history[chosen]['top1_agreement']:.4f}, {len(kept)} node(s) fp32)")
@@ -276,7 +277,8 @@ def choose_cpu_int8(results: dict, latency: dict, target: float, f1_tolerance: f
         best = min(ok, key=lambda k: latency[k]["batch1_median_ms"])
         return best, f"{best}: both meet the guard ({guard}); it is faster at batch 1 ({speed})"
     if ok:
-        return ok[0], f"{ok[0]}: the only one meeting the guard ({guard}; agreement {agree})"
+        what = "the only INT8 graph built" if len(built) == 1 else "the only one meeting the guard"
+        return ok[0], f"{ok[0]}: {what} ({guard}; agreement {agree})"
     best = max(built, key=lambda k: (results[k]["top1_agreement"], -abs(results[k]["f1_delta_points"])))
     return best, f"{best}: no INT8 graph met the guard ({guard}); it is the more accurate ({agree}; {speed})"
 
