@@ -37,6 +37,8 @@ LARGE_BYTES = 100 << 20
 SENSITIVITY_BATCHES = 2  # calibration batches (of 8 sentences) the sensitivity ranking observes
 DYNAMIC_SOURCE = "ort"  # dynamic INT8 is CPU-only: quantize the ONNX Runtime fused graph
 F1_TOLERANCE = 0.5  # points: with the agreement target, what "meets the guard" means for the CPU default
+IMAGE_ONLY_REASON = ("image encoder (depends on pixels only): no images were given, so its ranges would come "
+                     "from all-zero images; pass --images DIR to quantize it")
 FP16_REL_TOL = 0.02  # fp16 vs fp32 on random shapes: max |diff| <= 2% of the largest |fp32 logit|
 
 
@@ -88,8 +90,8 @@ def check_args(args) -> None:
     """Usage errors (UsageError) before anything is loaded."""
     if not 0 < args.target_agreement <= 1:
         raise UsageError(f"--target-agreement {args.target_agreement}: must be in (0, 1]")
-    for name in ("calibration_samples", "guard_budget", "latency_samples", "guard_samples"):
-        if getattr(args, name) is not None and getattr(args, name) < (1 if name in ("calibration_samples", "latency_samples") else 0):
+    for name, least in (("calibration_samples", 1), ("latency_samples", 1), ("guard_budget", 0), ("guard_samples", 0)):
+        if getattr(args, name) is not None and getattr(args, name) < least:
             raise UsageError(f"--{name.replace('_', '-')} {getattr(args, name)}: too small")
     for name in ("mnre_train.txt", "mnre_val.txt"):
         if not (args.data / name).is_file():
@@ -177,8 +179,8 @@ def build_fp16(ctx: Context) -> None:
         feeds = random_inputs(cfg, special, batch, length, crops=True, rng=rng)
         shapes.append({"batch": batch, "length": length, **compare_shapes(ref_run(feeds), run(feeds))})
     worst_rel = max(s["max_rel_error"] for s in shapes)
-    why = ("ONNX Runtime's CPU provider would run "
-           f"{sum(fallbacks.values())} fp16 node(s) in fp32 ({fallbacks})" if fallbacks else "all fp16 nodes have CPU kernels")
+    why = (f"ONNX Runtime's CPU provider would run {sum(fallbacks.values())} fp16 node(s) in fp32 ({fallbacks})"
+           if fallbacks else "all fp16 nodes have CPU kernels")
     ctx.results["fp16"] = {**row, "executor": executor}
     ctx.graphs["fp16"] = _graph_entry(res.model, "fp16", producer="dfma.export.fp16 (onnx + numpy)",
                                       fp16=res.summary(), validation={
@@ -188,7 +190,8 @@ def build_fp16(ctx: Context) -> None:
                                           "ort_cpu_fp32_fallbacks": fallbacks})
     ctx.parity["fp16"] = {**_parity(row, ctx, executor), "random_shapes": {
         "cases": shapes, "rtol": FP16_REL_TOL, "passed": worst_rel <= FP16_REL_TOL}}
-    ctx.parity["fp16"]["passed"] = bool(worst_rel <= FP16_REL_TOL and row["top1_agreement"] >= ctx.args.target_agreement)
+    ctx.parity["fp16"]["passed"] = bool(worst_rel <= FP16_REL_TOL
+                                        and row["top1_agreement"] >= ctx.args.target_agreement)
     ctx.new_files[FILES["fp16"]] = out
 
 
@@ -209,11 +212,13 @@ def static_ranges(ctx: Context, pre: Path, nodes: set[str]) -> tuple[dict, dict]
         doc = cal.load_cache(cache)
         if doc["graph_sha256"] != graph_sha:
             raise ExportError(f"--calibration-cache {cache}: computed for another fp32 graph (sha256 "
-                              f"{doc['graph_sha256'][:12]}..., this bundle's {ctx.portable.name} is {graph_sha[:12]}...)")
+                              f"{doc['graph_sha256'][:12]}..., this bundle's {ctx.portable.name} is "
+                              f"{graph_sha[:12]}...)")
         if args.calibration_method and args.calibration_method != doc["method"]:
             raise UsageError(f"--calibration-method {args.calibration_method}: the cache {cache} holds "
                              f"{doc['method']} ranges; drop one of the two options")
-        missing = [t for t in cal.calibration_tensors(onnx.load(str(pre)), q.STATIC_OPS, nodes) if t not in doc["ranges"]]
+        needed = cal.calibration_tensors(onnx.load(str(pre)), q.STATIC_OPS, nodes)
+        missing = [t for t in needed if t not in doc["ranges"]]
         if missing:
             raise ExportError(f"--calibration-cache {cache}: no range for {len(missing)} tensor(s) to quantize "
                               f"(e.g. {missing[:3]}); it was calibrated {doc['source'].get('images', '')}")
@@ -248,22 +253,22 @@ def build_static(ctx: Context) -> None:
     out = ctx.work / FILES["int8"]
     stats = {}
 
-    def evaluate(excluded):
+    def build(excluded):
         stats.update(q.quantize_static_qdq(pre, out, ranges, exclude=excluded))
+
+    def evaluate(excluded):
+        build(excluded)
         return ctx.evaluate(out, f"int8 static ({len(excluded)} fp32)")
 
     def rank():
-        candidates = q.quantized_node_names(onnx.load(str(out)))
-        return ctx.guard.node_sensitivity(pre, candidates, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], ranges)
+        names = q.quantized_node_names(onnx.load(str(out)))
+        return ctx.guard.node_sensitivity(pre, names, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], ranges)
 
     found = ctx.guard.search(evaluate, rank, target=args.target_agreement, budget=args.guard_budget,
-                             start=start, log=ctx.log,
-                             rebuild=lambda excluded: stats.update(q.quantize_static_qdq(pre, out, ranges, exclude=excluded)))
+                             start=start, rebuild=build, log=ctx.log)
     modules = {n.name: module_of(n) for n in onnx.load(str(ctx.portable)).graph.node}  # pre-processing drops them
     found["kept"] = [{**k, "module": k.get("module") or modules.get(k["node"], "")} for k in found["kept"]]
-    kept = [{"node": n, "module": modules.get(n, ""), "reason": "image encoder (depends on pixels only): no images "
-             "were given, so its ranges would come from all-zero images; pass --images DIR to quantize it"}
-            for n in start] + found["kept"]
+    kept = [{"node": n, "module": modules.get(n, ""), "reason": IMAGE_ONLY_REASON} for n in start] + found["kept"]
     ctx.results["int8"] = found["final"]
     ctx.search["int8"] = {k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")}
     ctx.graphs["int8"] = _graph_entry(onnx.load(str(out)), "int8", producer="onnxruntime quantize_static (QDQ)",
@@ -304,8 +309,11 @@ def build_dynamic(ctx: Context) -> None:
     out = ctx.work / FILES["int8-dynamic"]
     stats = {}
 
-    def evaluate(excluded):
+    def build(excluded):
         stats.update(q.quantize_dynamic_int8(src, out, exclude=excluded))
+
+    def evaluate(excluded):
+        build(excluded)
         return ctx.evaluate(out, f"int8 dynamic ({len(excluded)} fp32)")
 
     def rank():
@@ -313,7 +321,7 @@ def build_dynamic(ctx: Context) -> None:
         return ctx.guard.node_sensitivity(src, nodes, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], None)
 
     found = ctx.guard.search(evaluate, rank, target=ctx.args.target_agreement, budget=ctx.args.guard_budget,
-                             log=ctx.log, rebuild=lambda excluded: stats.update(q.quantize_dynamic_int8(src, out, exclude=excluded)))
+                             rebuild=build, log=ctx.log)
     ctx.results["int8-dynamic"] = found["final"]
     ctx.search["int8-dynamic"] = {k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")}
     ctx.graphs["int8-dynamic"] = _graph_entry(
@@ -329,7 +337,8 @@ def measure_latency(ctx: Context) -> dict:
     """Batch-1 latency (ms) of fp32 (the runtime's CPU graph) and each INT8 graph on guard sentences."""
     samples = ctx.guard.single_samples(ctx.val, ctx.args.latency_samples)
     fp32 = ctx.bundle.graph_path("ort") if "ort" in ctx.manifest["graphs"] else ctx.portable
-    paths = {"fp32": fp32, **{k: ctx.new_files[FILES[k]] for k in ("int8", "int8-dynamic") if FILES[k] in ctx.new_files}}
+    paths = {"fp32": fp32, **{k: ctx.new_files[FILES[k]] for k in ("int8", "int8-dynamic")
+                              if FILES[k] in ctx.new_files}}
     with ctx.steps.step(f"latency of {', '.join(paths)} (batch 1, {len(samples)} sentences, interleaved)"):
         ms = ctx.guard.latency_table({k: ctx.guard.ort_runner(p) for k, p in paths.items()}, samples)
     for key, value in ms.items():
@@ -351,7 +360,8 @@ def _graph_entry(model, precision: str, *, derived_from: str = "model.onnx", kin
 
     return {"file": FILES[precision], "precision": precision, "kind": kind, "derived_from": derived_from,
             "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
-            "nodes": len(model.graph.node), "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
+            "nodes": len(model.graph.node),
+            "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
             **extra}
 
 

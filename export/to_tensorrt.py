@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which ONNX graph to compile; the precision is the graph's own (strongly typed)")
     p.add_argument("--workspace-mib", type=int, default=None, metavar="MIB",
                    help="builder workspace limit (MemoryPoolType.WORKSPACE); default: TensorRT's")
-    p.add_argument("--opt-batch", type=int, default=d.opt_batch, help="profile's optimal batch (min 1, max limits.max_batch)")
+    p.add_argument("--opt-batch", type=int, default=d.opt_batch,
+                   help="profile's optimal batch (min 1, max limits.max_batch)")
     p.add_argument("--opt-length", type=int, default=d.opt_length,
                    help="profile's optimal sequence length (min 2, max limits.max_length)")
     p.add_argument("--timing-cache", type=Path, metavar="FILE",
@@ -85,10 +86,13 @@ def run(args) -> dict:
             manifest["graphs"][entry_key] = {
                 "file": engine_rel, "precision": opts.precision, "kind": "tensorrt", "derived_from": file,
                 "source_graph": key, **platform, "strongly_typed": True,
-                "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])} for name, s in shapes.items()},
+                "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
+                            for name, s in shapes.items()},
                 "workspace_mib": opts.workspace_mib, "timing_cache": cache_rel if opts.timing_cache is None else None,
-                "int8_activations": "rewritten from uint8 to symmetric int8 (same ranges)" if opts.precision == "int8" else None,
-                "built": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(), "build_seconds": seconds}
+                "int8_activations": ("rewritten from uint8 to symmetric int8 (same ranges)"
+                                     if opts.precision == "int8" else None),
+                "built": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+                "build_seconds": seconds}
             manifest["tools"]["tensorrt"] = platform["tensorrt_version"]
             return manifest
 

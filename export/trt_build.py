@@ -44,7 +44,8 @@ def source_graph(manifest: dict, precision: str) -> tuple[str, str]:
     key = SOURCE_GRAPHS[precision]
     graph = manifest["graphs"].get(key)
     if graph is None:
-        hint = "export/to_onnx.py" if key == "portable" else f"export/to_precision.py --{'fp16' if key == 'fp16' else 'int8 static'}"
+        hint = {"portable": "export/to_onnx.py", "fp16": "export/to_precision.py --fp16",
+                "int8": "export/to_precision.py --int8 static"}[key]
         raise BundleError(f"the bundle has no {key!r} graph ({precision} engines are built from it); run {hint} first")
     return key, graph["file"]
 

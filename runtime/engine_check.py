@@ -93,7 +93,9 @@ def usable_engines(graphs: Mapping[str, Mapping], platform: Mapping) -> dict[str
     """engine key -> None when usable here, else the reason (one line each); non-engine graphs are skipped."""
     out: dict[str, str | None] = {}
     for key, entry in graphs.items():
-        if isinstance(entry, Mapping) and (entry.get("kind") == "tensorrt" or str(entry.get("file", "")).endswith(".plan")):
+        is_engine = isinstance(entry, Mapping) and (entry.get("kind") == "tensorrt"
+                                                    or str(entry.get("file", "")).endswith(".plan"))
+        if is_engine:
             try:
                 check_engine(entry, platform, key=key)
                 out[key] = None

@@ -185,7 +185,9 @@ def test_calibration_cache_round_trips(static_parts, tmp_path):
     a, b = static_parts["work"] / "a.onnx", static_parts["work"] / "b.onnx"
     q.quantize_static_qdq(static_parts["pre"], a, static_parts["ranges"])
     q.quantize_static_qdq(static_parts["pre"], b, doc["ranges"])
-    scales = lambda p: {t.name: t.raw_data for t in onnx.load(str(p)).graph.initializer if "scale" in t.name}  # noqa: E731
+    def scales(path):
+        return {t.name: t.raw_data for t in onnx.load(str(path)).graph.initializer if "scale" in t.name}
+
     assert scales(a) == scales(b)
     doc["ranges"]["x"] = [1.0, 0.0]
     path.write_text(json.dumps(doc))
@@ -232,7 +234,8 @@ def test_to_precision_cli_updates_the_bundle(tiny_bundle, mnre_dir, tmp_path):
     from dfma.runtime.bundle import verify_bundle
 
     manifest = verify_bundle(bundle, strict=True)
-    for key, file in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx"), ("int8-dynamic", "model.int8-dynamic.onnx")):
+    for key, file in (("fp16", "model.fp16.onnx"), ("int8", "model.int8.onnx"),
+                      ("int8-dynamic", "model.int8-dynamic.onnx")):
         assert manifest["graphs"][key]["file"] == file and key in manifest["parity"]
         assert key in manifest["precision"]["guard"]
     assert "calibration.json" in manifest["files"]
