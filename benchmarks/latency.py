@@ -51,7 +51,8 @@ examples:
 timing: per (batch, length) cell and mode, a warm-up call per backend, then rounds in which every backend
 runs once (order rotated each round) until >= min-reps calls and >= budget seconds (or max-reps); speed-up =
 eager fp32 p50 / backend p50 of the same cell. Efficiency = FLOPs (formula in flops.py) / p50 / fp32 GEMM
-rate, the GEMM (torch 2048^3 matmul, same threads) being timed as one more backend in the same rounds.
+rate, the GEMM (torch 2048^3 matmul, same threads) being timed as one more backend in the same rounds
+(its p50 per cell and mode: contention slows it like the backends it is compared with).
 """
 
 
@@ -282,10 +283,10 @@ def measure_mode(mode: str, runners: list, cells: list, budget: Budget, skipped:
             skipped[runner.key] = msg if runner.key not in skipped else f"{skipped[runner.key]}; {msg}"
             log(f"[{_mode}] {runner.key} failed: {msg}")
 
-        gemm = ctx.get("gemm_probe") if mode == "model" else None
+        gemm = ctx.get("gemm_probe")
         times, outputs = interleave(runners + ([gemm] if gemm else []), workload, budget, on_error=failed)
         if gemm is not None and times.get(gemm.key):
-            cell = ctx["gemm_cells"].setdefault(f"{batch}x{length}", {"n": gemm.n, "seconds": []})
+            cell = ctx["gemm_cells"].setdefault(f"{mode} {batch}x{length}", {"n": gemm.n, "seconds": []})
             cell["seconds"] += times.pop(gemm.key)  # several memory groups: one rate over all of them
             cell["reps"] = len(cell["seconds"])
             cell["rate"] = gemm.flops / latency_stats(cell["seconds"])["p50_ms"] * 1e3
@@ -324,7 +325,7 @@ def summarize(rows: list[dict], cfg, gemm_fp32: float, gemm_cells: Mapping | Non
         row["throughput"] = r["batch"] / (p50 / 1e3) if p50 else None
         row["flops"] = flops
         row["gflops_per_s"] = flops / (p50 / 1e3) / 1e9 if p50 else None
-        rate = ((gemm_cells or {}).get(f"{r['batch']}x{r['length']}") or {}).get("rate") or gemm_fp32
+        rate = ((gemm_cells or {}).get(f"{r['mode']} {r['batch']}x{r['length']}") or {}).get("rate") or gemm_fp32
         row["gemm_rate"] = rate
         row["efficiency"] = flops / (p50 / 1e3) / rate if p50 and rate else None
         out.append(row)

@@ -86,7 +86,7 @@ def test_speedups_are_from_the_same_run(quick_run):
         assert r["speedup_min"] == pytest.approx(r["eager_min_ms"] / r["min_ms"], rel=1e-12)
         assert r["flops"] == pytest.approx(model_flops(cfg, r["batch"], r["length"]).total)
         assert r["flops"] == pytest.approx(result["flops"]["per_cell"][f"{r['batch']}x{r['length']}"]["total"])
-        gemm = result["gemm"]["per_cell"][f"{r['batch']}x{r['length']}"]  # GEMM timed in the same rounds
+        gemm = result["gemm"]["per_cell"][f"{r['mode']} {r['batch']}x{r['length']}"]  # timed in the same rounds
         assert r["gemm_rate"] == gemm["rate"] > 0 and gemm["reps"] >= result["settings"]["budget"]["min_reps"]
         assert r["efficiency"] == pytest.approx(r["flops"] / (r["p50_ms"] / 1e3) / r["gemm_rate"])
     assert all(r["speedup"] == 1.0 for r in rows if r["backend"] == "eager-fp32")
