@@ -24,6 +24,8 @@ if str(HERE) not in sys.path:  # importable as a module too (tests), not only as
     sys.path.insert(0, str(HERE))
 
 import backends as bk  # noqa: E402
+import memory as memprobe  # noqa: E402
+from analysis import evaluate_targets, summarize  # noqa: E402
 import report  # noqa: E402
 from flops import FORMULA, measured_flops, model_flops  # noqa: E402
 from timing import Budget, CpuLoad, GemmProbe, gemm_rate, interleave, latency_stats  # noqa: E402
@@ -38,7 +40,6 @@ GRIDS = {
     "small": ((1, 8), (80,), Budget(warmup=1, min_reps=3, max_reps=20, budget_s=5.0)),
     "quick": ((1, 4), (16, 32), Budget(warmup=2, min_reps=5, max_reps=40, budget_s=0.4)),
 }
-TARGET_SPEEDUP_FUSED, TARGET_EFFICIENCY_FUSED, TARGET_SPEEDUP_INT8 = 1.3, 0.5, 3.0
 
 EPILOG = """\
 examples:
@@ -219,71 +220,6 @@ def measure_mode(mode: str, runners: list, cells: list, budget: Budget, skipped:
     return rows
 
 
-def summarize(rows: list[dict], cfg, gemm_fp32: float, gemm_cells: Mapping | None = None) -> list[dict]:
-    """Latency statistics, throughput, speed-up over eager of the same cell and mode, and efficiency against
-    the GEMM rate timed interleaved in that cell (the run's before/after rate where there is none)."""
-    eager = {(r["mode"], r["group"], r["batch"], r["length"]): latency_stats(r["seconds"])
-             for r in rows if r["backend"] == bk.EAGER}
-    out = []
-    for r in rows:
-        stats = latency_stats(r["seconds"])
-        p50 = stats.get("p50_ms")
-        flops = model_flops(cfg, r["batch"], r["length"]).total
-        ref = eager.get((r["mode"], r["group"], r["batch"], r["length"])) or {}
-        base = ref.get("p50_ms")
-        row = {k: v for k, v in r.items() if k != "seconds"}
-        row.update(stats)
-        row["seconds"] = [round(s, 9) for s in r["seconds"]]
-        row["eager_p50_ms"] = base
-        row["speedup"] = base / p50 if base and p50 else None
-        # best case against best case: less sensitive to other processes than the medians (noisy machines)
-        row["eager_min_ms"] = ref.get("min_ms")
-        row["speedup_min"] = ref["min_ms"] / stats["min_ms"] if ref.get("min_ms") and stats.get("min_ms") else None
-        row["throughput"] = r["batch"] / (p50 / 1e3) if p50 else None
-        row["flops"] = flops
-        row["gflops_per_s"] = flops / (p50 / 1e3) / 1e9 if p50 else None
-        rate = ((gemm_cells or {}).get(f"{r['mode']} {r['batch']}x{r['length']}") or {}).get("rate") or gemm_fp32
-        row["gemm_rate"] = rate
-        row["efficiency"] = flops / (p50 / 1e3) / rate if p50 and rate else None
-        out.append(row)
-    return out
-
-
-def evaluate_targets(results: list[dict], backends: Mapping) -> list[dict]:
-    """The issue's three targets, on the model-only rows (met / missed / n/a with where)."""
-    model = [r for r in results if r["mode"] == "model" and r.get("p50_ms")]
-
-    def rows(key, batch):
-        return [r for r in model if r["backend"] == key and r["batch"] == batch]
-
-    targets = []
-    fused1 = rows("ort-fused", 1)
-    v = min((r["speedup"] for r in fused1), default=None)
-    targets.append({"name": "ORT fp32 fused speed-up over eager, batch 1", "value": v,
-                    "threshold": f">= {TARGET_SPEEDUP_FUSED}x", "met": None if v is None else v >= TARGET_SPEEDUP_FUSED,
-                    "where": ", ".join(f"len {r['length']}: {r['speedup']:.2f}x" for r in fused1) or "not measured"})
-    fused8 = rows("ort-fused", 8)
-    v = min((r["efficiency"] for r in fused8 if r.get("efficiency") is not None), default=None)
-    targets.append({"name": "ORT fp32 fused efficiency vs fp32 GEMM rate, batch 8", "value": v,
-                    "threshold": f">= {TARGET_EFFICIENCY_FUSED:.2f}", "met": None if v is None else v >= TARGET_EFFICIENCY_FUSED,
-                    "where": ", ".join(f"len {r['length']}: {100 * r['efficiency']:.0f}%" for r in fused8) or "not measured"})
-    best, where = None, []
-    for key in ("ort-int8", "ort-int8-dynamic"):
-        rs = rows(key, 1)
-        if not rs:
-            continue
-        speed = min(r["speedup"] for r in rs)
-        guard = (backends.get(key) or {}).get("parity", {}).get("guard_passed")
-        where.append(f"{key} {speed:.2f}x (guard {'ok' if guard else 'failed' if guard is False else 'unknown'})")
-        if guard and (best is None or speed > best):
-            best = speed
-    met = None if not where else (best is not None and best >= TARGET_SPEEDUP_INT8)
-    targets.append({"name": "best INT8 speed-up over eager, batch 1, accuracy guard satisfied", "value": best,
-                    "threshold": f">= {TARGET_SPEEDUP_INT8}x", "met": met,
-                    "where": "; ".join(where) or "no INT8 graph in the bundle"})
-    return targets
-
-
 def flops_check(model, cfg, manifest, batch: int, length: int) -> dict:
     """Formula vs torch FlopCounterMode on the eager model at one shape."""
     import torch
@@ -369,15 +305,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if not args.no_memory:
         for key in keys:
             log(f"[memory] {key}: fresh process, load + 1 run at batch {big[0]} x length {big[1]} ...")
-            mem = bk.run_probe(key, folder, big[0], big[1], threads)
+            mem = memprobe.run_probe(key, folder, big[0], big[1], threads)
             if mem.get("peak_rss_mb") is not None and mem.get("rss_after_imports_mb") is not None:
                 mem["delta_mb"] = mem["peak_rss_mb"] - mem["rss_after_imports_mb"]
             memory[key] = mem
     need = {k: (memory.get(k) or {}).get("delta_mb") or 6.0 * bk.file_bytes(folder, bk.ORT_GRAPHS.get(k, (None,))[0]) / 2**20
             for k in keys}
-    available_mb = bk.mem_available_mb()
+    available_mb = memprobe.mem_available_mb()
     budget_mb = args.memory_budget or (0.8 * available_mb if available_mb else None)
-    groups = bk.plan_groups(keys, need, budget_mb)
+    groups = memprobe.plan_groups(keys, need, budget_mb)
     if len(groups) > 1:
         log(f"[memory] the backends need ~{sum(need.values()):.0f} MiB together, the budget is {budget_mb:.0f} MiB: "
             f"{len(groups)} groups, each interleaved with its own eager runs: {groups}")

@@ -18,6 +18,7 @@ BENCH = REPO / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import backends as bk  # noqa: E402
+import memory  # noqa: E402
 
 tiny_bundle = fixtures_bundle.tiny_bundle  # the session fixture (a tiny bundle built by the exporter)
 from flops import FORMULA, model_flops  # noqa: E402
@@ -134,11 +135,11 @@ def test_base_flops_scale():
 
 def test_memory_groups_keep_eager_in_each():
     keys = ["eager-fp32", "ort-portable", "ort-fused", "ort-int8"]
-    assert bk.plan_groups(keys, {k: 1000 for k in keys}, None) == [keys]
-    assert bk.plan_groups(keys, {k: 1000 for k in keys}, 10_000) == [keys]
-    groups = bk.plan_groups(keys, {k: 1000 for k in keys}, 2500)
+    assert memory.plan_groups(keys, {k: 1000 for k in keys}, None) == [keys]
+    assert memory.plan_groups(keys, {k: 1000 for k in keys}, 10_000) == [keys]
+    groups = memory.plan_groups(keys, {k: 1000 for k in keys}, 2500)
     assert groups == [["eager-fp32", "ort-portable"], ["eager-fp32", "ort-fused"], ["eager-fp32", "ort-int8"]]
-    huge = bk.plan_groups(keys, {"eager-fp32": 10, "ort-portable": 99_999, "ort-fused": 1, "ort-int8": 1}, 100)
+    huge = memory.plan_groups(keys, {"eager-fp32": 10, "ort-portable": 99_999, "ort-fused": 1, "ort-int8": 1}, 100)
     assert huge == [["eager-fp32", "ort-portable"], ["eager-fp32", "ort-fused", "ort-int8"]]
 
 

@@ -1,0 +1,76 @@
+"""From raw times to results: latency statistics, speed-up over eager of the same cell, efficiency against
+the GEMM rate, and the issue's three targets."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from backends import EAGER
+from flops import model_flops
+from timing import latency_stats
+
+TARGET_SPEEDUP_FUSED, TARGET_EFFICIENCY_FUSED, TARGET_SPEEDUP_INT8 = 1.3, 0.5, 3.0
+
+
+def summarize(rows: list[dict], cfg, gemm_fp32: float, gemm_cells: Mapping | None = None) -> list[dict]:
+    """Latency statistics, throughput, speed-up over eager of the same cell and mode, and efficiency against
+    the GEMM rate timed interleaved in that cell (the run's before/after rate where there is none)."""
+    eager = {(r["mode"], r["group"], r["batch"], r["length"]): latency_stats(r["seconds"])
+             for r in rows if r["backend"] == EAGER}
+    out = []
+    for r in rows:
+        stats = latency_stats(r["seconds"])
+        p50 = stats.get("p50_ms")
+        flops = model_flops(cfg, r["batch"], r["length"]).total
+        ref = eager.get((r["mode"], r["group"], r["batch"], r["length"])) or {}
+        base = ref.get("p50_ms")
+        row = {k: v for k, v in r.items() if k != "seconds"}
+        row.update(stats)
+        row["seconds"] = [round(s, 9) for s in r["seconds"]]
+        row["eager_p50_ms"] = base
+        row["speedup"] = base / p50 if base and p50 else None
+        # best case against best case: less sensitive to other processes than the medians (noisy machines)
+        row["eager_min_ms"] = ref.get("min_ms")
+        row["speedup_min"] = ref["min_ms"] / stats["min_ms"] if ref.get("min_ms") and stats.get("min_ms") else None
+        row["throughput"] = r["batch"] / (p50 / 1e3) if p50 else None
+        row["flops"] = flops
+        row["gflops_per_s"] = flops / (p50 / 1e3) / 1e9 if p50 else None
+        rate = ((gemm_cells or {}).get(f"{r['mode']} {r['batch']}x{r['length']}") or {}).get("rate") or gemm_fp32
+        row["gemm_rate"] = rate
+        row["efficiency"] = flops / (p50 / 1e3) / rate if p50 and rate else None
+        out.append(row)
+    return out
+
+
+def evaluate_targets(results: list[dict], backends: Mapping) -> list[dict]:
+    """The issue's three targets, on the model-only rows (met / missed / n/a with where)."""
+    model = [r for r in results if r["mode"] == "model" and r.get("p50_ms")]
+
+    def rows(key, batch):
+        return [r for r in model if r["backend"] == key and r["batch"] == batch]
+
+    targets = []
+    fused1 = rows("ort-fused", 1)
+    v = min((r["speedup"] for r in fused1), default=None)
+    targets.append({"name": "ORT fp32 fused speed-up over eager, batch 1", "value": v,
+                    "threshold": f">= {TARGET_SPEEDUP_FUSED}x", "met": None if v is None else v >= TARGET_SPEEDUP_FUSED,
+                    "where": ", ".join(f"len {r['length']}: {r['speedup']:.2f}x" for r in fused1) or "not measured"})
+    fused8 = rows("ort-fused", 8)
+    v = min((r["efficiency"] for r in fused8 if r.get("efficiency") is not None), default=None)
+    targets.append({"name": "ORT fp32 fused efficiency vs fp32 GEMM rate, batch 8", "value": v,
+                    "threshold": f">= {TARGET_EFFICIENCY_FUSED:.2f}", "met": None if v is None else v >= TARGET_EFFICIENCY_FUSED,
+                    "where": ", ".join(f"len {r['length']}: {100 * r['efficiency']:.0f}%" for r in fused8) or "not measured"})
+    best, where = None, []
+    for key in ("ort-int8", "ort-int8-dynamic"):
+        rs = rows(key, 1)
+        if not rs:
+            continue
+        speed = min(r["speedup"] for r in rs)
+        guard = (backends.get(key) or {}).get("parity", {}).get("guard_passed")
+        where.append(f"{key} {speed:.2f}x (guard {'ok' if guard else 'failed' if guard is False else 'unknown'})")
+        if guard and (best is None or speed > best):
+            best = speed
+    met = None if not where else (best is not None and best >= TARGET_SPEEDUP_INT8)
+    targets.append({"name": "best INT8 speed-up over eager, batch 1, accuracy guard satisfied", "value": best,
+                    "threshold": f">= {TARGET_SPEEDUP_INT8}x", "met": met,
+                    "where": "; ".join(where) or "no INT8 graph in the bundle"})
+    return targets
