@@ -15,7 +15,8 @@ TRITON_VENV := .venv-triton
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[torch,export,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[torch,export,openvino,dev]'
+	$(PIP) install -q --no-deps --target build/trt-stubs -c constraints.txt tensorrt-stubs  # for mypy only (tests/trt_stubs.py)
 	touch $@
 
 setup: $(VENV)/.installed

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from backends import EAGER
-from flops import model_flops
-from timing import latency_stats
+from dfma.benchmarks.backends import EAGER
+from dfma.benchmarks.flops import model_flops
+from dfma.benchmarks.timing import latency_stats
 
 TARGET_SPEEDUP_FUSED, TARGET_EFFICIENCY_FUSED, TARGET_SPEEDUP_INT8 = 1.3, 0.5, 3.0
 

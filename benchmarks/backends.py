@@ -1,20 +1,19 @@
-"""One runner per backend and mode, built from a bundle (memory probes: benchmarks/memory.py).
+"""The benchmark's contenders: one per backend row of the registry x graph it runs, built from a bundle
+(memory probes: benchmarks/memory.py).
 
-Backends (``KEYS``): eager PyTorch fp32 and bf16 autocast, ONNX Runtime (CPU provider) on the portable
-graph, the fused graph, fp16, static INT8 and dynamic INT8, and TensorRT engines when the bundle has them
-and this machine can run them. Two modes:
+Contenders (``keys``): eager PyTorch fp32 and bf16 autocast; every CPU backend of
+``dfma.backends.registry`` (ONNX Runtime CPU, OpenVINO) on every catalogue graph it runs that the bundle
+holds (``ort-portable``, ``ort-fused``, ``ort-fp16``, ``ort-int8``, ``ort-int8-dynamic``, ``openvino-portable``,
+``openvino-int8``, ...); TensorRT engines (``trt-<precision>``) when the bundle has them. A new backend
+or a new precision appears here without an edit. Two modes:
 
-- ``model``: the graph alone on prepared input arrays (ORT sessions opened directly on the bundle's files,
-  with the runtime's session settings; the eager model on the same arrays as tensors);
-- ``e2e``: requests (words + spans + JPEG bytes) through preprocessing to predictions. ONNX Runtime and
-  TensorRT rows call ``dfma.runtime.load(...).predict_batch``; eager rows and the portable graph (which
-  ``load`` does not select on a CPU) run the runtime's own ``Preprocessor`` and ``to_predictions`` around
-  their forward pass, the same steps ``predict_batch`` takes.
-
+- ``model``: the graph alone on prepared input arrays, through the backend's runner;
+- ``e2e``: requests (words + spans + JPEG bytes) through preprocessing to predictions:
+  ``dfma.runtime.load(...).predict_batch`` where ``load`` selects that graph, else the runtime's own
+  ``Preprocessor`` and ``to_predictions`` around the runner (the same steps ``predict_batch`` takes).
 """
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -22,39 +21,50 @@ from pathlib import Path
 
 import numpy as np
 
+from dfma.backends.registry import BACKENDS
+from dfma.contract.graphs import CATALOGUE, engines
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 EAGER = "eager-fp32"
-KEYS = ("eager-fp32", "eager-bf16", "ort-portable", "ort-fused", "ort-fp16", "ort-int8", "ort-int8-dynamic")
-LABELS = {
-    "eager-fp32": "eager PyTorch fp32",
-    "eager-bf16": "eager PyTorch bf16 autocast",
-    "ort-portable": "ONNX Runtime fp32, portable graph",
-    "ort-fused": "ONNX Runtime fp32, fused graph",
-    "ort-fp16": "ONNX Runtime fp16",
-    "ort-int8": "ONNX Runtime INT8 static (QDQ)",
-    "ort-int8-dynamic": "ONNX Runtime INT8 dynamic",
-}
-# backend key -> (graph file, runtime precision or None when dfma.runtime.load cannot select that graph)
-ORT_GRAPHS = {
-    "ort-portable": ("model.onnx", None),
-    "ort-fused": ("model.ort.onnx", "fp32"),
-    "ort-fp16": ("model.fp16.onnx", "fp16"),
-    "ort-int8": ("model.int8.onnx", "int8"),
-    "ort-int8-dynamic": ("model.int8-dynamic.onnx", "int8-dynamic"),
-}
+EAGER_KEYS = ("eager-fp32", "eager-bf16")
+GRAPH_NAMES = {"ort": "fused"}  # catalogue key -> contender suffix where the key alone would read badly
+PREFIX = {"onnxruntime-cpu": "ort"}  # registry name -> contender prefix
 MODES = ("model", "e2e")
 
 
+def _contenders() -> dict[str, tuple[str, str]]:
+    """contender key -> (registry backend, catalogue key), for every CPU backend x graph it runs."""
+    out = {}
+    for name, spec in BACKENDS.items():
+        if not spec.bundles or spec.device != "cpu":
+            continue
+        try:
+            cls = spec.runner_class()
+        except Exception:  # noqa: BLE001  (an optional backend that is not installed: its rows say so later)
+            cls = None
+        for key, row in CATALOGUE.items():
+            if cls is None or cls.runs(row, **spec.options):
+                out[f"{PREFIX.get(name, name)}-{GRAPH_NAMES.get(key, key)}"] = (name, key)
+    return out
+
+
+GRAPHS = _contenders()
+KEYS = EAGER_KEYS + tuple(GRAPHS)
+LABELS = {"eager-fp32": "eager PyTorch fp32", "eager-bf16": "eager PyTorch bf16 autocast",
+          **{k: f"{BACKENDS[b].label or b} {CATALOGUE[g].precision}, {GRAPH_NAMES.get(g, g)} graph"
+             for k, (b, g) in GRAPHS.items()}}
+
+
 @dataclass
-class Runner:
-    """A loaded backend in one mode: ``run(workload) -> logits (batch, labels)``."""
+class Contender:
+    """A loaded backend in one mode: ``run(workload) -> logits (batch, labels)``, with what the tables show."""
 
     key: str
     mode: str
     label: str
-    family: str  # eager | onnxruntime | tensorrt
+    family: str  # eager, or the registry backend's family (onnxruntime, tensorrt, openvino, ...)
     precision: str
     graph: str | None
     size_bytes: int
@@ -83,11 +93,9 @@ class Runner:
 # ---------------------------------------------------------------------------- bundle helpers
 
 def read_bundle(folder: Path) -> dict:
-    """The manifest (validated by the project's reader when it is there)."""
-    try:
-        from dfma.runtime.bundle import read_manifest
-    except ImportError:
-        return json.loads((folder / "manifest.json").read_text())
+    """The manifest, validated by the contract's reader."""
+    from dfma.contract.bundle import read_manifest
+
     return read_manifest(folder)
 
 
@@ -100,35 +108,39 @@ def model_config(manifest: Mapping):
 
 def trt_engines(manifest: Mapping) -> dict[str, Mapping]:
     """``{"trt-<precision>": graph entry}`` for every TensorRT engine the manifest lists."""
-    try:
-        from dfma.runtime.trt_backend import engine_entries
-    except ImportError:
-        return {}
-    out = {}
-    for entry in engine_entries(manifest.get("graphs", {})).values():
-        if entry.get("file") in manifest.get("files", {}):
-            out[f"trt-{entry.get('precision', 'fp32')}"] = entry
-    return out
+    return {f"trt-{e.get('precision', 'fp32')}": e for e in engines(manifest).values()
+            if e.get("file") in manifest.get("files", {})}
+
+
+def graph_file(key: str) -> str | None:
+    """The bundle file a contender runs (None for eager)."""
+    return CATALOGUE[GRAPHS[key][1]].file if key in GRAPHS else None
 
 
 def available(folder: Path, manifest: Mapping, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """Backend keys this bundle and machine can try, and ``{key: reason}`` for those left out."""
+    """Contender keys this bundle and machine can try, and ``{key: reason}`` for those left out."""
     files = manifest.get("files", {})
     keys, skipped = [], {}
     for key in KEYS:
-        graph = ORT_GRAPHS.get(key, (None,))[0]
-        if graph is not None and graph not in files:
-            skipped[key] = f"the bundle has no {graph}"
-        else:
-            keys.append(key)
-    engines = trt_engines(manifest)
-    if not engines:
+        if key in GRAPHS:
+            name, graph = GRAPHS[key]
+            if graph_file(key) not in files:
+                skipped[key] = f"the bundle has no {graph_file(key)}"
+                continue
+            try:
+                BACKENDS[name].runner_class()
+            except Exception as exc:  # noqa: BLE001
+                skipped[key] = str(exc)
+                continue
+        keys.append(key)
+    found = trt_engines(manifest)
+    if not found:
         skipped["tensorrt"] = "the bundle has no TensorRT engine (engines/*.plan are built on a GPU host)"
-    keys += sorted(engines)
+    keys += sorted(found)
     if wanted:
         unknown = [w for w in wanted if w not in keys and w not in skipped and w != "tensorrt"]
         if unknown:
-            raise SystemExit(f"error: unknown backend(s) {unknown}; known: {list(KEYS) + sorted(engines)}")
+            raise SystemExit(f"error: unknown backend(s) {unknown}; known: {list(KEYS) + sorted(found)}")
         if EAGER not in wanted:
             wanted = [EAGER, *wanted]  # speed-ups need the eager baseline
         keys = [k for k in keys if k in wanted]
@@ -174,68 +186,20 @@ def build_eager(manifest: Mapping):
     return model, note
 
 
-def _eager_forward(model, bf16: bool) -> Callable:
-    import torch
-
-    def forward(feeds: Mapping) -> np.ndarray:
-        with torch.inference_mode():
-            if bf16:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    out = model(**feeds)
-            else:
-                out = model(**feeds)
-        return out.float().numpy()
-
-    return forward
-
-
-# ---------------------------------------------------------------------------- ONNX Runtime
-
-def session_options(threads: int):
-    """The runtime's CPU session settings (``dfma.runtime.ort_backend``): intra-op threads, sequential."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return opts
-
-
-def open_session(path: Path, threads: int, opts=None):
-    """An ONNX Runtime CPU session on one graph file; returns ``(session, seconds)``."""
-    import onnxruntime as ort
-
-    t0 = time.perf_counter()
-    sess = ort.InferenceSession(str(path), opts or session_options(threads), providers=["CPUExecutionProvider"])
-    return sess, time.perf_counter() - t0
-
-
-def _session_forward(sess) -> Callable:
-    names = [i.name for i in sess.get_inputs()]
-
-    def forward(feeds: Mapping) -> np.ndarray:
-        return sess.run(["logits"], {k: feeds[k] for k in names})[0]
-
-    return forward
-
-
 # ---------------------------------------------------------------------------- end to end
 
 class Pipeline:
     """The runtime's preprocessing around any forward function (what ``Extractor.predict_batch`` does)."""
 
     def __init__(self, folder: Path, manifest: Mapping):
-        from dfma.runtime.features import Preprocessor
-        from dfma.tokenizer import load_tokenizer
+        from dfma.contract.features import Preprocessor
+        from dfma.contract.tokenizer import load_tokenizer
 
         self.preprocessor = Preprocessor.from_manifest(manifest["preprocess"], load_tokenizer(folder))
         self.labels = list(manifest["labels"])
 
     def __call__(self, forward: Callable, samples: list) -> list:
-        from dfma.runtime.prediction import to_predictions
+        from dfma.contract.prediction import to_predictions
 
         features = [self.preprocessor.prepare(s) for s in samples]
         logits = np.asarray(forward(self.preprocessor.collate(features)))
@@ -249,7 +213,7 @@ def _logits(predictions: list) -> np.ndarray:
 # ---------------------------------------------------------------------------- factory
 
 class Loader:
-    """Builds runners for one bundle; the eager model and the preprocessing are built once and shared."""
+    """Builds contenders for one bundle; the eager model and the preprocessing are built once and shared."""
 
     def __init__(self, folder: Path, manifest: Mapping, threads: int):
         self.folder, self.manifest, self.threads = Path(folder), manifest, threads
@@ -272,79 +236,61 @@ class Loader:
             self._pipeline = Pipeline(self.folder, self.manifest)
         return self._pipeline
 
-    def load(self, key: str, mode: str) -> Runner:
-        """Open backend ``key`` in ``mode``; raises on failure (the caller records the reason)."""
-        if key.startswith("eager-"):
+    def load(self, key: str, mode: str) -> Contender:
+        """Open contender ``key`` in ``mode``; raises on failure (the caller records the reason)."""
+        if key in EAGER_KEYS:
             return self._load_eager(key, mode)
         if key.startswith("trt-"):
-            return self._load_trt(key, mode)
-        return self._load_ort(key, mode)
+            entry = trt_engines(self.manifest)[key]
+            return self._load_graph(key, mode, "tensorrt", str(entry.get("precision", "fp32")), None, entry)
+        name, graph = GRAPHS[key]
+        return self._load_graph(key, mode, name, CATALOGUE[graph].precision, graph,
+                                self.manifest["graphs"][graph])
 
-    def _load_eager(self, key: str, mode: str) -> Runner:
+    def _load_eager(self, key: str, mode: str) -> Contender:
+        from dfma.model.runner import EagerRunner
+
         model = self.eager()
-        forward = _eager_forward(model, bf16=key.endswith("bf16"))
+        runner = EagerRunner(model, bf16=key.endswith("bf16")).open()
         params = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
         if mode == "model":
-            call = lambda w: forward(w.torch_feeds())  # noqa: E731
+            call = lambda w: runner.logits(w.torch_feeds())  # noqa: E731
         else:
-            import torch
-
             pipe = self.pipeline()
-            tensor_forward = lambda feeds: forward({k: torch.from_numpy(v) for k, v in feeds.items()})  # noqa: E731
-            call = lambda w: _logits(pipe(tensor_forward, w.samples))  # noqa: E731
-        return Runner(key, mode, LABELS[key], "eager", "bf16" if key.endswith("bf16") else "fp32", None, params,
-                      self.eager_load_seconds, call,
-                      info={"weights": self.eager_note, "load_what": "build the eager model from the config"})
+            call = lambda w: _logits(pipe(runner.logits, w.samples))  # noqa: E731
+        return Contender(key, mode, LABELS[key], "eager", "bf16" if key.endswith("bf16") else "fp32", None, params,
+                         self.eager_load_seconds, call,
+                         info={"weights": self.eager_note, "load_what": "build the eager model from the config"})
 
-    def _load_ort(self, key: str, mode: str) -> Runner:
-        graph, precision = ORT_GRAPHS[key]
-        size = file_bytes(self.folder, graph)
-        prec = "fp32" if precision is None else precision
-        if mode == "model" or precision is None:
-            sess, seconds = open_session(self.folder / graph, self.threads)
-            forward = _session_forward(sess)
-            if mode == "model":
-                call = lambda w: forward(w.feeds)  # noqa: E731
-                what = "InferenceSession creation"
-            else:
-                pipe = self.pipeline()
-                call = lambda w: _logits(pipe(forward, w.samples))  # noqa: E731
-                what = "InferenceSession creation (runtime preprocessing around it; load() cannot pick this graph)"
-            return Runner(key, mode, LABELS[key], "onnxruntime", prec, graph, size, seconds, call,
-                          closer=lambda: None, info={"load_what": what})
+    def _load_graph(self, key: str, mode: str, backend: str, precision: str, graph: str | None,
+                    entry: Mapping) -> Contender:
         import dfma.runtime as rt
+        from dfma.contract.graphs import row_of
 
+        file = entry["file"]
+        size = file_bytes(self.folder, file)
+        family = "onnxruntime" if backend.startswith("onnxruntime") else backend
+        label = LABELS.get(key) or f"TensorRT {precision} engine"
         t0 = time.perf_counter()
-        extractor = rt.load(self.folder, backend="onnxruntime-cpu", precision=precision, threads=self.threads)
-        seconds = time.perf_counter() - t0
-        chosen = extractor.describe().get("graph")
-        if chosen != graph:
+        if mode == "e2e":  # through the runtime when load() selects this very graph
+            extractor = rt.load(self.folder, backend=backend, precision=precision, threads=self.threads)
+            if extractor.describe()["graph"] == file:
+                call = lambda w: _logits(extractor.predict_batch(w.samples))  # noqa: E731
+                return Contender(key, mode, label, family, precision, file, size, time.perf_counter() - t0, call,
+                                 closer=extractor.close,
+                                 info={"load_what": "dfma.runtime.load() incl. sha256 of every bundle file"})
             extractor.close()
-            raise RuntimeError(f"dfma.runtime.load(precision={precision!r}) ran {chosen}, not {graph}")
-        call = lambda w: _logits(extractor.predict_batch(w.samples))  # noqa: E731
-        return Runner(key, mode, LABELS[key], "onnxruntime", prec, graph, size, seconds, call,
-                      closer=extractor.close,
-                      info={"load_what": "dfma.runtime.load() incl. sha256 of every bundle file"})
-
-    def _load_trt(self, key: str, mode: str) -> Runner:
-        entry = trt_engines(self.manifest)[key]
-        precision = str(entry.get("precision", "fp32"))
-        size = file_bytes(self.folder, entry.get("file"))
-        t0 = time.perf_counter()
-        if mode == "model":
-            from dfma.runtime.trt_backend import TensorRTBackend
-
-            graphs = {k: g for k, g in self.manifest.get("graphs", {}).items()
-                      if isinstance(g, Mapping) and g.get("file") in self.manifest.get("files", {})}
-            backend = TensorRTBackend(self.folder, graphs, precision)
-            call = lambda w: np.asarray(backend.run(w.feeds))  # noqa: E731
-            closer, what = backend.close, "engine deserialization"
-        else:
-            import dfma.runtime as rt
-
-            extractor = rt.load(self.folder, backend="tensorrt", precision=precision)
-            call = lambda w: _logits(extractor.predict_batch(w.samples))  # noqa: E731
-            closer, what = extractor.close, "dfma.runtime.load() incl. sha256 of every bundle file"
+            t0 = time.perf_counter()
+        row = row_of(graph or key, entry)
+        runner = BACKENDS[backend].build(self.folder / file, io=self.manifest["io"], graph=row, entry=entry,
+                                         threads=self.threads).open()
         seconds = time.perf_counter() - t0
-        return Runner(key, mode, f"TensorRT {precision} engine", "tensorrt", precision, entry.get("file"), size,
-                      seconds, call, closer=closer, info={"load_what": what})
+        if mode == "model":
+            call = lambda w: runner.logits(w.feeds)  # noqa: E731
+            what = f"{backend} runner open"
+        else:
+            pipe = self.pipeline()
+            call = lambda w: _logits(pipe(runner.logits, w.samples))  # noqa: E731
+            what = f"{backend} runner open (runtime preprocessing around it; load() selects another graph)"
+        return Contender(key, mode, label, family, precision, file, size, seconds, call, closer=runner.close,
+                         info={"load_what": what})

@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-import backends as bk
+from dfma.benchmarks import backends as bk
+from dfma.contract.graphs import CATALOGUE
 
 REPO = Path(__file__).resolve().parent.parent
-PRECISION_GRAPHS = ("model.fp16.onnx", "model.int8.onnx", "model.int8-dynamic.onnx")
+PRECISION_GRAPHS = tuple(CATALOGUE[k].file for k in ("fp16", "int8", "int8-dynamic"))  # export/to_precision.py's
 
 
 def log(msg: str) -> None:
@@ -41,7 +42,7 @@ def _cache_matches(folder: Path, preset_name: str) -> str | None:
             and not (isinstance(want[k], tuple) and list(want[k]) == have.get(k))]
     if diff:
         return f"config differs in {diff}"
-    missing = [f for f in ("model.onnx", "model.ort.onnx") if f not in manifest.get("files", {})]
+    missing = [CATALOGUE[k].file for k in ("portable", "ort") if CATALOGUE[k].file not in manifest.get("files", {})]
     return f"lacks {missing}" if missing else None
 
 

@@ -20,17 +20,19 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(HERE) not in sys.path:  # importable as a module too (tests), not only as a script
-    sys.path.insert(0, str(HERE))
+# `python benchmarks/X.py` puts benchmarks/ first on sys.path, where our module names could shadow another
+# package's; every module is imported as dfma.benchmarks.* instead.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
-import backends as bk  # noqa: E402
-import memory as memprobe  # noqa: E402
-from analysis import evaluate_targets, summarize  # noqa: E402
-import report  # noqa: E402
-from flops import FORMULA, measured_flops, model_flops  # noqa: E402
-from timing import Budget, CpuLoad, GemmProbe, gemm_rate, interleave, latency_stats  # noqa: E402
-from workload import Workload, make_feeds, make_samples, single_piece_words  # noqa: E402
-from environment import ensure_bundle, machine_info  # noqa: E402
+from dfma.benchmarks import backends as bk  # noqa: E402
+from dfma.benchmarks import memory as memprobe  # noqa: E402
+from dfma.benchmarks.analysis import evaluate_targets, summarize  # noqa: E402
+from dfma.benchmarks import latency_report as report  # noqa: E402
+from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops  # noqa: E402
+from dfma.benchmarks.timing import Budget, CpuLoad, GemmProbe, gemm_rate, interleave, latency_stats  # noqa: E402
+from dfma.benchmarks.workload import Workload, make_feeds, make_samples, single_piece_words  # noqa: E402
+from dfma.benchmarks.environment import ensure_bundle, machine_info  # noqa: E402
 
 GRIDS = {
     # name: (batches, lengths, Budget, default preset)
@@ -309,7 +311,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             if mem.get("peak_rss_mb") is not None and mem.get("rss_after_imports_mb") is not None:
                 mem["delta_mb"] = mem["peak_rss_mb"] - mem["rss_after_imports_mb"]
             memory[key] = mem
-    need = {k: (memory.get(k) or {}).get("delta_mb") or 6.0 * bk.file_bytes(folder, bk.ORT_GRAPHS.get(k, (None,))[0]) / 2**20
+    need = {k: (memory.get(k) or {}).get("delta_mb") or 6.0 * bk.file_bytes(folder, bk.graph_file(k)) / 2**20
             for k in keys}
     available_mb = memprobe.mem_available_mb()
     budget_mb = args.memory_budget or (0.8 * available_mb if available_mb else None)

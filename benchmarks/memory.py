@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+# `python benchmarks/X.py` puts benchmarks/ first on sys.path, where our module names could shadow another
+# package's; every module is imported as dfma.benchmarks.* instead.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
-from backends import EAGER, REPO, Loader, model_config, read_bundle  # noqa: E402
+from dfma.benchmarks.backends import EAGER, REPO, Loader, model_config, read_bundle  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- memory plan
@@ -97,7 +99,7 @@ def probe(key: str, folder: Path, batch: int, length: int, threads: int, mode: s
         importlib.import_module("dfma.model")
     else:
         importlib.import_module("onnxruntime")
-    from workload import Workload, make_feeds
+    from dfma.benchmarks.workload import Workload, make_feeds
 
     manifest = read_bundle(folder)
     cfg = model_config(manifest)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import os
 import sys
 import tempfile
 import time
@@ -21,11 +22,13 @@ from collections import defaultdict
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+# `python benchmarks/X.py` puts benchmarks/ first on sys.path, where our module names could shadow another
+# package's; every module is imported as dfma.benchmarks.* instead.
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
-import backends as bk  # noqa: E402
-from workload import make_feeds  # noqa: E402
+from dfma.benchmarks import backends as bk  # noqa: E402
+from dfma.benchmarks.workload import make_feeds  # noqa: E402
 
 
 def node_parts(path: Path) -> dict[str, str]:
@@ -63,21 +66,18 @@ def _part_of(name: str, parts: dict[str, str]) -> str:
 
 def profile_graph(path: Path, feeds: dict, threads: int, reps: int, warmup: int) -> dict:
     """Per-run milliseconds by op type and by model part, from ONNX Runtime's profiler."""
-    import onnxruntime as ort
+    from dfma.backends.ort_runner import OrtRunner
 
     with tempfile.TemporaryDirectory(prefix="dfma-profile-") as tmp:
-        opts = bk.session_options(threads)
-        opts.enable_profiling = True
-        opts.profile_file_prefix = str(Path(tmp) / "ort")
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in sess.get_inputs()]
+        runner = OrtRunner(path, threads=threads, profile_prefix=str(Path(tmp) / "ort")).open()
         wall = []
         for i in range(warmup + reps):
             t0 = time.perf_counter()
-            sess.run(["logits"], {k: feeds[k] for k in names})
+            runner.infer(feeds)
             if i >= warmup:
                 wall.append(time.perf_counter() - t0)
-        trace = json.loads(Path(sess.end_profiling()).read_text())
+        trace = json.loads(Path(runner.end_profiling()).read_text())
+        runner.close()
     runs = sorted((e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"),
                   key=lambda e: e["ts"])[-reps:]
     windows = [(e["ts"], e["ts"] + e["dur"]) for e in runs]
@@ -152,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bundle", type=Path, required=True, metavar="DIR")
     p.add_argument("--graph", nargs="*", default=["ort-fused"], metavar="KEY",
-                   help=f"backend keys with an ONNX graph: {', '.join(bk.ORT_GRAPHS)} (default: ort-fused)")
+                   help=f"contender keys with an ONNX Runtime graph: {', '.join(k for k in bk.GRAPHS if k.startswith('ort-'))} "
+                        "(default: ort-fused)")
     p.add_argument("--eager", action="store_true", help="also profile the eager model (torch.profiler)")
     p.add_argument("--bf16", action="store_true", help="with --eager: also under bf16 autocast")
     p.add_argument("--batch", type=int, default=1)
@@ -168,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     feeds = make_feeds(cfg, manifest, args.batch, args.length)
     results = []
     for key in args.graph:
-        if key not in bk.ORT_GRAPHS:
-            p.error(f"--graph {key}: choose from {list(bk.ORT_GRAPHS)}")
-        path = args.bundle / bk.ORT_GRAPHS[key][0]
+        if not (key in bk.GRAPHS and key.startswith("ort-")):
+            p.error(f"--graph {key}: choose from {[k for k in bk.GRAPHS if k.startswith('ort-')]}")
+        path = args.bundle / bk.graph_file(key)
         if not path.is_file():
             print(f"{key}: {path.name} not in the bundle, skipped", file=sys.stderr)
             continue

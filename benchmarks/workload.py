@@ -1,6 +1,6 @@
 """The inputs of one benchmark cell (batch, length): model feeds and end-to-end requests.
 
-Model-only runners get the contract's four arrays (``dfma.export.io_spec.random_inputs``: padded to exactly
+Model-only runners get the contract's four arrays (``dfma.export.random_feeds.random_inputs``: padded to exactly
 ``length`` pieces, every image slot filled but one ragged row). End-to-end runners get requests as a user
 sends them: a word list with head/tail spans that encodes to exactly ``length`` word pieces, and JPEG
 bytes for the post's image and its 3 crops, so that decoding, resizing, tokenizing and collating are
@@ -78,7 +78,7 @@ class Workload:
 
 def make_feeds(cfg, manifest: Mapping, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Contract-valid random model inputs padded to exactly ``length``."""
-    from dfma.export.io_spec import random_inputs
+    from dfma.export.random_feeds import random_inputs
 
     rng = np.random.default_rng(seed + 1000 * batch + length)
     return random_inputs(cfg, special_ids(manifest), batch, length, crops=True, rng=rng, nan_absent=False)

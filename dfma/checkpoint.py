@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dfma.config import DFMAConfig
-from dfma.errors import CheckpointError
+from dfma.contract.errors import CheckpointError
 
 CONFIG_FILE, WEIGHTS_FILE, META_FILE = "config.json", "model.safetensors", "training.json"
 
@@ -34,7 +34,7 @@ class Checkpoint:
 def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=None, meta: dict | None = None,
                     overwrite: bool = True) -> Path:
     """Write config, weights, tokenizer (tokenizer.json + vocab.txt) and metadata to `folder` atomically."""
-    from dfma.tokenizer import save_tokenizer
+    from dfma.contract.tokenizer import save_tokenizer
 
     folder = Path(folder)
     if folder.exists() and not overwrite:

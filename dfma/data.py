@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dfma.errors import ImageError
-from dfma.images import ImagePreprocessor, find_crops, find_image
-from dfma.labels import LabelMap
-from dfma.mnre import MNRESample
-from dfma.text import TextEncoder
+from dfma.contract.errors import ImageError
+from dfma.contract.images import ImagePreprocessor, find_crops, find_image
+from dfma.contract.labels import LabelMap
+from dfma.contract.mnre import MNRESample
+from dfma.contract.text import TextEncoder
 
 log = logging.getLogger(__name__)
 

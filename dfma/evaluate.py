@@ -36,12 +36,12 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, images: Path | None = None
     """Load a checkpoint, run it over an MNRE file; return {"report": metrics.Report, "missing_images": n}."""
     from dfma.checkpoint import load_checkpoint
     from dfma.data import MNREDataset
-    from dfma.images import ImagePreprocessor
-    from dfma.labels import LabelMap
-    from dfma.metrics import evaluate
-    from dfma.mnre import read_mnre
-    from dfma.text import TextEncoder
-    from dfma.tokenizer import load_tokenizer
+    from dfma.contract.images import ImagePreprocessor
+    from dfma.contract.labels import LabelMap
+    from dfma.contract.metrics import evaluate
+    from dfma.contract.mnre import read_mnre
+    from dfma.contract.text import TextEncoder
+    from dfma.contract.tokenizer import load_tokenizer
 
     ckpt = load_checkpoint(checkpoint)
     cfg = ckpt.config
@@ -57,7 +57,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, images: Path | None = None
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    from dfma.metrics import format_report
+    from dfma.contract.metrics import format_report
 
     p = argparse.ArgumentParser(prog="python -m dfma.evaluate", description=__doc__)
     p.add_argument("checkpoint", type=Path, help="checkpoint folder (config.json, model.safetensors, tokenizer)")

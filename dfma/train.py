@@ -24,13 +24,13 @@ from dfma.checkpoint import save_checkpoint
 from dfma.config import preset
 from dfma.data import MNREDataset, collate
 from dfma.evaluate import predict_dataset
-from dfma.images import ImagePreprocessor
-from dfma.labels import LabelMap
-from dfma.metrics import micro_prf
-from dfma.mnre import error_summary, read_mnre
+from dfma.contract.images import ImagePreprocessor
+from dfma.contract.labels import LabelMap
+from dfma.contract.metrics import micro_prf
+from dfma.contract.mnre import error_summary, read_mnre
 from dfma.model import DFMAModel
-from dfma.text import TextEncoder
-from dfma.tokenizer import load_tokenizer, special_ids, tokenizer_from_bert_vocab, train_wordpiece
+from dfma.contract.text import TextEncoder
+from dfma.contract.tokenizer import load_tokenizer, special_ids, tokenizer_from_bert_vocab, train_wordpiece
 from dfma.weights import config_from_bert, load_bert, load_resnet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnre"

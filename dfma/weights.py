@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from dfma.config import DFMAConfig, preset
-from dfma.errors import CheckpointError
+from dfma.contract.errors import CheckpointError
 
 BERT_IGNORED = re.compile(r"^(pooler\.|cls\.|embeddings\.position_ids$)")
 RESNET_IGNORED = re.compile(r"^(fc\.|classifier\.|pooler\.)")

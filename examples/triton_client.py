@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from dfma.errors import DFMAError, InputError
+from dfma.contract.errors import DFMAError, InputError
 from dfma.runtime.request_file import FORMATS, read_requests
-from dfma.runtime.samples import ImageFolders, Sample
-from dfma.text import text_to_words
+from dfma.contract.samples import ImageFolders, Sample
+from dfma.contract.text import text_to_words
 
 
 def _file_bytes(source: Any, field: str) -> bytes:

@@ -1,8 +1,12 @@
-"""dfma.export: eager DFMA -> validated ONNX bundle (``python export/to_onnx.py``).
+"""dfma.export: eager DFMA -> validated ONNX bundle -> fp16 / int8 -> TensorRT, Triton, slimmed copies.
 
-Modules: ``io_spec`` (declarative inputs/outputs, random contract-valid feeds), ``sources`` (checkpoint or
-preset), ``onnx_export`` (dynamo trace + translation), ``ort_fusion`` (ONNX Runtime fusions),
-``graph_stats`` / ``report`` (op counts, fused attention blocks), ``validate`` (eager vs graph parity),
-``manifest`` and ``bundle`` (atomic bundle writing and updating; reading is ``dfma.runtime.bundle``),
-``pipeline`` (the steps) and ``to_onnx`` (the command line).
+Commands: ``to_onnx`` (export), ``to_precision`` (fp16, int8, accuracy guard, ``defaults.auto``),
+``to_tensorrt`` (engines), ``to_triton`` (Triton repository), ``slim_bundle`` (a copy for one target),
+``graph_report`` (op counts, fused attention blocks). Modules: ``sources`` (checkpoint or preset),
+``onnx_export`` (dynamo trace + translation), ``ort_fusion`` (ONNX Runtime fusions), ``graph_stats``,
+``random_feeds`` (contract-valid random inputs), ``validate`` (eager vs graph parity through the runners of
+``dfma.backends``), ``manifest`` (its sections), ``pipeline`` (the export steps), ``fp16``, ``quantize``,
+``qdq_concat`` (the Concat quantization OpenVINO compiles), ``calibration``, ``accuracy_guard``,
+``trt_build``, ``triton_config``. The bundle contract itself (reader, writer, catalogue, IO spec,
+preprocessing) is ``dfma.contract``; nothing here imports ``dfma.runtime``.
 """

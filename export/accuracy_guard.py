@@ -1,8 +1,8 @@
 """Accuracy guard: reduced-precision graphs vs fp32 on held-out MNRE sentences, and the INT8 sensitivity search.
 
-- :func:`run_feeds` runs a graph (ONNX Runtime CPU, or the onnx reference evaluator for fp16) over a
-  :class:`~dfma.export.calibration.FeedSet`; :func:`compare` reports top-1 agreement with fp32, max/mean
-  logit error and micro-F1 (MNRE metric) of both against the gold labels.
+- :func:`run_feeds` runs a runner (``dfma.backends``: ONNX Runtime CPU, or the onnx reference evaluator for
+  fp16) over a :class:`~dfma.export.calibration.FeedSet`; ``dfma.backends.compare.compare_with_labels``
+  reports top-1 agreement with fp32, max/mean logit error and micro-F1 (MNRE metric) against gold labels.
 - :func:`node_sensitivity` ranks quantizable nodes by the local signal-to-quantization-noise ratio of their
   inputs (what onnxruntime's ``qdq_loss_debug`` calls ``qdq_err``): the activation quantized with its
   calibrated U8 range (or, for dynamic INT8, its per-batch range) and the weight per channel in S8,
@@ -23,71 +23,16 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from dfma.errors import ExportError
+from dfma.backends.base import Runner
 
-Runner = Callable[[dict], np.ndarray]
-
-
-def ort_runner(path: Path, threads: int | None = None, *, as_written: bool = False) -> Runner:
-    """feeds -> logits with an ONNX Runtime CPU session (only the inputs the graph declares are passed).
-
-    ``as_written``: basic graph optimizations only, so Q/DQ pairs run as written (float math between
-    them) instead of being fused into ONNX Runtime's integer kernels: how TensorRT-style S8 graphs are emulated.
-    """
-    import onnxruntime as ort
-
-    from dfma.export.validate import make_session
-
-    if as_written:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    else:
-        session = make_session(Path(path), threads)
-    names = [i.name for i in session.get_inputs()]
-    return lambda feeds: session.run(["logits"], {k: feeds[k] for k in names})[0]
-
-
-def reference_runner(path: Path) -> Runner:
-    """feeds -> logits with :func:`dfma.export.fp16.reference_evaluator` (honest fp16 arithmetic, slow)."""
-    from dfma.export.fp16 import reference_evaluator
-
-    evaluator = reference_evaluator(str(path))
-    names = list(evaluator.input_names)
-
-    def run(feeds: dict) -> np.ndarray:
-        with np.errstate(over="ignore", under="ignore"):  # fp16 masks: -65504 + score -> -inf, by design
-            return np.asarray(evaluator.run(["logits"], {k: feeds[k] for k in names})[0], dtype=np.float32)
-
-    return run
-
-
-def run_feeds(run: Runner, feeds, *, desc: str = "running", progress: bool = True) -> np.ndarray:
-    """Logits of every sample of a FeedSet, in order (float32 ``[N, num_labels]``), with a progress bar."""
+def run_feeds(runner: Runner, feeds, *, desc: str = "running", progress: bool = True) -> np.ndarray:
+    """Logits of every sample of a FeedSet from an open runner, in order (float32 ``[N, num_labels]``),
+    with a progress bar."""
     from tqdm.auto import tqdm
 
-    out = [run(batch) for batch in tqdm(feeds.batches, desc=desc, unit="batch", disable=not progress,
+    out = [runner.logits(batch) for batch in tqdm(feeds.batches, desc=desc, unit="batch", disable=not progress,
                                         leave=False, file=sys.stderr)]
     return np.concatenate(out).astype(np.float32)
-
-
-def compare(reference: np.ndarray, actual: np.ndarray, gold: np.ndarray, none_id: int) -> dict:
-    """Agreement and logit errors of ``actual`` vs ``reference`` (fp32), and micro-F1 of both vs ``gold``."""
-    from dfma.metrics import micro_prf
-
-    if actual.shape != reference.shape:
-        raise ExportError(f"logits shape {actual.shape} != fp32 {reference.shape}")
-    finite = bool(np.isfinite(actual).all())
-    diff = np.abs(actual.astype(np.float64) - reference) if finite else np.full(reference.shape, np.inf)
-    f1_ref = micro_prf(gold, reference.argmax(-1), none_id)[2]
-    f1 = micro_prf(gold, actual.argmax(-1), none_id)[2] if finite else 0.0
-    return {"samples": int(reference.shape[0]), "finite": finite,
-            "top1_agreement": float((actual.argmax(-1) == reference.argmax(-1)).mean()) if finite else 0.0,
-            "max_abs_error": float(diff.max()), "mean_abs_error": float(diff.mean()),
-            "max_rel_error": float(diff.max() / max(float(np.abs(reference).max()), 1e-30)),
-            "f1_fp32": round(100 * f1_ref, 3), "f1": round(100 * f1, 3),
-            "f1_delta_points": round(100 * (f1 - f1_ref), 3)}
 
 
 def latency_table(runners: dict[str, Runner], samples: Sequence[dict], *, repeats: int = 3,
@@ -100,12 +45,12 @@ def latency_table(runners: dict[str, Runner], samples: Sequence[dict], *, repeat
     """
     best = {key: [math.inf] * len(samples) for key in runners}
     for _ in range(repeats):
-        for key, run in runners.items():
+        for key, runner in runners.items():
             for feeds in samples[:warmup]:
-                run(feeds)
+                runner.infer(feeds)
             for i, feeds in enumerate(samples):
                 start = time.perf_counter()
-                run(feeds)
+                runner.infer(feeds)
                 best[key][i] = min(best[key][i], time.perf_counter() - start)
     return {key: round(1000 * float(np.median(times)), 3) for key, times in best.items()}
 
@@ -151,6 +96,7 @@ def node_sensitivity(fp32_model_path: Path, nodes: Sequence[str], feeds: Sequenc
                      ranges: dict[str, list[float]] | None) -> list[dict]:
     """Per node: local SQNR (dB) of its quantized activation input and weight, and both combined; most
     sensitive (lowest combined SQNR) first. ``ranges`` None means dynamic (per-batch) activation ranges."""
+    from dfma.backends.ort_runner import OrtRunner
     from dfma.export.fp16 import module_of
 
     model = onnx.load(str(fp32_model_path))
@@ -163,9 +109,10 @@ def node_sensitivity(fp32_model_path: Path, nodes: Sequence[str], feeds: Sequenc
     with tempfile.TemporaryDirectory(prefix="dfma-sens-") as tmp:
         path = Path(tmp) / "probe.onnx"
         onnx.save(model, str(path))
-        run_all = ort_runner_outputs(path, acts)
+        probe = OrtRunner(path, optimization="none", outputs=acts).open()
         for batch in feeds:
-            for name, x in zip(acts, run_all(batch)):
+            outputs = probe.infer(batch)
+            for name, x in ((a, outputs[a]) for a in acts):
                 if ranges is None:
                     xq = _fake_quant_u8(x, float(x.min()), float(x.max()))
                 elif name in ranges:
@@ -191,18 +138,6 @@ def node_sensitivity(fp32_model_path: Path, nodes: Sequence[str], feeds: Sequenc
 
 def _trans_b(node: onnx.NodeProto) -> bool:
     return any(a.name == "transB" and a.i for a in node.attribute)
-
-
-def ort_runner_outputs(path: Path, outputs: Sequence[str]) -> Callable[[dict], list[np.ndarray]]:
-    """feeds -> the named outputs of a graph (ONNX Runtime CPU, optimizations off so names survive)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    names = [i.name for i in session.get_inputs()]
-    return lambda feeds: session.run(list(outputs), {k: feeds[k] for k in names})
 
 
 # ---------------------------------------------------------------- search
@@ -261,31 +196,42 @@ def _brief(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("top1_agreement", "max_abs_error", "mean_abs_error", "f1_delta_points")}
 
 
-def choose_cpu_int8(results: dict, latency: dict, target: float, f1_tolerance: float) -> tuple[str | None, str]:
-    """The default CPU INT8 graph: among those meeting the guard (agreement >= target and |F1 delta| <=
-    ``f1_tolerance`` points), the faster at batch 1; when none meets it, the more accurate. Returns
-    ``(key or None, reason)``."""
-    built = [k for k in ("int8", "int8-dynamic") if k in results]
-    if not built:
-        return None, "no INT8 graph built"
+def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float) -> dict[str, dict]:
+    """What ``precision="auto"`` serves on the CPU: among the measured candidates (``latency``: label ->
+    backend, graph, batch-1 ms) that meet the guard (agreement >= ``target`` and |F1 delta| <=
+    ``f1_tolerance`` points; fp32 on ONNX Runtime always does: it is the reference), the fastest.
+
+    Returns the manifest's ``defaults.auto``: ``cpu`` (the overall choice) and one entry per backend
+    (its own fastest), each ``{graph, backend, precision, batch1_ms, reason, host}``; empty without latency.
+    """
     guard = f"agreement >= {target}, |F1 delta| <= {f1_tolerance} points"
-    ok = [k for k in built if results[k]["top1_agreement"] >= target
-          and abs(results[k]["f1_delta_points"]) <= f1_tolerance]
-    speed = ", ".join(f"{k} {latency[k]['batch1_median_ms']} ms" for k in built if k in latency)
-    agree = ", ".join(f"{k} {100 * results[k]['top1_agreement']:.2f}%" for k in built)
-    if len(ok) > 1 and all(k in latency for k in ok):
-        best = min(ok, key=lambda k: latency[k]["batch1_median_ms"])
-        return best, f"{best}: both meet the guard ({guard}); it is faster at batch 1 ({speed})"
-    if ok:
-        what = "the only INT8 graph built" if len(built) == 1 else "the only one meeting the guard"
-        return ok[0], f"{ok[0]}: {what} ({guard}; agreement {agree})"
-    best = max(built, key=lambda k: (results[k]["top1_agreement"], -abs(results[k]["f1_delta_points"])))
-    return best, f"{best}: no INT8 graph met the guard ({guard}); it is the more accurate ({agree}; {speed})"
+
+    def meets(label: str) -> bool:
+        row = results.get(label)
+        if label == "fp32":
+            return True
+        return bool(row) and row["top1_agreement"] >= target and abs(row["f1_delta_points"]) <= f1_tolerance
+
+    speed = ", ".join(f"{k} {v['batch1_median_ms']} ms" for k, v in latency.items())
+    failed = [k for k in latency if not meets(k)]
+    out: dict[str, dict] = {}
+    for scope in ["cpu", *sorted({v["backend"] for v in latency.values()})]:
+        pool = [k for k in latency if meets(k) and (scope == "cpu" or latency[k]["backend"] == scope)]
+        if not pool:
+            continue
+        best = min(pool, key=lambda k: latency[k]["batch1_median_ms"])
+        entry = latency[best]
+        reason = (f"{best} on {entry['backend']}: the fastest at batch 1 of those meeting the guard ({guard}; "
+                  f"{speed}" + (f"; missed the guard: {', '.join(failed)}" if failed else "") + ")")
+        out[scope] = {"graph": entry["graph"], "backend": entry["backend"],
+                      "precision": entry.get("precision") or ("fp32" if best == "fp32" else best), "label": best, "batch1_ms": entry["batch1_median_ms"], "reason": reason,
+                      "host": entry.get("host", {})}
+    return out
 
 
 def summary(manifest: dict) -> str:
     """The closing table of export/to_precision.py: per graph agreement, errors, F1, latency; search outcomes."""
-    from dfma.export.progress import human_bytes, table
+    from dfma.contract.progress import human_bytes, table
 
     prec = manifest.get("precision", {})
     rows = []
@@ -301,6 +247,7 @@ def summary(manifest: dict) -> str:
     text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {prec.get('guard_data', {})}"
     for key, s in prec.get("search", {}).items():
         text += f"\n{key}: {s['stopped']}"
-    if "defaults" in manifest:
-        text += f"\ndefault CPU int8: {manifest['defaults'].get('cpu_int8_reason')}"
+    auto = (manifest.get("defaults") or {}).get("auto") or {}
+    if "cpu" in auto:
+        text += f"\nauto (CPU): {auto['cpu']['reason']}"
     return text

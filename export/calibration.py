@@ -1,8 +1,8 @@
 """Calibration data and ranges for static INT8: real MNRE sentences through the inference preprocessing.
 
-- :func:`mnre_feeds` turns MNRE records into padded graph feeds with the bundle's own tokenizer and
-  preprocessing constants (contract sections 2-3, torch-free), images from a folder when one is given,
-  else every image slot declared absent (zeros, mask 0).
+- :func:`mnre_feeds` turns MNRE records into padded graph feeds with the runtime's own preprocessing
+  (``dfma.contract.features.Preprocessor`` on the bundle's tokenizer and constants), images from a folder
+  when one is given, else every image slot declared absent (zeros, mask 0).
 - :class:`MNRECalibrationReader` is an ``onnxruntime.quantization.CalibrationDataReader`` over such feeds,
   with a progress bar.
 - :func:`calibrate` computes per-tensor ranges (minmax, entropy or percentile) batch by batch (ORT's
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfma.errors import DataError, ExportError
+from dfma.contract.errors import DataError, ExportError
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT, CACHE_VERSION = "dfma-calibration", 1
@@ -54,12 +54,13 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
 
     Raises DataError (bad file or record) or ExportError (no usable sample, bad folder).
     """
-    from dfma.images import ImagePreprocessor, find_crops, find_image
-    from dfma.labels import LabelMap
-    from dfma.mnre import read_mnre
-    from dfma.text import TextEncoder
+    from dfma.contract.features import Preprocessor
+    from dfma.contract.images import find_crops, find_image
+    from dfma.contract.labels import LabelMap
+    from dfma.contract.mnre import read_mnre
+    from dfma.contract.samples import Sample
+    from dfma.contract.tokenizer import load_tokenizer
 
-    pre = manifest["preprocess"]
     labels = LabelMap.from_list(manifest["labels"])
     samples = read_mnre(data_file, labels)
     for name, folder in (("--images", images), ("--crops", crops)):
@@ -75,23 +76,17 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
     if not pool:
         raise DataError("no samples", file=str(data_file))
     chosen = [pool[i] for i in _select(len(pool), n, seed)]
-    encoder = TextEncoder.from_folder(bundle, int(pre["max_length"]))
-    imgs = ImagePreprocessor(int(pre["image_size"]), int(pre["resize_size"]), pre["mean"], pre["std"],
-                             int(pre.get("max_image_pixels", 50_000_000)))
-    num_crops, size = int(pre["num_crops"]), int(pre["image_size"])
+    pre = Preprocessor.from_manifest(manifest["preprocess"], load_tokenizer(bundle))  # exactly what inference does
+    num_crops = pre.num_crops
     batches, found = [], 0
     for start in range(0, len(chosen), batch_size):
-        part = chosen[start:start + batch_size]
-        ids, mask = encoder.pad_batch(encoder.encode_words_batch([(s.words, s.head, s.tail) for s in part]))
-        pixels = np.zeros((len(part), 1 + num_crops, 3, size, size), dtype=np.float32)
-        image_mask = np.zeros((len(part), 1 + num_crops), dtype=np.int64)
-        for r, s in enumerate(part):
-            main = find_image(images, s.img_id) if images is not None else None
-            slots = [main, *(find_crops(crops, s.img_id, num_crops) if crops is not None else [])]
-            if any(p is not None for p in slots):
-                pixels[r], image_mask[r] = imgs.stack(slots[0], slots[1:], num_crops)
-                found += int(image_mask[r].sum())
-        batches.append({"input_ids": ids, "attention_mask": mask, "pixel_values": pixels, "image_mask": image_mask})
+        part = []
+        for s in chosen[start:start + batch_size]:
+            image = find_image(images, s.img_id) if images is not None else None
+            slots = find_crops(crops, s.img_id, num_crops) if crops is not None else []
+            part.append(pre.prepare(Sample.from_words(s.words, s.head, s.tail, image=image, crops=slots)))
+            found += int(part[-1].image_mask.sum())
+        batches.append(pre.collate(part))
     gold = np.asarray([labels.id(s.relation) for s in chosen], dtype=np.int64)
     source = {"file": Path(data_file).name, "samples": len(chosen), "of": len(samples), "seed": seed,
               "batch_size": batch_size,
@@ -163,8 +158,9 @@ def calibrate(model_path: Path, reader: MNRECalibrationReader, method: str, *,
     if method not in METHODS:
         raise ExportError(f"--calibration-method {method!r}: choose one of {list(METHODS)}")
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization.calibrate import HistogramCollector
+
+    from dfma.backends.ort_runner import OrtRunner
 
     model = onnx.load(str(model_path))
     tensors = calibration_tensors(model, op_types, nodes)
@@ -182,19 +178,16 @@ def calibrate(model_path: Path, reader: MNRECalibrationReader, method: str, *,
         probe = Path(tmp) / "probe.onnx"
         onnx.save(model, str(probe))
         del model
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor name
-        opts.log_severity_level = 3
-        session = ort.InferenceSession(str(probe), opts, providers=["CPUExecutionProvider"])
-        names = [i.name for i in session.get_inputs()]
+        runner = OrtRunner(probe, optimization="none", outputs=tensors).open()  # every tensor name kept
         for feeds in reader:
-            arrays = dict(zip(tensors, session.run(tensors, {k: feeds[k] for k in names})))
+            arrays = runner.infer(feeds)
             for name, arr in arrays.items():
                 if arr.size:
                     lo[name], hi[name] = min(lo[name], float(np.nanmin(arr))), max(hi[name], float(np.nanmax(arr)))
             if collector is not None:
                 with _Silence():
                     collector.collect(arrays)
+        runner.close()
     if collector is None:
         ranges = {t: [lo[t], hi[t]] for t in tensors if np.isfinite(lo[t])}
     else:

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from dfma.errors import ExportError
+from dfma.contract.errors import ExportError
 
 FP16_MAX = float(np.finfo(np.float16).max)
 
@@ -240,18 +240,6 @@ def _to_fp16(values: np.ndarray, name: str, clipped: dict[str, int]) -> np.ndarr
     return np.clip(values, -FP16_MAX, FP16_MAX).astype(np.float16)
 
 
-def op_precisions(model: onnx.ModelProto) -> dict[str, dict[str, int]]:
-    """op type -> {"fp16": n, "fp32": n}: the element type each node computes in (by its first float input)."""
-    types = tensor_types(model)
-    out: dict[str, dict[str, int]] = defaultdict(lambda: {"fp16": 0, "fp32": 0})
-    for node in model.graph.node:
-        for t in node.input:
-            if types.get(t) in FLOAT_TYPES:
-                out[node.op_type]["fp16" if types[t] == TensorProto.FLOAT16 else "fp32"] += 1
-                break
-    return dict(out)
-
-
 def ort_fp32_fallbacks(path) -> dict[str, int]:
     """op type -> number of fp16 nodes that ONNX Runtime's CPU provider runs in fp32 instead.
 
@@ -262,82 +250,15 @@ def ort_fp32_fallbacks(path) -> dict[str, int]:
     import tempfile
     from pathlib import Path
 
-    import onnxruntime as ort
+    from dfma.backends.sessions import ort_session
 
     with tempfile.TemporaryDirectory(prefix="dfma-fp16-") as tmp:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.optimized_model_filepath = str(Path(tmp) / "session.onnx")
-        opts.log_severity_level = 3
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        session_graph = onnx.load(opts.optimized_model_filepath).graph
+        saved = Path(tmp) / "session.onnx"
+        ort_session(path, optimization="none", save_optimized=saved)
+        session_graph = onnx.load(str(saved)).graph
     inserted = {o for n in session_graph.node if n.name.startswith("InsertedPrecisionFreeCast") for o in n.output}
     out: dict[str, int] = defaultdict(int)
     for node in session_graph.node:
         if not node.name.startswith("InsertedPrecisionFreeCast") and any(t in inserted for t in node.input):
             out[node.op_type] += 1
     return dict(sorted(out.items()))
-
-
-def reference_evaluator(model):
-    """``onnx.reference.ReferenceEvaluator`` that executes fp16 honestly and fast enough for the tiny preset.
-
-    Every op computes on the graph's own dtypes in numpy; MatMul, Gemm and Conv on fp16 inputs
-    accumulate in fp32 and round the result to fp16 (what GPU fp16 GEMMs do), and Conv/MaxPool get a
-    vectorised path (the stock ones loop in Python).
-    """
-    from numpy.lib.stride_tricks import sliding_window_view
-    from onnx.reference import ReferenceEvaluator
-    from onnx.reference.ops.op_conv import Conv as _Conv
-    from onnx.reference.ops.op_gemm import Gemm_7 as _Gemm
-    from onnx.reference.ops.op_matmul import MatMul as _MatMul
-    from onnx.reference.ops.op_max_pool import MaxPool as _MaxPool
-
-    f32 = np.float32
-
-    class MatMul(_MatMul):
-        def _run(self, a, b):
-            x, w = np.ascontiguousarray(a, dtype=f32), np.ascontiguousarray(b, dtype=f32)
-            if w.ndim == 2 and x.ndim >= 2:  # one BLAS GEMM instead of numpy's batched loop
-                y = (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
-            else:
-                y = np.matmul(x, w)
-            return (y.astype(a.dtype),)
-
-    class Gemm(_Gemm):
-        def _run(self, a, b, c=None, alpha=None, beta=None, transA=None, transB=None):
-            x, w = a.astype(f32), b.astype(f32)
-            y = (x.T if transA else x) @ (w.T if transB else w) * (1.0 if alpha is None else alpha)
-            if c is not None:
-                y = y + c.astype(f32) * (1.0 if beta is None else beta)
-            return (y.astype(a.dtype),)
-
-    class Conv(_Conv):
-        def _run(self, X, W, B=None, auto_pad=None, dilations=None, group=None, kernel_shape=None, pads=None,
-                 strides=None):
-            simple = (X.ndim == 4 and (group or 1) == 1 and all(d == 1 for d in (dilations or [1]))
-                      and auto_pad in (None, "NOTSET", b"NOTSET"))
-            if not simple:
-                return super()._run(X, W, B, auto_pad, dilations, group, kernel_shape, pads, strides)
-            t, left, b, r = pads or (0, 0, 0, 0)
-            sh, sw = strides or (1, 1)
-            xp = np.pad(X.astype(f32), ((0, 0), (0, 0), (t, b), (left, r)))
-            win = sliding_window_view(xp, W.shape[2:], axis=(2, 3))[:, :, ::sh, ::sw]
-            y = np.tensordot(win, W.astype(f32), axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-            if B is not None:
-                y = y + B.astype(f32)[None, :, None, None]
-            return (np.ascontiguousarray(y).astype(X.dtype),)
-
-    class MaxPool(_MaxPool):
-        def _run(self, x, auto_pad=None, ceil_mode=None, dilations=None, kernel_shape=None, pads=None,
-                 storage_order=None, strides=None):
-            if (x.ndim != 4 or ceil_mode or storage_order or any(d != 1 for d in (dilations or [1]))
-                    or auto_pad not in (None, "NOTSET", b"NOTSET") or len(self.output) > 1):
-                return super()._run(x, auto_pad, ceil_mode, dilations, kernel_shape, pads, storage_order, strides)
-            t, left, b, r = pads or (0, 0, 0, 0)
-            sh, sw = strides or (1, 1)
-            xp = np.pad(x, ((0, 0), (0, 0), (t, b), (left, r)), constant_values=-np.inf)
-            win = sliding_window_view(xp, tuple(kernel_shape), axis=(2, 3))[:, :, ::sh, ::sw]
-            return (np.ascontiguousarray(win.max(axis=(4, 5))).astype(x.dtype),)
-
-    return ReferenceEvaluator(model, new_ops=[MatMul, Gemm, Conv, MaxPool])

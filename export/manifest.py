@@ -6,8 +6,8 @@ import json
 import platform
 from importlib import metadata
 
-from dfma.export.io_spec import io_manifest
-from dfma.runtime.bundle import FORMAT, FORMAT_VERSION
+from dfma.contract.io_spec import io_manifest
+from dfma.contract.bundle import FORMAT, FORMAT_VERSION
 
 TOOLS = ("dfma", "torch", "onnx", "onnxruntime", "onnxscript", "onnx-ir", "tokenizers", "numpy", "safetensors")
 
@@ -38,8 +38,8 @@ def tokenizer_lowercase(tokenizer) -> bool:
 
 def preprocess_section(cfg, tokenizer, special: dict[str, int], max_length: int) -> dict:
     """Text and image preprocessing constants (contract sections 2 and 3)."""
-    from dfma.images import DEFAULT_MAX_IMAGE_PIXELS
-    from dfma.tokenizer import SPECIAL_KEYS, SPECIAL_TOKENS
+    from dfma.contract.images import DEFAULT_MAX_IMAGE_PIXELS
+    from dfma.contract.tokenizer import SPECIAL_KEYS, SPECIAL_TOKENS
 
     return {
         "max_length": max_length,

@@ -16,8 +16,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from dfma.errors import ExportError
-from dfma.export.io_spec import BATCH, SEQUENCE, TensorSpec
+from dfma.contract.errors import ExportError
+from dfma.contract.io_spec import TensorSpec, dynamic_dims
 
 MIN_OPSET = 18  # the dynamo exporter's lowest native opset (below it converts, often badly)
 MAX_OPSET = 25  # measured here (torch 2.13, onnxscript 0.7.2, onnxruntime 1.32): 26 silently stays 18
@@ -65,14 +65,17 @@ def quiet_exporter(verbose: bool = False) -> Iterator[None]:
             logging.getLogger(name).setLevel(level)
 
 
-def trace(model, example: dict, *, max_batch: int, max_length: int):
-    """`torch.export` the eval-mode model with dynamic ``batch`` (1..max_batch) and ``sequence`` axes."""
+def trace(model, example: dict, specs: list[TensorSpec], *, max_batch: int, max_length: int):
+    """`torch.export` the eval-mode model with the dynamic axes of ``specs`` (the contract's IO spec):
+    ``batch`` in 1..max_batch, ``sequence`` in 2..max_length."""
     import torch
 
-    batch = torch.export.Dim(BATCH, min=1, max=max_batch)
-    sequence = torch.export.Dim(SEQUENCE, min=2, max=max_length)
-    dynamic = {"input_ids": {0: batch, 1: sequence}, "attention_mask": {0: batch, 1: sequence},
-               "pixel_values": {0: batch}, "image_mask": {0: batch}}
+    from dfma.contract.io_spec import BATCH, SEQUENCE
+
+    dims = {BATCH: torch.export.Dim(BATCH, min=1, max=max_batch),
+            SEQUENCE: torch.export.Dim(SEQUENCE, min=2, max=max_length)}
+    dynamic = {name: {axis: dims[symbol] for axis, symbol in axes.items()}
+               for name, axes in dynamic_dims(specs).items()}
     kwargs = {k: torch.from_numpy(v) for k, v in example.items()}
     model.eval()
     try:

@@ -11,7 +11,7 @@ separate translation at :data:`ORT_OPSET`.)
 """
 from __future__ import annotations
 
-from dfma.errors import ExportError
+from dfma.contract.errors import ExportError
 
 ORT_OPSET = 18  # attention exported as MatMul/Softmax, the form the fusion rules match
 

@@ -1,7 +1,7 @@
 """The export pipeline behind ``export/to_onnx.py``: source -> trace -> two graphs -> parity -> bundle.
 
 Nothing is written where the bundle goes until every step has passed: the bundle is built in a hidden
-sibling folder (:class:`~dfma.export.bundle.BundleWriter`) and renamed into place at the end.
+sibling folder (:class:`~dfma.contract.bundle_writer.BundleWriter`) and renamed into place at the end.
 """
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dfma.errors import ExportError
-from dfma.export.bundle import BundleWriter, check_target
-from dfma.export.progress import Steps, human_bytes, table
+from dfma.contract.errors import ExportError
+from dfma.contract.bundle_writer import BundleWriter, check_target
+from dfma.contract.graphs import CATALOGUE
+from dfma.contract.progress import Steps, human_bytes, table
 
-PORTABLE_FILE, ORT_FILE = "model.onnx", "model.ort.onnx"
+PORTABLE_FILE, ORT_FILE = CATALOGUE["portable"].file, CATALOGUE["ort"].file
+
 EXAMPLE_BATCH, EXAMPLE_LENGTH = 2, 16
 DEFAULT_MAX_BATCH = 64
 MAX_MAX_BATCH = 4096
@@ -85,7 +87,7 @@ def check_options(opts: ExportOptions) -> None:
 
 
 def _resolve_max_length(opts: ExportOptions, cfg) -> int:
-    from dfma.export.io_spec import MIN_LENGTH
+    from dfma.export.random_feeds import MIN_LENGTH
 
     max_length = opts.max_length if opts.max_length is not None else cfg.max_length
     if not MIN_LENGTH < max_length <= cfg.max_position_embeddings:
@@ -94,7 +96,7 @@ def _resolve_max_length(opts: ExportOptions, cfg) -> int:
     return max_length
 
 
-def _graph_entry(path: Path, kind: str, opset: int, expected: list[str], producer: str, **extra) -> dict:
+def _graph_entry(path: Path, key: str, opset: int, expected: list[str], producer: str, **extra) -> dict:
     import onnx
 
     from dfma.export.graph_stats import fusion_summary, op_counts
@@ -104,7 +106,7 @@ def _graph_entry(path: Path, kind: str, opset: int, expected: list[str], produce
     if counts.get("BatchNormalization"):
         raise ExportError(f"{path.name}: {counts['BatchNormalization']} BatchNormalization node(s) left; "
                           "they should be folded into the convolutions (eval mode)")
-    return {"file": path.name, "precision": "fp32", "kind": kind, "opset": opset,
+    return {**CATALOGUE[key].manifest_fields(), "opset": opset,
             "domains": sorted({n.domain or "ai.onnx" for n in model.graph.node}),
             "nodes": len(model.graph.node), "producer": producer, **extra,
             "attention": fusion_summary(model, expected), "op_counts": counts}
@@ -127,7 +129,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
 
     from dfma.export import onnx_export as ox
     from dfma.export.graph_stats import expected_blocks
-    from dfma.export.io_spec import input_specs, output_specs, random_inputs
+    from dfma.contract.io_spec import input_specs, output_specs
+    from dfma.export.random_feeds import random_inputs
     from dfma.export.manifest import base_manifest
     from dfma.export.ort_fusion import ORT_OPSET, fuse_for_ort, require_all_fused
     from dfma.export.validate import parity_cases, require_parity, run_parity
@@ -143,7 +146,7 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
 
     with ox.quiet_exporter(opts.verbose):
         with steps.step(f"tracing with torch.export (dynamic batch 1..{opts.max_batch}, length 2..{max_length})"):
-            program = ox.trace(source.model, example, max_batch=opts.max_batch, max_length=max_length)
+            program = ox.trace(source.model, example, specs_in, max_batch=opts.max_batch, max_length=max_length)
         with BundleWriter(opts.out, force=opts.force) as writer:
             with steps.step(f"portable graph (opset {opts.opset})"):
                 portable = ox.translate(program, example, opts.opset)
@@ -160,7 +163,7 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
             graphs = {
                 "portable": _graph_entry(writer.path(PORTABLE_FILE), "portable", opts.opset, expected,
                                          f"torch.onnx.export(dynamo=True, opset_version={opts.opset}, optimize=True)"),
-                "ort": _graph_entry(writer.path(ORT_FILE), "onnxruntime", ORT_OPSET, expected,
+                "ort": _graph_entry(writer.path(ORT_FILE), "ort", ORT_OPSET, expected,
                                     f"torch.onnx.export(dynamo=True, opset_version={ORT_OPSET}, optimize=False) + "
                                     f"onnxscript {onnxscript.__version__} ort_fusions.optimize_for_ort",
                                     fusions=fusion_counts, trace="the torch.export program of the portable graph"),
@@ -168,7 +171,7 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
             require_all_fused(graphs["ort"]["attention"], ORT_FILE)
 
             with steps.step("tokenizer and manifest sections"):
-                from dfma.tokenizer import save_tokenizer
+                from dfma.contract.tokenizer import save_tokenizer
 
                 save_tokenizer(source.tokenizer, writer.tmp)
                 manifest = base_manifest(source, opset=opts.opset, max_batch=opts.max_batch, max_length=max_length,
@@ -186,6 +189,6 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
             with steps.step(f"writing the bundle to {writer.out}"):
                 manifest["export"]["seconds"] = round(steps.elapsed(), 1)
                 out = writer.commit(manifest)
-    from dfma.runtime.bundle import read_manifest
+    from dfma.contract.bundle import read_manifest
 
     return ExportResult(out, read_manifest(out), steps.timings, steps.elapsed())

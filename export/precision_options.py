@@ -5,12 +5,11 @@ import argparse
 import os
 from pathlib import Path
 
-from dfma.errors import ExportError
+from dfma.contract.errors import ExportError
 
 DESCRIPTION = ("Builds from the bundle's portable fp32 graph an FP16 graph, a static INT8 graph calibrated on MNRE "
                "training sentences and a dynamic INT8 graph, compares each with fp32 on MNRE validation sentences "
                "(the accuracy guard) and updates the bundle atomically.")
-FILES = {"fp16": "model.fp16.onnx", "int8": "model.int8.onnx", "int8-dynamic": "model.int8-dynamic.onnx"}
 CALIBRATION_FILE = "calibration.json"
 DEFAULT_DATA = Path(os.environ.get("DFMA_MNRE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnre"))
 DEFAULT_METHOD = "minmax"  # measured best on the trained tiny checkpoint (docs/precision.md)
@@ -19,8 +18,7 @@ DEFAULT_METHOD = "minmax"  # measured best on the trained tiny checkpoint (docs/
 SMALL, LARGE = (256, 512, 5, 16), (64, 96, 1, 8)
 LARGE_BYTES = 100 << 20
 SENSITIVITY_BATCHES = 2  # calibration batches (of 8 sentences) the sensitivity ranking observes
-DYNAMIC_SOURCE = "ort"  # dynamic INT8 is CPU-only: quantize the ONNX Runtime fused graph
-F1_TOLERANCE = 0.5  # points: with the agreement target, what "meets the guard" means for the CPU default
+F1_TOLERANCE = 0.5  # points: with the agreement target, what "meets the guard" means for the auto default
 IMAGE_ONLY_REASON = ("image encoder (depends on pixels only): no images were given, so its ranges would come "
                      "from all-zero images; pass --images DIR to quantize it")
 FP16_REL_TOL = 0.02  # fp16 vs fp32 on random shapes: max |diff| <= 2% of the largest |fp32 logit|

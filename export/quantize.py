@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from dfma.errors import ExportError
+from dfma.contract.errors import ExportError
 
 STATIC_OPS = ("MatMul", "Gemm", "Conv")
 DYNAMIC_OPS = ("MatMul",)
@@ -112,7 +112,11 @@ def quantize_static_qdq(pre: Path, out: Path, ranges: dict[str, list[float]], *,
                                 calibration_cache_path=str(cache), extra_options=extra)
         except Exception as exc:
             raise ExportError(f"{Path(pre).name}: static quantization failed: {str(exc)[:500]}") from None
-    return qdq_stats(onnx.load(str(out)), op_types)
+    from dfma.export.qdq_concat import quantize_concat_inputs
+
+    model, rewritten = quantize_concat_inputs(str(out))  # the form OpenVINO compiles; exact for ONNX Runtime
+    onnx.save(model, str(out))
+    return {**qdq_stats(model, op_types), "concats_quantized_on_inputs": len(rewritten)}
 
 
 def quantize_dynamic_int8(src: Path, out: Path, *, exclude: Iterable[str] = (), per_channel: bool = True,

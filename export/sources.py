@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dfma.config import PRESETS, DFMAConfig, preset
-from dfma.errors import CheckpointError, DataError, ExportError
+from dfma.contract.errors import CheckpointError, DataError, ExportError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_TOKENIZER_DIR = REPO_ROOT / "checkpoints" / "tiny-mnre"
@@ -40,7 +40,7 @@ class ModelSource:
 
 
 def _load_tokenizer(folder: Path, what: str):
-    from dfma.tokenizer import load_tokenizer, special_ids
+    from dfma.contract.tokenizer import load_tokenizer, special_ids
 
     try:
         tok = load_tokenizer(folder)
@@ -50,7 +50,7 @@ def _load_tokenizer(folder: Path, what: str):
 
 
 def _labels(cfg: DFMAConfig, where: str) -> list[str]:
-    from dfma.labels import LabelMap
+    from dfma.contract.labels import LabelMap
 
     names = list(cfg.labels) or list(MNRE_LABELS)
     if len(names) != cfg.num_labels:
@@ -80,7 +80,7 @@ def _check_tokenizer_fits(cfg: DFMAConfig, tok, special: dict[str, int], where: 
 def from_checkpoint(folder: str | Path) -> ModelSource:
     """Load a checkpoint folder (config.json, model.safetensors, tokenizer files); CheckpointError if bad."""
     from dfma.checkpoint import load_checkpoint
-    from dfma.runtime.bundle import sha256_file
+    from dfma.contract.bundle import sha256_file
 
     folder = Path(folder)
     if not folder.is_dir():

@@ -19,7 +19,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from dfma.errors import DFMAError  # noqa: E402
+from dfma.contract.errors import DFMAError  # noqa: E402
 
 EPILOG = """\
 inputs of both graphs (dynamic axes: batch, sequence):

@@ -6,7 +6,8 @@ weights, U8 activations calibrated on MNRE training sentences; ranges saved as `
 ``model.int8-dynamic.onnx`` (dynamic INT8, CPU). Each is compared with fp32 on MNRE validation sentences
 (top-1 agreement, logit errors, micro-F1); an INT8 graph below the agreement target is re-quantized with
 its most sensitive nodes kept in fp32 until the target is met or the budget is spent. The faster INT8
-graph among those meeting the guard becomes ``defaults.cpu_int8``. The bundle is updated atomically.
+graph among those meeting the guard (fp32 included; OpenVINO too where installed) becomes
+``defaults.auto``, what ``precision="auto"`` serves. The bundle is updated atomically.
 Exit status 0 on success (also when a guard target is missed: the manifest says so), 1 on an error
 (nothing written), 2 on a usage error.
 """
@@ -23,9 +24,10 @@ import signal  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from dfma.errors import DFMAError, ExportError  # noqa: E402
+from dfma.contract.errors import DFMAError, ExportError  # noqa: E402
+from dfma.contract.graphs import CATALOGUE, file_of  # noqa: E402
 from dfma.export.precision_options import (  # noqa: E402
-    CALIBRATION_FILE, DEFAULT_METHOD, DYNAMIC_SOURCE, F1_TOLERANCE, FILES, FP16_REL_TOL, IMAGE_ONLY_REASON, LARGE,
+    CALIBRATION_FILE, DEFAULT_METHOD, F1_TOLERANCE, FP16_REL_TOL, IMAGE_ONLY_REASON, LARGE,
     LARGE_BYTES, SENSITIVITY_BATCHES, SMALL, UsageError, build_parser, check_args,
 )
 
@@ -36,8 +38,8 @@ class Context:
     def __init__(self, args, work: Path, steps: int):
         from dfma.export import accuracy_guard as guard
         from dfma.export.calibration import mnre_feeds
-        from dfma.export.progress import Steps
-        from dfma.runtime.bundle import open_bundle
+        from dfma.contract.progress import Steps
+        from dfma.contract.bundle import open_bundle
 
         self.args, self.work, self.guard = args, work, guard
         self.bundle = open_bundle(args.bundle)
@@ -60,12 +62,19 @@ class Context:
                                                     crops=args.crops)
         self.val = self.feeds("mnre_val.txt", args.guard_samples, 32)
         self._cal = None
-        self.fp32 = self.logits(guard.ort_runner(self.portable), "fp32 model.onnx")
+        self.fp32 = self.logits(self.runner(self.portable), f"fp32 {self.portable.name}")
         self.results, self.graphs, self.parity, self.search, self.new_files = {}, {}, {}, {}, {}
 
-    def logits(self, run, what: str):
-        """Guard-set logits of a runner."""
-        return self.guard.run_feeds(run, self.val, desc=f"guard: {what}", progress=self.progress)
+    @staticmethod
+    def runner(path: Path, backend: str = "onnxruntime-cpu", **options):
+        """An open runner of the registry on a graph file (ONNX Runtime CPU unless told otherwise)."""
+        from dfma.backends.registry import backend as backend_row
+
+        return backend_row(backend).build(path, **options).open()
+
+    def logits(self, runner, what: str):
+        """Guard-set logits of an open runner."""
+        return self.guard.run_feeds(runner, self.val, desc=f"guard: {what}", progress=self.progress)
 
     def calibration_feeds(self):
         """MNRE training feeds (drawn once)."""
@@ -73,10 +82,12 @@ class Context:
             self._cal = self.feeds("mnre_train.txt", self.args.calibration_samples, 8)
         return self._cal
 
-    def evaluate(self, path: Path, what: str) -> dict:
+    def evaluate(self, path: Path, what: str, backend: str = "onnxruntime-cpu") -> dict:
         """Run a graph on the guard set and compare with the fp32 graph."""
-        return self.guard.compare(self.fp32, self.logits(self.guard.ort_runner(path), what), self.val.labels,
-                                  self.none_id)
+        from dfma.backends.compare import compare_with_labels
+
+        return compare_with_labels(self.fp32, self.logits(self.runner(path, backend), what), self.val.labels,
+                                   self.none_id)
 
     def log(self, line: str) -> None:
         """A progress line on stderr (not with --quiet)."""
@@ -89,11 +100,11 @@ def build_fp16(ctx: Context) -> None:
     import numpy as np
     import onnx
 
+    from dfma.backends.compare import compare as compare_shapes, compare_with_labels
     from dfma.export import fp16
-    from dfma.export.io_spec import random_inputs
-    from dfma.export.validate import compare as compare_shapes
+    from dfma.export.random_feeds import random_inputs
 
-    out = ctx.work / FILES["fp16"]
+    out = ctx.work / file_of("fp16")
     extra = tuple(op.strip() for op in ctx.args.fp16_keep.split(",") if op.strip())
     res = fp16.convert_to_fp16(onnx.load(str(ctx.portable)), fp32_ops=fp16.DEFAULT_FP32_OPS + extra)
     onnx.save(res.model, str(out))
@@ -102,14 +113,16 @@ def build_fp16(ctx: Context) -> None:
     executor = ctx.args.fp16_executor
     if executor == "auto":
         executor = "reference" if fallbacks and params <= 20_000_000 else "onnxruntime"
-    run = ctx.guard.reference_runner(out) if executor == "reference" else ctx.guard.ort_runner(out)
-    row = ctx.guard.compare(ctx.fp32, ctx.logits(run, f"fp16 ({executor})"), ctx.val.labels, ctx.none_id)
+    run = ctx.runner(out, "onnx-reference" if executor == "reference" else "onnxruntime-cpu")
+    row = compare_with_labels(ctx.fp32, ctx.logits(run, f"fp16 ({executor})"), ctx.val.labels, ctx.none_id)
     cfg, special = _config(ctx.manifest)
-    ref_run, rng, shapes = ctx.guard.ort_runner(ctx.portable), np.random.default_rng(ctx.args.seed), []
+    ref_run, rng, shapes = ctx.runner(ctx.portable), np.random.default_rng(ctx.args.seed), []
     limits = ctx.manifest["limits"]
     for batch, length in ((1, 8), (min(7, limits["max_batch"]), limits["max_length"])):
         feeds = random_inputs(cfg, special, batch, length, crops=True, rng=rng)
-        shapes.append({"batch": batch, "length": length, **compare_shapes(ref_run(feeds), run(feeds))})
+        diff = compare_shapes(ref_run.logits(feeds), run.logits(feeds))
+        shapes.append({"batch": batch, "length": length,
+                       **{k: diff[k] for k in ("max_abs_error", "max_rel_error", "top1_agreement")}})
     worst_rel = max(s["max_rel_error"] for s in shapes)
     why = (f"ONNX Runtime's CPU provider would run {sum(fallbacks.values())} fp16 node(s) in fp32 ({fallbacks})"
            if fallbacks else "all fp16 nodes have CPU kernels")
@@ -124,7 +137,7 @@ def build_fp16(ctx: Context) -> None:
         "cases": shapes, "rtol": FP16_REL_TOL, "passed": worst_rel <= FP16_REL_TOL}}
     ctx.parity["fp16"]["passed"] = bool(worst_rel <= FP16_REL_TOL
                                         and row["top1_agreement"] >= ctx.args.target_agreement)
-    ctx.new_files[FILES["fp16"]] = out
+    ctx.new_files[file_of("fp16")] = out
 
 
 def static_ranges(ctx: Context, pre: Path, nodes: set[str]) -> tuple[dict, dict]:
@@ -182,7 +195,7 @@ def build_static(ctx: Context) -> None:
     nodes = {n.name for n in pre_model.graph.node if n.op_type in q.STATIC_OPS} - set(start)
     ranges, calibration = static_ranges(ctx, pre, nodes)
     start = q.image_only_nodes(pre_model) if args.images is None else []
-    out = ctx.work / FILES["int8"]
+    out = ctx.work / file_of("int8")
     stats = {}
 
     def build(excluded):
@@ -214,13 +227,15 @@ def build_static(ctx: Context) -> None:
     ctx.parity["int8"] = _parity(found["final"], ctx, "onnxruntime")
     s8 = ctx.work / "int8.tensorrt-s8.onnx"  # what export/to_tensorrt.py compiles, emulated here
     s8.write_bytes(onnx_bytes(out, "int8"))
-    row = ctx.guard.compare(ctx.fp32, ctx.logits(ctx.guard.ort_runner(s8, as_written=True), "int8 as TensorRT S8"),
-                            ctx.val.labels, ctx.none_id)
+    from dfma.backends.compare import compare_with_labels
+
+    row = compare_with_labels(ctx.fp32, ctx.logits(ctx.runner(s8, optimization="basic"), "int8 as TensorRT S8"),
+                              ctx.val.labels, ctx.none_id)
     ctx.parity["int8"]["tensorrt_s8_emulated"] = {
         **{k: row[k] for k in ("top1_agreement", "max_abs_error", "mean_abs_error", "f1", "f1_delta_points")},
         "executor": "onnxruntime CPU, basic optimizations (Q/DQ computed as written)",
         "note": "the symmetric int8 form TensorRT compiles (uint8 activation ranges re-centred on zero)"}
-    ctx.new_files[FILES["int8"]] = out
+    ctx.new_files[file_of("int8")] = out
 
 
 def _reusable(doc: dict, args, graph_sha: str) -> bool:
@@ -237,8 +252,9 @@ def build_dynamic(ctx: Context) -> None:
 
     from dfma.export import quantize as q
 
-    src = ctx.bundle.graph_path(DYNAMIC_SOURCE) if DYNAMIC_SOURCE in ctx.manifest["graphs"] else ctx.portable
-    out = ctx.work / FILES["int8-dynamic"]
+    source = CATALOGUE["int8-dynamic"].derived_from  # the fused graph: dynamic INT8 is CPU-only anyway
+    src = ctx.bundle.graph_path(source) if source in ctx.manifest["graphs"] else ctx.portable
+    out = ctx.work / file_of("int8-dynamic")
     stats = {}
 
     def build(excluded):
@@ -257,27 +273,68 @@ def build_dynamic(ctx: Context) -> None:
     ctx.results["int8-dynamic"] = found["final"]
     ctx.search["int8-dynamic"] = {k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")}
     ctx.graphs["int8-dynamic"] = _graph_entry(
-        onnx.load(str(out)), "int8-dynamic", derived_from=src.name, kind="onnxruntime", cpu_only=True,
+        onnx.load(str(out)), "int8-dynamic", derived_from=src.name, cpu_only=True,
         producer="onnxruntime quantize_dynamic (MatMulInteger)",
         quantization={"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
                       "stats": stats, "convolutions": "fp32 (dynamic quantization leaves them)"})
     ctx.parity["int8-dynamic"] = _parity(found["final"], ctx, "onnxruntime")
-    ctx.new_files[FILES["int8-dynamic"]] = out
+    ctx.new_files[file_of("int8-dynamic")] = out
+
+
+def latency_candidates(ctx: Context) -> dict[str, tuple[str, str, Path]]:
+    """What ``precision="auto"`` may choose among: label -> (backend, graph key, file). ONNX Runtime CPU on
+    the fp32 graph it runs and on each INT8 graph built now; every other CPU backend of the registry that
+    is installed (OpenVINO) on the fp32 and INT8 graphs it runs (``auto`` picks one only where it is
+    measured faster on the host of that CPU class)."""
+    from dfma.backends.registry import BACKENDS
+    from dfma.contract.errors import BackendUnavailable
+
+    fp32_key = "ort" if "ort" in ctx.manifest["graphs"] else "portable"
+    out = {"fp32": ("onnxruntime-cpu", fp32_key, ctx.bundle.graph_path(fp32_key))}
+    for key in ("int8", "int8-dynamic"):
+        if file_of(key) in ctx.new_files:
+            out[key] = ("onnxruntime-cpu", key, ctx.new_files[file_of(key)])
+    for name, spec in BACKENDS.items():
+        if name == "onnxruntime-cpu" or spec.device != "cpu" or not spec.bundles:
+            continue
+        try:
+            spec.check_available()
+        except BackendUnavailable as exc:
+            ctx.log(f"{name} not measured ({exc})")
+            continue
+        for key, row in CATALOGUE.items():
+            path = ctx.new_files.get(row.file) or (ctx.bundle.graph_path(key) if key in ctx.manifest["graphs"] else None)
+            if row.precision in ("fp32", "int8", "int8-dynamic") and spec.runs(row) and path is not None:
+                out.setdefault(f"{name}-{row.precision}", (name, key, path))
+    return out
 
 
 def measure_latency(ctx: Context) -> dict:
-    """Batch-1 latency (ms) of fp32 (the runtime's CPU graph) and each INT8 graph on guard sentences."""
+    """Batch-1 latency (ms) of every :func:`latency_candidates` entry on guard sentences, interleaved; the
+    OpenVINO entries are also guarded against fp32 (a graph OpenVINO cannot compile is left out, with why)."""
+    from dfma.contract.host import host_info
+
     samples = ctx.guard.single_samples(ctx.val, ctx.args.latency_samples)
-    fp32 = ctx.bundle.graph_path("ort") if "ort" in ctx.manifest["graphs"] else ctx.portable
-    paths = {"fp32": fp32, **{k: ctx.new_files[FILES[k]] for k in ("int8", "int8-dynamic")
-                              if FILES[k] in ctx.new_files}}
-    with ctx.steps.step(f"latency of {', '.join(paths)} (batch 1, {len(samples)} sentences, interleaved)"):
-        ms = ctx.guard.latency_table({k: ctx.guard.ort_runner(p) for k, p in paths.items()}, samples)
+    runners, where = {}, {}
+    for label, (backend, key, path) in latency_candidates(ctx).items():
+        try:
+            runners[label] = ctx.runner(path, backend)
+        except DFMAError as exc:
+            ctx.log(f"  {label}: left out ({exc})")
+            continue
+        where[label] = (backend, key, path)
+        if backend != "onnxruntime-cpu":
+            ctx.results[label] = ctx.evaluate(path, f"{label} ({backend})", backend)
+    with ctx.steps.step(f"latency of {', '.join(runners)} (batch 1, {len(samples)} sentences, interleaved)"):
+        ms = ctx.guard.latency_table(runners, samples)
     for key, value in ms.items():
         ctx.log(f"  {key:13s} {value:8.2f} ms")
-    return {key: {"file": paths[key].name, "batch1_median_ms": value, "samples": len(samples),
-                  "how": "per sentence the fastest of 3 runs, median over sentences; graphs interleaved"}
-            for key, value in ms.items()}
+    host = host_info()
+    return {label: {"backend": where[label][0], "graph": where[label][1], "file": where[label][2].name,
+                    "precision": CATALOGUE[where[label][1]].precision,
+                    "batch1_median_ms": value, "samples": len(samples), "host": host,
+                    "how": "per sentence the fastest of 3 runs, median over sentences; graphs interleaved"}
+            for label, value in ms.items()}
 
 
 def _config(manifest: dict):
@@ -287,10 +344,10 @@ def _config(manifest: dict):
     return DFMAConfig.from_dict(manifest["model"]["config"], source="manifest model.config"), special
 
 
-def _graph_entry(model, precision: str, *, derived_from: str = "model.onnx", kind: str = "portable", **extra) -> dict:
+def _graph_entry(model, key: str, *, derived_from: str | None = None, **extra) -> dict:
     from collections import Counter
 
-    return {"file": FILES[precision], "precision": precision, "kind": kind, "derived_from": derived_from,
+    return {**CATALOGUE[key].manifest_fields(), **({"derived_from": derived_from} if derived_from else {}),
             "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
             "nodes": len(model.graph.node),
             "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),
@@ -299,14 +356,14 @@ def _graph_entry(model, precision: str, *, derived_from: str = "model.onnx", kin
 
 def _parity(row: dict, ctx: Context, executor: str) -> dict:
     return {**row, "passed": bool(row["top1_agreement"] >= ctx.args.target_agreement), "executor": executor,
-            "target_agreement": ctx.args.target_agreement, "reference": "fp32 model.onnx on ONNX Runtime CPU "
-            "(validated against eager: parity.portable; model.ort.onnx matches it within parity.ort)",
+            "target_agreement": ctx.args.target_agreement, "reference": f"fp32 {ctx.portable.name} on ONNX Runtime CPU "
+            "(validated against eager: parity.portable; the fused graph matches it within parity.ort)",
             "inputs": f"MNRE validation sentences: {ctx.val.source}"}
 
 
 def run(args) -> dict:
     """Build the requested graphs and update the bundle; returns the new manifest."""
-    from dfma.export.bundle import update_bundle
+    from dfma.contract.bundle_writer import update_bundle
 
     check_args(args)
     everything = not args.fp16 and args.int8 is None
@@ -324,8 +381,8 @@ def run(args) -> dict:
         previous = ctx.manifest.get("precision", {}).get("guard", {})
         merged = {**{k: v for k, v in previous.items() if k in ctx.manifest["graphs"] and k not in ctx.results},
                   **ctx.results}
-        lat_all = {**ctx.manifest.get("precision", {}).get("latency", {}), **latency}
-        default, reason = ctx.guard.choose_cpu_int8(merged, lat_all, args.target_agreement, F1_TOLERANCE)
+        lat_all = latency or ctx.manifest.get("precision", {}).get("latency", {})
+        auto = ctx.guard.choose_auto(merged, latency, args.target_agreement, F1_TOLERANCE)
 
         def update(manifest: dict) -> dict:
             manifest["graphs"].update(ctx.graphs)
@@ -334,10 +391,13 @@ def run(args) -> dict:
             section.update({"updated": started.replace(microsecond=0).isoformat(), "guard": merged,
                             "guard_data": ctx.val.source, "target_agreement": args.target_agreement,
                             "f1_tolerance_points": F1_TOLERANCE, "latency": lat_all,
-                            "latency_note": "ONNX Runtime CPU, batch 1, this machine; see docs/precision.md",
+                            "latency_note": "batch 1 on the host recorded with each row; see docs/precision.md",
                             "search": {**section.get("search", {}), **ctx.search}})
-            if default:
-                manifest.setdefault("defaults", {}).update({"cpu_int8": default, "cpu_int8_reason": reason})
+            if auto:
+                defaults = manifest.setdefault("defaults", {})
+                defaults.pop("cpu_int8", None)  # written by earlier versions: superseded by defaults.auto
+                defaults.pop("cpu_int8_reason", None)
+                defaults["auto"] = auto
             return manifest
 
         return update_bundle(args.bundle, ctx.new_files, update)

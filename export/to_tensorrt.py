@@ -4,7 +4,7 @@ The engine is compiled from the bundle's ONNX graph of that precision (``model.o
 or ``model.int8.onnx``) as a strongly typed network, with one optimization profile over the manifest's
 batch and length limits and a persisted timing cache, and added to ``engines/`` with its TensorRT version
 and GPU recorded in the manifest (runtimes refuse it on another GPU or TensorRT version:
-``dfma.runtime.engine_check``). Exit status 0 on success; 3 with one line when TensorRT or a GPU is
+``dfma.backends.trt_runner.check_engine``). Exit status 0 on success; 3 with one line when TensorRT or a GPU is
 absent; 1 on any other error (the bundle is unchanged); 2 on a usage error.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from dfma.errors import BackendUnavailable, DFMAError  # noqa: E402
+from dfma.contract.errors import BackendUnavailable, DFMAError  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,9 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> dict:
     """Check the platform, build, add the engine (and timing cache) to the bundle; returns the new manifest."""
     from dfma.export import trt_build as tb
-    from dfma.export.bundle import update_bundle
-    from dfma.runtime.bundle import open_bundle
-    from dfma.runtime.engine_check import platform_info
+    from dfma.contract.bundle_writer import update_bundle
+    from dfma.contract.bundle import open_bundle
+    from dfma.backends.trt_runner import platform_info
+    from dfma.contract.graphs import engine_row
 
     opts = tb.BuildOptions(precision=args.precision, workspace_mib=args.workspace_mib, opt_batch=args.opt_batch,
                            opt_length=args.opt_length, timing_cache=args.timing_cache, device=args.device,
@@ -61,8 +62,8 @@ def run(args) -> dict:
     key, file = tb.source_graph(bundle.manifest, opts.precision)
     tb.import_tensorrt()
     platform = platform_info(opts.device)  # BackendUnavailable: no TensorRT / no GPU
-    gpu = tb.slug(platform["gpu_name"])
-    cache_rel = f"engines/timing-{gpu}-trt{platform['tensorrt_version']}.cache"
+    row = engine_row(opts.precision, platform["gpu_name"])
+    cache_rel = f"engines/timing-{tb.slug(platform['gpu_name'])}-trt{platform['tensorrt_version']}.cache"
     cache_path = opts.timing_cache or bundle.folder / cache_rel
     shapes = tb.profile_shapes(bundle.manifest, opts)
     started = time.perf_counter()
@@ -70,8 +71,7 @@ def run(args) -> dict:
           f"{platform['tensorrt_version']} ...", file=sys.stderr, flush=True)
     engine, timing = tb.build_engine(tb.onnx_bytes(bundle.folder / file, opts.precision), shapes, opts, cache_path)
     seconds = round(time.perf_counter() - started, 1)
-    engine_rel = f"engines/{opts.precision}-{gpu}.plan"
-    entry_key = f"tensorrt-{opts.precision}-{gpu}"
+    engine_rel, entry_key = row.file, row.key
     with tempfile.TemporaryDirectory(prefix="dfma-trt-") as tmp:
         engine_tmp, cache_tmp = Path(tmp) / "engine.plan", Path(tmp) / "timing.cache"
         engine_tmp.write_bytes(engine)
@@ -84,7 +84,7 @@ def run(args) -> dict:
 
         def update(manifest: dict) -> dict:
             manifest["graphs"][entry_key] = {
-                "file": engine_rel, "precision": opts.precision, "kind": "tensorrt", "derived_from": file,
+                **row.manifest_fields(), "derived_from": file,
                 "source_graph": key, **platform, "strongly_typed": True,
                 "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
                             for name, s in shapes.items()},

@@ -21,15 +21,15 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-import tempfile  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from dfma.errors import BundleError, DFMAError, ExportError  # noqa: E402
+from dfma.contract.errors import BundleError, DFMAError, ExportError  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent / "triton_models"
 BUNDLE_DIR = "bundle"  # inside a Python model's version folder: the manifest and the files it needs
 VERSION = "1"
+TRITON_ONNX_FILE, TRITON_PLAN_FILE = "model.onnx", "model.plan"  # Triton's default model file names
 CONTRACT_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_mask")  # what Preprocessor.collate makes
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -89,12 +89,20 @@ def _max_batch(opts: TritonOptions, manifest: dict) -> int:
 
 
 def choose_onnx_graph(manifest: dict, precision: str, kind: str) -> str:
-    """The bundle file the ``onnxruntime_onnx`` model serves: the runtime's first choice for that device."""
-    from dfma.runtime.ort_backend import CPU_ONLY_PRECISIONS, graph_candidates
+    """The bundle file the ``onnxruntime_onnx`` model serves: ONNX Runtime's first choice for that device
+    (``auto``: the bundle's recorded default for it, else fp32)."""
+    from dfma.backends.registry import backend
+    from dfma.contract.graphs import present, resolve_precision
 
-    if kind == "gpu" and precision in CPU_ONLY_PRECISIONS:
-        raise ExportError(f"--precision {precision} runs on the CPU only; use --kind cpu")
-    return graph_candidates(precision, manifest["files"], "cpu" if kind == "cpu" else "cuda")[0]
+    device = "cpu" if kind == "cpu" else "gpu"
+    precision = resolve_precision(manifest, precision, device)[0]
+    rows = present(manifest)
+    keys = backend("onnxruntime-cpu" if kind == "cpu" else "onnxruntime-cuda").ordered(rows, precision)
+    if not keys:
+        have = sorted({r.precision for r in rows.values()})
+        raise ExportError(f"--precision {precision}: the bundle has no graph of it that ONNX Runtime runs on "
+                          f"{'the CPU' if kind == 'cpu' else 'GPUs'} (it has {have}; int8-dynamic is CPU-only)")
+    return rows[keys[0]].file
 
 
 def check_graph_io(path: Path, io: dict) -> None:
@@ -116,9 +124,9 @@ def check_graph_io(path: Path, io: dict) -> None:
 
 def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tuple[str, dict] | None:
     """The engine entry to serve as ``tensorrt_plan`` (``--engine`` or the one of ``--precision``), or None."""
-    from dfma.runtime.trt_backend import engine_entries
+    from dfma.contract.graphs import engines as engine_entries
 
-    engines = engine_entries(manifest["graphs"])
+    engines = engine_entries(manifest)
     if opts.engine is not None and opts.engine not in engines:
         raise ExportError(f"--engine {opts.engine!r}: the bundle's engines are {sorted(engines) or 'none'}")
     if not engines:
@@ -142,7 +150,7 @@ def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tupl
 
 
 def _copy_verified(bundle, rel: str, dest: Path) -> None:
-    from dfma.runtime.bundle import sha256_file
+    from dfma.contract.bundle import sha256_file
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(bundle.path(rel), dest)
@@ -185,9 +193,9 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
         raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
     check_graph_io(bundle.path(graph), io)
     version = _write_model(root, onnx_name, tc.network_config(
-        onnx_name, io, platform="onnxruntime_onnx", filename="model.onnx", max_batch=max_batch,
+        onnx_name, io, platform="onnxruntime_onnx", filename=TRITON_ONNX_FILE, max_batch=max_batch,
         instances=opts.instances, kind=opts.kind, queue_delay_us=opts.queue_delay_us))
-    _copy_verified(bundle, graph, version / "model.onnx")
+    _copy_verified(bundle, graph, version / TRITON_ONNX_FILE)
     result.notes.append(f"{onnx_name} serves {graph}")
 
     tokenizer_files = [f for f in (manifest["preprocess"].get("tokenizer", "tokenizer.json"),
@@ -221,10 +229,10 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
         except (TypeError, ValueError, AttributeError):
             raise BundleError(f"manifest.json: graphs[{key!r}]: unreadable max_batch / profile") from None
         version = _write_model(root, plan, tc.network_config(
-            plan, entry.get("io") or io, platform="tensorrt_plan", filename="model.plan",
+            plan, entry.get("io") or io, platform="tensorrt_plan", filename=TRITON_PLAN_FILE,
             max_batch=min(max_batch, engine_max), instances=opts.instances, kind="gpu",
             queue_delay_us=opts.queue_delay_us))
-        _copy_verified(bundle, entry["file"], version / "model.plan")
+        _copy_verified(bundle, entry["file"], version / TRITON_PLAN_FILE)
         _write_model(root, trt_ensemble, tc.ensemble_config(
             trt_ensemble, io, num_labels=len(labels), max_batch=min(max_batch, engine_max),
             preprocess=pre, network=plan, postprocess=post))
@@ -241,35 +249,24 @@ def validate_repository(root: Path) -> bool:
 
 def build_repository(opts: TritonOptions) -> TritonResult:
     """Verify the bundle, write the repository atomically; raises BundleError / ExportError (nothing written)."""
-    from dfma.export.bundle import _swap_into_place, check_target, normalize_modes
-    from dfma.runtime.bundle import open_bundle
+    from dfma.contract.bundle import open_bundle
+    from dfma.contract.bundle_writer import AtomicFolder
 
     _check_options(opts)
     bundle = open_bundle(opts.bundle)  # every sha256 checked
-    out = check_target(opts.out, force=opts.force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    tmp.chmod(0o755)
-    result = TritonResult(repository=out)
-    try:
+    result = TritonResult(repository=Path(opts.out).absolute())
+    with AtomicFolder(opts.out, force=opts.force) as folder:
+        tmp = folder.tmp
         try:
             write_models(tmp, bundle, opts, result)
         except OSError as e:
-            raise ExportError(f"{out}: cannot write the repository ({e})") from None
+            raise ExportError(f"{folder.out}: cannot write the repository ({e})") from None
         result.validated = validate_repository(tmp)
         info = {"generator": "export/to_triton.py", "bundle": str(bundle.folder.resolve()),
                 "created": bundle.manifest.get("created"), "models": result.models, "notes": result.notes,
                 "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}}
         (tmp / "dfma_repository.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        normalize_modes(tmp)
-        if out.exists() and not opts.force:
-            raise ExportError(f"{out}: appeared while writing; refusing to replace it without --force")
-        try:
-            _swap_into_place(tmp, out)
-        except OSError as e:
-            raise ExportError(f"{out}: cannot move the repository into place ({e.strerror or e})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        result.repository = folder.commit()
     return result
 
 
@@ -292,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dynamic batcher's max_queue_delay_microseconds (default 1000)")
     p.add_argument("--name", default="dfma", help="ensemble name and prefix of the other models (default dfma)")
     p.add_argument("--precision", default="fp32",
-                   help="which ONNX graph (and engine) to serve: fp32, fp16, int8, int8-dynamic (default fp32)")
+                   help="which ONNX graph (and engine) to serve: auto (the bundle's guarded default), fp32, fp16, int8, "
+                        "int8-dynamic (default fp32)")
     p.add_argument("--graph", default=None, metavar="FILE",
                    help="bundle ONNX file to serve (default: what dfma.runtime runs for --precision: the fused "
                         "model.ort.onnx on CPU, the portable opset-23 model.onnx on GPU)")

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dfma.errors import BundleError, ExportError
+from dfma.contract.errors import BundleError, ExportError
 
 BATCH_AXIS = "batch"
 DTYPES = {  # manifest dtype -> Triton data type

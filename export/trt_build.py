@@ -9,13 +9,14 @@ first (TensorRT accepts zero point 0 only; same real ranges, see ``dfma.export.q
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from dfma.errors import BackendUnavailable, BundleError, ExportError
+from dfma.contract.errors import BundleError, ExportError
+from dfma.backends.trt_runner import import_tensorrt  # noqa: F401  (re-exported: to_tensorrt checks it first)
+from dfma.contract.graphs import engine_sources, gpu_slug as slug  # noqa: F401  (slug: engine file names)
 
-SOURCE_GRAPHS = {"fp32": "portable", "fp16": "fp16", "int8": "int8"}
+SOURCE_GRAPHS = engine_sources()  # engine precision -> graph key (the catalogue's tensorrt column)
 MIN_LENGTH = 2
 
 
@@ -30,11 +31,6 @@ class BuildOptions:
     timing_cache: Path | None = None  # default: BUNDLE/engines/timing-<gpu>-trt<version>.cache
     device: int = 0
     verbose: bool = False
-
-
-def slug(text: str) -> str:
-    """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (for file names)."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
 
 
 def source_graph(manifest: dict, precision: str) -> tuple[str, str]:
@@ -55,12 +51,13 @@ def profile_shapes(manifest: dict, opts: BuildOptions) -> dict[str, tuple[tuple,
     max_batch, max_length = int(manifest["limits"]["max_batch"]), int(manifest["limits"]["max_length"])
     sizes = {"batch": (1, min(opts.opt_batch, max_batch), max_batch),
              "sequence": (MIN_LENGTH, min(max(opts.opt_length, MIN_LENGTH), max_length), max_length)}
-    shapes = {}
+    shapes: dict[str, tuple[tuple, tuple, tuple]] = {}
     for spec in manifest["io"]["inputs"]:
         dims = [sizes[d] if isinstance(d, str) else (d, d, d) for d in spec["shape"]]
         if any(isinstance(d, str) and d not in sizes for d in spec["shape"]):
             raise BundleError(f"io.inputs {spec['name']!r}: unknown dynamic axis in {spec['shape']}")
-        shapes[spec["name"]] = tuple(tuple(d[i] for d in dims) for i in range(3))
+        lo, opt, hi = (tuple(d[i] for d in dims) for i in range(3))
+        shapes[spec["name"]] = (lo, opt, hi)
     return shapes
 
 
@@ -76,21 +73,13 @@ def onnx_bytes(path: Path, precision: str) -> bytes:
     return model.SerializeToString()
 
 
-def import_tensorrt():
-    """``tensorrt`` module; BackendUnavailable (one line) when it is not installed or fails to load."""
-    try:
-        import tensorrt as trt
-    except Exception as exc:
-        raise BackendUnavailable(f"TensorRT is not installed here (import tensorrt failed: {exc})") from None
-    return trt
-
-
 def build_engine(onnx_model: bytes, shapes: dict, opts: BuildOptions, timing_cache: Path | None) -> tuple[bytes, bytes]:
     """Parse, configure and build; returns ``(serialized engine, serialized timing cache)``.
 
     Raises BackendUnavailable (no TensorRT) or ExportError (parse or build failure, with the parser's errors).
     """
-    trt = import_tensorrt()
+    import_tensorrt()  # BackendUnavailable (one line) when TensorRT is absent or broken
+    import tensorrt as trt
     logger = trt.Logger(trt.Logger.VERBOSE if opts.verbose else trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0

@@ -1,4 +1,5 @@
-"""Eager vs ONNX parity, Polygraphy-style: a runner per graph, one comparator, many shapes.
+"""Eager vs ONNX parity, Polygraphy-style: a runner per graph (``dfma.backends``), one comparator
+(``dfma.backends.compare``), many shapes.
 
 Every case (batch x length x crops) draws fresh random inputs (contract-valid, both entities in every
 row, NaN pixels in absent image slots), runs the eager model once and every graph on the same feeds, and
@@ -9,15 +10,16 @@ A graph passes when ``max_abs_error <= atol`` and top-1 agreement is 1.0 at ever
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dfma.errors import ExportError
-from dfma.export.io_spec import MIN_LENGTH, random_inputs
+from dfma.contract.errors import ExportError
+from dfma.export.random_feeds import MIN_LENGTH, random_inputs
 
+CASE_FIELDS = ("max_abs_error", "max_rel_error", "top1_agreement")
 VALIDATION_BATCHES = (1, 3, 7)
 VALIDATION_LENGTHS = (8, 33)  # plus the maximum length
 DEFAULT_ATOL = 1e-4
@@ -43,62 +45,17 @@ def parity_cases(max_batch: int, max_length: int, *, exclude: tuple[int, int] | 
             if exclude is None or (b, n) != exclude]
 
 
-def make_session(path: Path, threads: int | None = None):
-    """An ONNX Runtime CPU session on ``path`` (ExportError naming the file if it does not load)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    if threads:
-        opts.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ExportError(f"{Path(path).name}: ONNX Runtime cannot load it: {str(exc)[:1000]}") from None
-
-
-def eager_runner(model) -> Callable[[dict], np.ndarray]:
-    """feeds (numpy) -> eager logits (numpy float32)."""
-    import torch
-
-    def run(feeds: dict) -> np.ndarray:
-        with torch.no_grad():
-            out = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})
-        return out.detach().float().numpy()
-
-    return run
-
-
-def session_runner(session) -> Callable[[dict], np.ndarray]:
-    """feeds -> logits from an ONNX Runtime session."""
-    names = [i.name for i in session.get_inputs()]
-
-    def run(feeds: dict) -> np.ndarray:
-        return session.run(["logits"], {k: feeds[k] for k in names})[0]
-
-    return run
-
-
-def compare(reference: np.ndarray, actual: np.ndarray) -> dict:
-    """Max abs error, max relative error (to the largest |reference|) and top-1 agreement of two logit arrays."""
-    if actual.shape != reference.shape:
-        raise ExportError(f"logits shape {actual.shape} != eager {reference.shape}")
-    ref, act = reference.astype(np.float64), actual.astype(np.float64)
-    finite = bool(np.isfinite(act).all())
-    diff = np.abs(act - ref) if finite else np.full(ref.shape, np.inf)
-    scale = max(float(np.abs(ref).max()), np.finfo(np.float32).tiny)
-    agree = float((act.argmax(-1) == ref.argmax(-1)).mean()) if finite else 0.0
-    return {"max_abs_error": float(diff.max()), "max_rel_error": float(diff.max() / scale),
-            "top1_agreement": agree}
-
-
 def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], cases: list[ParityCase], *,
                seed: int, atol: float = DEFAULT_ATOL, progress: bool = True) -> dict[str, dict]:
     """Validate every graph against the eager model on every case; returns the manifest ``parity`` section."""
     from tqdm.auto import tqdm
 
-    eager = eager_runner(model)
-    runners = {key: session_runner(make_session(path)) for key, path in graphs.items()}
+    from dfma.backends.compare import compare
+    from dfma.backends.ort_runner import OrtRunner
+    from dfma.model.runner import EagerRunner
+
+    eager = EagerRunner(model).open()
+    runners = {key: _open(OrtRunner(path)) for key, path in graphs.items()}
     per_case: dict[str, list[dict]] = {key: [] for key in graphs}
     rng = np.random.default_rng(seed)
     bar = tqdm(cases, desc="validating", unit="shape", disable=not progress, leave=False,
@@ -106,17 +63,28 @@ def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], 
     for case in bar:
         bar.set_postfix_str(f"batch {case.batch} len {case.length} {'crops' if case.crops else 'no crops'}")
         feeds = random_inputs(cfg, special, case.batch, case.length, crops=case.crops, rng=rng)
-        reference = eager(feeds)
+        reference = eager.logits(feeds)
         if not np.isfinite(reference).all():
             raise ExportError(f"eager logits are not finite at {case} (NaN leaked from absent images?)")
         for key, run in runners.items():
             try:
-                actual = run(feeds)
+                actual = run.logits(feeds)
             except Exception as exc:
                 raise ExportError(f"{graphs[key].name}: fails at batch {case.batch}, length {case.length}: "
                                   f"{str(exc)[:1000]}") from None
-            per_case[key].append({**asdict(case), **compare(reference, actual)})
+            row = compare(reference, actual)
+            per_case[key].append({**asdict(case), **{k: row[k] for k in CASE_FIELDS}})
     return {key: summarize(rows, atol=atol, seed=seed) for key, rows in per_case.items()}
+
+
+def _open(runner):
+    """Open a runner on a freshly written graph; a graph ONNX Runtime cannot load is an ExportError."""
+    from dfma.contract.errors import BundleError
+
+    try:
+        return runner.open()
+    except BundleError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def summarize(rows: list[dict], *, atol: float, seed: int) -> dict:

@@ -1,17 +1,17 @@
 """Torch-free DFMA runtime: load a bundle, predict relations (numpy, onnxruntime, tokenizers, Pillow only).
 
     import dfma.runtime as rt
-    extractor = rt.load("bundle/")                       # backend="auto", precision="fp32"
+    extractor = rt.load("bundle/")                       # backend="auto", precision="auto"
     p = extractor.predict({"text": "Obama visits Paris", "head": (0, 5), "tail": (13, 18),
                            "image": "post.jpg"})
     p.relation, p.probability, p.probabilities
 
 See ``runtime/README.md`` and ``python -m dfma.runtime --help``.
 """
-from dfma.errors import BackendUnavailable, BundleError, DFMAError, ImageError, InputError
+from dfma.contract.errors import BackendUnavailable, BundleError, DFMAError, ImageError, InputError
+from dfma.contract.prediction import Prediction
+from dfma.contract.samples import ImageFolders, Sample, as_sample
 from dfma.runtime.extractor import Extractor, load
-from dfma.runtime.prediction import Prediction
-from dfma.runtime.samples import ImageFolders, Sample, as_sample
 
 __all__ = ["load", "Extractor", "Prediction", "Sample", "ImageFolders", "as_sample", "DFMAError",
            "InputError", "ImageError", "BundleError", "BackendUnavailable"]

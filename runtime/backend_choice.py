@@ -1,66 +1,111 @@
-"""Which backend runs a bundle: ``auto`` tries TensorRT engine > ONNX Runtime GPU > ONNX Runtime CPU.
+"""Which backend and graph run a bundle, and why (every candidate passed over leaves one line).
 
-Every candidate that is skipped leaves one line saying why, so that the extractor can say what it chose
-and what it passed over (``Extractor.describe()``, the command line's first stderr line).
+``backend="auto"`` walks the registry's auto chain (TensorRT engine > ONNX Runtime TensorRT / CUDA
+providers > ONNX Runtime CPU). A backend outside the chain (OpenVINO) joins it, ahead of ONNX Runtime CPU,
+only when the bundle's precision step measured it fastest on a host of this CPU class. ``precision="auto"`` is the
+bundle's recorded default for the device class (``manifest.defaults.auto``: the fastest graph that met
+the accuracy guard), else fp32.
 """
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any
 
-from dfma.errors import BackendUnavailable
-
-from dfma.runtime.ort_backend import OrtBackend
-from dfma.runtime.trt_backend import TensorRTBackend
+from dfma.backends.registry import BACKENDS, BackendSpec, auto_chain, backend as backend_row
+from dfma.contract.bundle import Bundle
+from dfma.contract.errors import BackendUnavailable, BundleError
+from dfma.contract.graphs import AUTO, PRECISIONS, GraphKind, present, recorded_default, resolve_precision
+from dfma.contract.host import host_info, same_class
 
 log = logging.getLogger("dfma.runtime")
 
-BACKENDS = ("auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt")
+BACKEND_NAMES = ("auto", "onnxruntime", *[n for n, r in BACKENDS.items() if r.bundles])
 
 
-def open_backend(folder: Path, manifest: Mapping, *, backend: str = "auto", precision: str = "fp32",
-                 threads: int | None = None, device_id: int = 0) -> tuple[object, list[str]]:
-    """Open the requested backend; returns ``(backend, skipped)`` with one reason per skipped candidate.
+@dataclass
+class Choice:
+    """An opened runner, the graph it runs, and why it was chosen."""
 
-    ``onnxruntime`` means the best ONNX Runtime provider (TensorRT EP > CUDA > CPU);
-    ``onnxruntime-cpu`` / ``-cuda`` / ``-tensorrt`` force one. ``tensorrt`` needs an engine in the bundle.
-    Raises BackendUnavailable (named backend unusable, or nothing usable) or BundleError (no graph of
-    that precision).
-    """
-    if backend not in BACKENDS:
-        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
-    files = manifest.get("files", {})
-    # only graphs whose file the manifest hashes (and the loader verified) may run
-    graphs = {k: g for k, g in manifest.get("graphs", {}).items()
-              if isinstance(g, Mapping) and g.get("file") in files}
+    runner: Any
+    backend: str
+    graph: str
+    precision: str
+    precision_reason: str
+    skipped: list[str] = field(default_factory=list)
 
-    def trt():
-        return TensorRTBackend(folder, graphs, precision, device_id=device_id)
 
-    def ort(device: str):
-        return lambda: OrtBackend(folder, files, precision, device=device, threads=threads, device_id=device_id)
+def _candidates(manifest: Mapping, backend: str) -> tuple[list[BackendSpec], list[str]]:
+    if backend == "auto":
+        chain, skipped = auto_chain(), []
+        rec = recorded_default(manifest, "cpu")
+        row = BACKENDS.get(str((rec or {}).get("backend")))
+        if row is not None and row.auto is None and row.bundles:  # a backend auto takes only where measured faster
+            here = host_info()
+            if same_class(rec.get("host"), here):
+                chain.insert(next(i for i, r in enumerate(chain) if r.name == "onnxruntime-cpu"), row)
+            else:
+                skipped.append(f"{row.name}: measured fastest on {rec.get('host', {}).get('class')} "
+                               f"({rec.get('host', {}).get('cpu')}), not on this {here['class']} CPU")
+        return chain, skipped
+    if backend == "onnxruntime":
+        return [r for r in auto_chain() if r.name.startswith("onnxruntime-")], []
+    row = backend_row(backend)
+    if not row.bundles:
+        raise BackendUnavailable(f"backend {backend!r} does not run bundle graphs; choose one of {list(BACKEND_NAMES)}")
+    return [row], []
 
-    if backend == "tensorrt":
-        candidates = [("tensorrt", trt)]
-    elif backend.startswith("onnxruntime-"):
-        candidates = [(backend, ort(backend.split("-", 1)[1]))]
-    else:
-        candidates = [("tensorrt", trt)] if backend == "auto" else []
-        candidates += [("onnxruntime-tensorrt", ort("tensorrt")), ("onnxruntime-cuda", ort("cuda")),
-                       ("onnxruntime-cpu", ort("cpu"))]
-    skipped: list[str] = []
-    for i, (name, make) in enumerate(candidates):
+
+def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], precision: str, *,
+             threads: int | None, device_id: int) -> tuple[Any, str]:
+    spec.check_available()
+    keys = spec.ordered(rows, precision)
+    if not keys:
+        have = sorted({r.precision for r in rows.values() if spec.runs(r)})
+        if not have:
+            raise BackendUnavailable(f"the bundle has no graph that {spec.name} runs"
+                                     + (" (no TensorRT engine: engines/*.plan)" if spec.name == "tensorrt" else ""))
+        raise BundleError(f"the bundle has no {precision} graph that {spec.name} runs (it has {have})")
+    failures = []
+    for key in keys:
+        entry = bundle.manifest["graphs"][key]
+        runner = spec.build(bundle.path(entry["file"]), io=bundle.manifest["io"], graph=rows[key], entry=entry,
+                            threads=threads, device_id=device_id)
         try:
-            chosen = make()
-        except BackendUnavailable as e:
-            if i == len(candidates) - 1:
+            return runner.open(), key
+        except BundleError as e:
+            failures.append(str(e))
+            log.warning("dfma.runtime: %s cannot load %s (%s); trying the next graph", spec.name, entry["file"], e)
+    raise BundleError(f"no {precision} graph loads on {spec.name}: " + "; ".join(failures))
+
+
+def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO, threads: int | None = None,
+                 device_id: int = 0) -> Choice:
+    """Open the requested backend on the graph of the requested precision; returns the :class:`Choice`.
+
+    Raises BackendUnavailable (named backend unusable, or nothing usable) or BundleError (no graph of
+    that precision, or none that loads).
+    """
+    if backend not in BACKEND_NAMES:
+        raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {list(BACKEND_NAMES)}")
+    if precision != AUTO and precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
+    rows = present(bundle.manifest)
+    candidates, skipped = _candidates(bundle.manifest, backend)
+    for i, spec in enumerate(candidates):
+        wanted, reason = resolve_precision(bundle.manifest, precision, spec.device, spec.name)
+        try:
+            runner, key = _open_on(bundle, spec, rows, wanted, threads=threads, device_id=device_id)
+        except (BackendUnavailable, BundleError) as e:
+            last = i == len(candidates) - 1
+            if last or (isinstance(e, BundleError) and len(candidates) == 1):
                 if skipped:
-                    raise BackendUnavailable(f"{e} (also skipped: {'; '.join(skipped)})") from None
+                    raise type(e)(f"{e} (also skipped: {'; '.join(skipped)})") from None
                 raise
-            skipped.append(f"{name}: {e}")
+            skipped.append(f"{spec.name}: {e}")
             continue
-        log.info("dfma.runtime: using %s (%s)%s", name, getattr(chosen, "graph", "?"),
+        log.info("dfma.runtime: using %s (%s, %s)%s", spec.name, rows[key].file, wanted,
                  f"; skipped {'; '.join(skipped)}" if skipped else "")
-        return chosen, skipped
+        return Choice(runner, spec.name, key, wanted, reason, skipped)
     raise BackendUnavailable("no backend candidates")  # unreachable: the loop returns or raises

@@ -16,15 +16,15 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-from dfma.errors import DataError, DFMAError
+from dfma.contract.errors import DataError, DFMAError
 
-from dfma.runtime.backend_choice import BACKENDS
+from dfma.contract.graphs import AUTO, PRECISIONS
+from dfma.runtime.backend_choice import BACKEND_NAMES
 from dfma.runtime.extractor import Extractor, load
-from dfma.runtime.ort_backend import PRECISIONS
-from dfma.runtime.prediction import Prediction
-from dfma.runtime.progress import Progress
+from dfma.contract.prediction import Prediction
+from dfma.contract.progress import Progress
 from dfma.runtime.request_file import FORMATS, RequestLine, count_lines, read_requests
-from dfma.runtime.samples import ImageFolders
+from dfma.contract.samples import ImageFolders
 
 EXIT_OK, EXIT_BAD_LINES, EXIT_FATAL = 0, 1, 2
 
@@ -149,7 +149,7 @@ def cmd_predict(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Score every line of --input against its gold relation; print micro P/R/F1 and a table."""
-    from dfma.metrics import evaluate, format_report
+    from dfma.contract.metrics import evaluate, format_report
 
     ex = _open_extractor(args)
     names = ex.labels.names
@@ -203,8 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("bundle", help="bundle folder (manifest.json, model graphs, tokenizer)")
-    common.add_argument("--backend", default="auto", choices=BACKENDS)
-    common.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    common.add_argument("--backend", default="auto", choices=BACKEND_NAMES)
+    common.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
+                        help="graph precision (default auto: the bundle's guarded default for this device, else fp32)")
     common.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     io = argparse.ArgumentParser(add_help=False)
     io.add_argument("--input", required=True, help="MNRE annotation file or JSON lines")

@@ -14,14 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from dfma.errors import BundleError, DataError, InputError
-from dfma.labels import LabelMap
-from dfma.tokenizer import load_tokenizer
-
-from dfma.runtime.backend_choice import open_backend
-from dfma.runtime.bundle import open_bundle
-from dfma.runtime.features import Features, Preprocessor
-from dfma.runtime.prediction import Prediction, to_predictions
+from dfma.contract.bundle import open_bundle
+from dfma.contract.errors import BundleError, DataError, InputError
+from dfma.contract.features import Features, Preprocessor
+from dfma.contract.graphs import AUTO
+from dfma.contract.labels import LabelMap
+from dfma.contract.prediction import Prediction, to_predictions
+from dfma.contract.tokenizer import load_tokenizer
+from dfma.runtime.backend_choice import Choice, open_backend
 
 DEFAULT_MAX_BATCH = 64
 
@@ -40,12 +40,13 @@ def _indexed(error: InputError, index: int) -> InputError:
 class Extractor:
     """A loaded bundle: preprocessing + one backend. Build it with :func:`load`."""
 
-    def __init__(self, folder: Path, manifest: Mapping, backend: Any, skipped: list[str],
-                 preprocessor: Preprocessor, labels: LabelMap, max_batch: int):
+    def __init__(self, folder: Path, manifest: Mapping, choice: Choice, preprocessor: Preprocessor,
+                 labels: LabelMap, max_batch: int):
         self.folder = folder
         self.manifest = manifest
-        self._backend = backend
-        self.skipped = skipped
+        self._choice = choice
+        self._backend = choice.runner
+        self.skipped = choice.skipped
         self.preprocessor = preprocessor
         self.labels = labels
         self.max_batch = max_batch
@@ -53,18 +54,19 @@ class Extractor:
 
     @property
     def backend(self) -> str:
-        """The backend that runs: ``tensorrt``, ``onnxruntime-tensorrt``, ``onnxruntime-cuda`` or ``onnxruntime-cpu``."""
-        return self._backend.name
+        """The backend that runs (a registry name: ``tensorrt``, ``onnxruntime-cpu``, ``openvino``, ...)."""
+        return self._choice.backend
 
     @property
     def precision(self) -> str:
         """The precision of the graph or engine that runs (``fp32``, ``fp16``, ``int8``, ``int8-dynamic``)."""
-        return self._backend.precision
+        return self._choice.precision
 
     def describe(self) -> dict:
-        """What was chosen (backend, graph, precision, providers) and why others were skipped."""
-        return {**self._backend.describe(), "bundle": str(self.folder), "skipped": list(self.skipped),
-                "labels": len(self._names), "max_batch": self.max_batch}
+        """What was chosen (backend, graph, precision and why, providers) and why others were skipped."""
+        return {**self._backend.describe(), "backend": self.backend, "graph_key": self._choice.graph,
+                "precision_reason": self._choice.precision_reason, "bundle": str(self.folder),
+                "skipped": list(self.skipped), "labels": len(self._names), "max_batch": self.max_batch}
 
     def prepare(self, sample: Any) -> Features:
         """Check and preprocess one request; raises InputError / ImageError naming the field."""
@@ -75,7 +77,7 @@ class Extractor:
         out: list[Prediction] = []
         for start in range(0, len(features), self.max_batch):
             chunk = features[start:start + self.max_batch]
-            logits = np.asarray(self._backend.run(self.preprocessor.collate(chunk)))
+            logits = np.asarray(self._backend.logits(self.preprocessor.collate(chunk)))
             if logits.shape != (len(chunk), len(self._names)):
                 raise BundleError(f"the graph returned logits of shape {logits.shape}, expected "
                                   f"({len(chunk)}, {len(self._names)})")
@@ -116,13 +118,15 @@ class Extractor:
         return f"Extractor({str(self.folder)!r}, backend={self.backend!r}, precision={self.precision!r})"
 
 
-def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp32",
+def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO,
          threads: int | None = None, *, device_id: int = 0, max_batch: int | None = None) -> Extractor:
     """Load a bundle folder and open a backend for it.
 
-    ``backend``: ``auto`` (TensorRT engine > ONNX Runtime with TensorRT/CUDA provider > ONNX Runtime CPU),
-    ``onnxruntime`` (best provider), ``onnxruntime-cpu`` / ``-cuda`` / ``-tensorrt``, or ``tensorrt``.
-    ``precision``: ``fp32``, ``fp16``, ``int8`` or ``int8-dynamic`` (what the bundle has).
+    ``backend``: ``auto`` (TensorRT engine > ONNX Runtime with TensorRT/CUDA provider > ONNX Runtime CPU;
+    OpenVINO where the bundle measured it fastest on this CPU class), ``onnxruntime`` (best provider),
+    ``onnxruntime-cpu`` / ``-cuda`` / ``-tensorrt``, ``tensorrt`` or ``openvino``.
+    ``precision``: ``auto`` (the bundle's recorded default: the fastest graph that met the accuracy
+    guard, else fp32; the reason is in ``describe()``), ``fp32``, ``fp16``, ``int8`` or ``int8-dynamic``.
     ``threads``: ONNX Runtime intra-op threads (None: its default). ``max_batch``: rows per run
     (default: the manifest's ``limits.max_batch``). Every file hash is verified first; raises
     BundleError (missing file, hash mismatch, bad manifest) or BackendUnavailable.
@@ -142,14 +146,13 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = "fp3
     except DataError as e:
         raise BundleError(f"{folder}: cannot load the tokenizer ({e})") from None
     preprocessor = Preprocessor.from_manifest(manifest.get("preprocess") or {}, tokenizer)
-    runner, skipped = open_backend(folder, manifest, backend=backend, precision=precision,
-                                   threads=threads, device_id=device_id)
+    choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id)
     limit = int((manifest.get("limits") or {}).get("max_batch") or DEFAULT_MAX_BATCH)
-    limit = min(limit, getattr(runner, "max_batch", limit))
+    limit = min(limit, getattr(choice.runner, "max_batch", 0) or limit)
     if max_batch is not None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise InputError(f"must be a positive int, got {max_batch!r}", field="max_batch")
         limit = min(limit, max_batch)
-    extractor = Extractor(folder, manifest, runner, skipped, preprocessor, labels, limit)
+    extractor = Extractor(folder, manifest, choice, preprocessor, labels, limit)
     extractor.load_seconds = time.perf_counter() - t0
     return extractor

@@ -3,7 +3,7 @@
 Formats (``auto`` decides from the first non-blank line: JSON -> ``jsonl``, else ``mnre``):
 
 - ``mnre``: one Python dict literal per line, as in the MNRE release (``token``, ``h``, ``t``, ``img_id``,
-  ``relation``), parsed by :func:`dfma.mnre.parse_record`;
+  ``relation``), parsed by :func:`dfma.contract.mnre.parse_record`;
 - ``jsonl``: one JSON object per line, any form :func:`dfma.runtime.as_sample` accepts (raw ``text`` with
   character spans, ``words`` or MNRE ``token`` with word spans, ``image``, ``crops``, ``img_id``), with
   an optional gold ``relation`` and an ``id`` echoed in the output.
@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dfma.errors import DataError, DFMAError, InputError
-from dfma.mnre import MAX_LINE_CHARS, parse_record
+from dfma.contract.errors import DataError, DFMAError, InputError
+from dfma.contract.mnre import MAX_LINE_CHARS, parse_record
 
-from dfma.runtime.samples import ImageFolders, Sample, as_sample
+from dfma.contract.samples import ImageFolders, Sample, as_sample
 
 FORMATS = ("auto", "mnre", "jsonl")
 

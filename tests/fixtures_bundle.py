@@ -26,7 +26,7 @@ _CACHE: dict[str, object] = {}
 def _labels() -> list[str]:
     rel2id = SHARED_MNRE / "rel2id.json"
     if rel2id.is_file():
-        from dfma.labels import LabelMap
+        from dfma.contract.labels import LabelMap
         return LabelMap.from_json(rel2id).names
     return LABELS_FALLBACK
 
@@ -34,7 +34,7 @@ def _labels() -> list[str]:
 def _corpus() -> list[list[str]]:
     train = SHARED_MNRE / "mnre_train.txt"
     if train.is_file():
-        from dfma.mnre import read_mnre
+        from dfma.contract.mnre import read_mnre
         return [list(s.words) for s in read_mnre(train)]
     words = "the of and to in a is was for on with at by from rt obama visits paris london met".split()
     return [[words[(i * 7 + j) % len(words)] for j in range(12)] for i in range(400)]
@@ -60,7 +60,7 @@ def build_tiny_bundle(work: Path) -> tuple[Path, object]:
 
     from dfma.config import preset
     from dfma.model import DFMAModel
-    from dfma.tokenizer import train_wordpiece
+    from dfma.contract.tokenizer import train_wordpiece
 
     torch.manual_seed(1234)
     cfg = preset("tiny", labels=_labels())

@@ -15,14 +15,13 @@ import fixtures_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
-sys.path.insert(0, str(BENCH))
 
-import backends as bk  # noqa: E402
-import memory  # noqa: E402
+from dfma.benchmarks import backends as bk  # noqa: E402
+from dfma.benchmarks import memory  # noqa: E402
+from dfma.benchmarks.flops import FORMULA, model_flops  # noqa: E402
+from dfma.benchmarks.timing import Budget, interleave, latency_stats  # noqa: E402
 
 tiny_bundle = fixtures_bundle.tiny_bundle  # the session fixture (a tiny bundle built by the exporter)
-from flops import FORMULA, model_flops  # noqa: E402
-from timing import Budget, interleave, latency_stats  # noqa: E402
 
 ROW_FIELDS = ("mode", "group", "batch", "length", "backend", "n", "p50_ms", "p90_ms", "p99_ms", "throughput",
               "speedup", "eager_p50_ms", "flops", "gflops_per_s", "efficiency", "seconds")
@@ -111,7 +110,7 @@ def test_flops_formula_matches_flop_counter():
 
     from dfma.config import preset
     from dfma.model import DFMAModel
-    from flops import measured_flops
+    from dfma.benchmarks.flops import measured_flops
 
     cfg = preset("tiny")
     torch.manual_seed(0)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dfma.errors import BundleError, ExportError
-from dfma.export.bundle import BundleWriter, check_target, update_bundle
-from dfma.runtime.bundle import open_bundle, read_manifest, sha256_file, verify_bundle
+from dfma.contract.errors import BundleError, ExportError
+from dfma.contract.bundle_writer import BundleWriter, check_target, update_bundle
+from dfma.contract.bundle import open_bundle, read_manifest, sha256_file, verify_bundle
 
 
 def _manifest(**extra) -> dict:
@@ -177,7 +177,7 @@ def test_update_bundle_failure_keeps_the_old_bundle(tmp_path):
 
 
 def test_reader_imports_without_torch_or_onnx():
-    code = ("import sys; import dfma.runtime.bundle as b; "
+    code = ("import sys; import dfma.contract.bundle as b; "
             "bad = [m for m in ('torch', 'onnx', 'onnxruntime', 'onnxscript') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -3,10 +3,10 @@
 Builds the CMake project once per session (reusing runtime/cpp/build; ``DFMA_CPP_BUILD`` overrides) after
 ``runtime/cpp/scripts/fetch_deps.sh``, then drives ``dfma_cli``:
 
-- token ids equal ``dfma.text.TextEncoder``'s on every MNRE train + validation sentence (the committed
+- token ids equal ``dfma.contract.text.TextEncoder``'s on every MNRE train + validation sentence (the committed
   runtime/cpp/tests/data/sentences.jsonl when ../shared is absent), for several tokenizers and lengths,
   plus random Unicode words;
-- preprocessed pixels equal ``dfma.images.ImagePreprocessor``'s (1e-6) for odd sizes, JPEG and PNG modes;
+- preprocessed pixels equal ``dfma.contract.images.ImagePreprocessor``'s (1e-6) for odd sizes, JPEG and PNG modes;
 - on 200 MNRE validation sentences with synthetic images, the same labels and fp32 logits within 1e-4 as
   onnxruntime on the same graph with the Python preprocessing, and as ``dfma.runtime`` itself;
 - bad input (spans, corrupt or missing images, missing bundle files, hash mismatch) gives clear errors;
@@ -103,8 +103,8 @@ def _compare_ids(py_encoded, cpp_rows, words_of) -> None:
 
 @pytest.mark.parametrize("kind, max_length", [("trained", 80), ("trained", 12), ("cased", 80), ("bert-vocab", 40)])
 def test_token_ids_equal_python_on_every_mnre_sentence(cli, records, records_jsonl, tmp_path, kind, max_length):
-    from dfma.text import TextEncoder
-    from dfma.tokenizer import load_tokenizer, save_tokenizer, tokenizer_from_bert_vocab, train_wordpiece
+    from dfma.contract.text import TextEncoder
+    from dfma.contract.tokenizer import load_tokenizer, save_tokenizer, tokenizer_from_bert_vocab, train_wordpiece
 
     words = [r["token"] for r in records]
     tok = train_wordpiece(words[:4000], vocab_size=6000, lowercase=(kind != "cased"))
@@ -124,8 +124,8 @@ def test_token_ids_equal_python_on_every_mnre_sentence(cli, records, records_jso
 
 
 def test_token_ids_equal_python_on_random_unicode(cli, tmp_path):
-    from dfma.text import TextEncoder
-    from dfma.tokenizer import save_tokenizer, train_wordpiece
+    from dfma.contract.text import TextEncoder
+    from dfma.contract.tokenizer import save_tokenizer, train_wordpiece
 
     rng = random.Random(1)
     pools = ["abcXYZ019", "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", "àÉîõüÇßØŒŠİıΣςﬁ", "\u0301\u0308\u20dd\U0001d165",
@@ -154,7 +154,7 @@ def test_token_ids_equal_python_on_random_unicode(cli, tmp_path):
 
 
 def test_text_errors_name_the_field(cli, tmp_path):
-    from dfma.tokenizer import save_tokenizer, train_wordpiece
+    from dfma.contract.tokenizer import save_tokenizer, train_wordpiece
 
     save_tokenizer(train_wordpiece([["a", "b", "c"]] * 5, vocab_size=50, min_frequency=1), tmp_path / "tok")
     rows = [{"words": ["a", "b"], "head": [0, 3], "tail": [0, 1]},
@@ -203,7 +203,7 @@ def image_files(tmp_path_factory) -> list[Path]:
 
 @pytest.mark.parametrize("size, resize", [(64, 73), (224, 256), (5, 9), (31, 31)])
 def test_preprocessed_pixels_equal_python(cli, image_files, tmp_path, size, resize):
-    from dfma.images import ImagePreprocessor
+    from dfma.contract.images import ImagePreprocessor
 
     out = tmp_path / "pixels.f32"
     args = [cli, "image", "--image-size", size, "--resize-size", resize, "--out", out]
@@ -283,8 +283,8 @@ def _as_python_request(d: dict) -> dict:
 def test_predictions_equal_onnxruntime_python_on_the_same_graph(cli, tiny_bundle, e2e_requests):
     import onnxruntime as ort
 
-    from dfma.runtime.features import Preprocessor
-    from dfma.tokenizer import load_tokenizer
+    from dfma.contract.features import Preprocessor
+    from dfma.contract.tokenizer import load_tokenizer
 
     jsonl, reqs = e2e_requests
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())

@@ -25,7 +25,7 @@ ATTENTION_SCOPES = ("attention.self", "mmf.text_to_image", "mmf.image_to_text")
 
 
 def _tokenizer():
-    from dfma.tokenizer import train_wordpiece
+    from dfma.contract.tokenizer import train_wordpiece
 
     rng = np.random.default_rng(0)
     words = [f"w{i}" for i in range(150)] + ["the", "a", "of", "in", "on", "with", "photo", "team"]
@@ -59,7 +59,7 @@ def exported(tmp_path_factory):
     from dfma.checkpoint import save_checkpoint
     from dfma.config import preset
     from dfma.export.to_onnx import main
-    from dfma.tokenizer import special_ids
+    from dfma.contract.tokenizer import special_ids
 
     root = tmp_path_factory.mktemp("export")
     tok = _tokenizer()
@@ -111,7 +111,7 @@ def test_bundle_has_exactly_the_contract_files(exported, manifest):
 def test_manifest_hashes_match_the_files(exported, manifest):
     import hashlib
 
-    from dfma.runtime.bundle import verify_bundle
+    from dfma.contract.bundle import verify_bundle
 
     bundle = exported[0]
     for rel, entry in manifest["files"].items():
@@ -147,8 +147,8 @@ def test_manifest_schema(manifest, config):
 
 def test_bundle_runs_from_its_own_files_only(exported, tmp_path, config):
     """Copy the bundle elsewhere (nothing else beside it) and run both graphs and the tokenizer from there."""
-    from dfma.export.io_spec import random_inputs
-    from dfma.tokenizer import load_tokenizer, special_ids
+    from dfma.export.random_feeds import random_inputs
+    from dfma.contract.tokenizer import load_tokenizer, special_ids
 
     copy = shutil.copytree(exported[0], tmp_path / "shipped")
     tok = load_tokenizer(copy)
@@ -180,8 +180,8 @@ def test_fresh_parity_at_every_validated_shape(exported, config):
     import torch
 
     from dfma.checkpoint import load_checkpoint
-    from dfma.export.io_spec import random_inputs
-    from dfma.tokenizer import load_tokenizer, special_ids
+    from dfma.export.random_feeds import random_inputs
+    from dfma.contract.tokenizer import load_tokenizer, special_ids
 
     bundle, ckpt, _ = exported
     model = load_checkpoint(ckpt).model
@@ -248,7 +248,7 @@ def test_batchnorm_folded_and_debug_metadata_stripped(exported):
 
 
 def test_report_tool(exported):
-    out = subprocess.run([sys.executable, "-m", "dfma.export.report", str(exported[0]), "--require-fused"],
+    out = subprocess.run([sys.executable, "-m", "dfma.export.graph_report", str(exported[0]), "--require-fused"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "fused attention nodes: 4" in out.stdout and "mmf.image_to_text" in out.stdout
@@ -263,7 +263,7 @@ def test_manifest_graph_summary(manifest, config):
 
 def test_preset_source_takes_vocab_and_markers_from_the_tokenizer(exported):
     from dfma.export.sources import from_preset
-    from dfma.tokenizer import load_tokenizer
+    from dfma.contract.tokenizer import load_tokenizer
 
     tok = load_tokenizer(exported[0])
     source = from_preset("tiny", tokenizer_dir=exported[0])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfma.errors import ImageError, InputError
-from dfma.images import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor, find_crops, find_image
+from dfma.contract.errors import ImageError, InputError
+from dfma.contract.images import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor, find_crops, find_image
 
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 STD = np.array(IMAGENET_STD, dtype=np.float32)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dfma.errors import DataError
-from dfma.labels import LabelMap
-from dfma.mnre import MNRESample, error_summary, read_mnre
+from dfma.contract.errors import DataError
+from dfma.contract.labels import LabelMap
+from dfma.contract.mnre import MNRESample, error_summary, read_mnre
 
 GOOD = ("{'token': ['Bill', 'Cosby', 'on', 'Hollywood', 'Walk'], 'h': {'name': 'Bill Cosby', 'pos': [0, 2]}, "
         "'t': {'name': 'Hollywood Walk', 'pos': [3, 5]}, 'img_id': 'twitter_1.jpg', "
@@ -133,9 +133,9 @@ def test_label_map_bad_json(tmp_path):
 def test_dataset_and_collate(tmp_path):
     torch = pytest.importorskip("torch")
     from dfma.data import MNREDataset, collate
-    from dfma.images import ImagePreprocessor
-    from dfma.text import TextEncoder
-    from dfma.tokenizer import train_wordpiece
+    from dfma.contract.images import ImagePreprocessor
+    from dfma.contract.text import TextEncoder
+    from dfma.contract.tokenizer import train_wordpiece
 
     lines = [GOOD.replace("twitter_1", f"twitter_{i}") for i in range(3)]
     samples = read_mnre(write(tmp_path, *lines), LABELS)

@@ -8,7 +8,7 @@ import torch
 
 from dfma.checkpoint import load_checkpoint, save_checkpoint
 from dfma.config import DFMAConfig, preset
-from dfma.errors import CheckpointError
+from dfma.contract.errors import CheckpointError
 from dfma.model import DFMAModel
 
 

@@ -11,9 +11,10 @@ import pytest
 from fixtures_bundle import tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
-from dfma.errors import BackendUnavailable, BundleError
-from dfma.runtime.ort_backend import graph_candidates
-from dfma.runtime.trt_backend import engine_entries, pick_engine
+from dfma.contract.errors import BackendUnavailable, BundleError
+from dfma.backends.registry import backend
+from dfma.backends.trt_runner import pick_engine
+from dfma.contract.graphs import engines, present
 
 
 def test_auto_picks_cpu_here_and_says_why(tiny_bundle):
@@ -55,16 +56,26 @@ def test_unknown_backend(tiny_bundle):
         rt.load(tiny_bundle, backend="cuda-magic")
 
 
-def test_graph_candidates_by_precision_and_device():
-    files = {"model.onnx": {}, "model.ort.onnx": {}, "model.int8.onnx": {}}
-    assert graph_candidates("fp32", files, "cpu") == ["model.ort.onnx", "model.onnx"]
-    assert graph_candidates("fp32", files, "cuda") == ["model.onnx", "model.ort.onnx"]
-    assert graph_candidates("int8", files, "cpu") == ["model.int8.onnx"]
-    assert graph_candidates("fp32", {"model.onnx": {}}, "cpu") == ["model.onnx"]
-    with pytest.raises(BundleError, match=r"no fp16 graph.*\['fp32', 'int8'\]"):
-        graph_candidates("fp16", files, "cpu")
+def _rows(*keys):
+    from dfma.contract.graphs import CATALOGUE
+
+    return present({"graphs": {k: CATALOGUE[k].manifest_fields() for k in keys},
+                    "files": {CATALOGUE[k].file: {} for k in keys}})
+
+
+def test_graph_candidates_by_precision_and_device(tiny_bundle):
+    rows = _rows("portable", "ort", "int8")
+    cpu, cuda = backend("onnxruntime-cpu"), backend("onnxruntime-cuda")
+    assert [rows[k].file for k in cpu.ordered(rows, "fp32")] == ["model.ort.onnx", "model.onnx"]
+    assert [rows[k].file for k in cuda.ordered(rows, "fp32")] == ["model.onnx", "model.ort.onnx"]
+    assert [rows[k].file for k in cpu.ordered(rows, "int8")] == ["model.int8.onnx"]
+    only = _rows("portable")
+    assert [only[k].file for k in cpu.ordered(only, "fp32")] == ["model.onnx"]
+    assert cpu.ordered(rows, "fp16") == [] and cuda.ordered(_rows("int8-dynamic"), "int8-dynamic") == []
+    with pytest.raises(BundleError, match=r"no fp16 graph.*\['fp32'\]"):
+        rt.load(tiny_bundle, backend="onnxruntime-cpu", precision="fp16")
     with pytest.raises(BundleError, match="unknown precision"):
-        graph_candidates("bf16", files, "cpu")
+        rt.load(tiny_bundle, precision="bf16")
 
 
 ENGINES = {
@@ -76,17 +87,23 @@ ENGINES = {
 }
 
 
+def _platform(trt: str, gpu: str) -> dict:
+    return {"tensorrt_version": trt, "gpu_name": gpu}
+
+
 def test_engine_choice_refuses_other_tensorrt_or_gpu():
-    assert set(engine_entries(ENGINES)) == {"trt-fp16", "trt-fp32"}
-    assert pick_engine(ENGINES, "fp16", "10.14.1", "NVIDIA H100 80GB HBM3")["file"] == "engines/h100-fp16.plan"
+    manifest = {"graphs": ENGINES}
+    assert set(engines(manifest)) == {"trt-fp16", "trt-fp32"}
+    h100 = "NVIDIA H100 80GB HBM3"
+    assert pick_engine(manifest, "fp16", _platform("10.14.1", h100))[1]["file"] == "engines/h100-fp16.plan"
     with pytest.raises(BackendUnavailable, match="built with TensorRT 10.14.1, this machine has 10.15.0"):
-        pick_engine(ENGINES, "fp32", "10.15.0", "NVIDIA H100 80GB HBM3")
-    with pytest.raises(BackendUnavailable, match="built on NVIDIA H100 80GB HBM3, this machine has NVIDIA L4"):
-        pick_engine(ENGINES, "fp32", "10.14.1", "NVIDIA L4")
+        pick_engine(manifest, "fp32", _platform("10.15.0", h100))
+    with pytest.raises(BackendUnavailable, match="built for NVIDIA H100 80GB HBM3, this machine has NVIDIA L4"):
+        pick_engine(manifest, "fp32", _platform("10.14.1", "NVIDIA L4"))
     with pytest.raises(BackendUnavailable, match="precision"):
-        pick_engine(ENGINES, "int8", "10.14.1", "NVIDIA H100 80GB HBM3")
+        pick_engine(manifest, "int8", _platform("10.14.1", h100))
     with pytest.raises(BackendUnavailable, match="no TensorRT engine"):
-        pick_engine({"portable": ENGINES["portable"]}, "fp32", "10.14.1", "x")
+        pick_engine({"graphs": {"portable": ENGINES["portable"]}}, "fp32", _platform("10.14.1", "x"))
 
 
 def test_auto_falls_through_a_tensorrt_without_gpu(tiny_bundle, monkeypatch):

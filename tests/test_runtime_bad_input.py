@@ -12,7 +12,7 @@ import pytest
 from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
-from dfma.errors import BundleError, ImageError, InputError
+from dfma.contract.errors import BundleError, ImageError, InputError
 
 GOOD = {"text": "Obama visits Paris with Merkel", "head": [0, 5], "tail": [13, 18]}
 

@@ -11,7 +11,7 @@ from PIL import Image
 from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle, tiny_eager  # noqa: F401
 
 import dfma.runtime as rt
-from dfma.runtime.samples import ImageFolders
+from dfma.contract.samples import ImageFolders
 
 N_PARITY = 48  # sentences run through both models (2 cores: keep it small)
 
@@ -24,8 +24,8 @@ def extractor(tiny_bundle):
 
 @pytest.fixture(scope="module")
 def val_samples(mnre_dir):
-    from dfma.labels import LabelMap
-    from dfma.mnre import read_mnre
+    from dfma.contract.labels import LabelMap
+    from dfma.contract.mnre import read_mnre
     return read_mnre(mnre_dir / "mnre_val.txt", LabelMap.from_json(mnre_dir / "rel2id.json"))
 
 
@@ -48,15 +48,15 @@ def image_dirs(val_samples, tmp_path_factory):
 
 
 def _training_encoder(extractor):
-    from dfma.text import TextEncoder
-    from dfma.tokenizer import load_tokenizer
+    from dfma.contract.text import TextEncoder
+    from dfma.contract.tokenizer import load_tokenizer
     return TextEncoder(load_tokenizer(extractor.folder), extractor.manifest["preprocess"]["max_length"])
 
 
 def test_token_ids_identical_to_training_and_contract_reference(extractor, val_samples):
     """Every val sentence: runtime ids == training encoder's (encode_words_batch) == the contract's
     reference recipe (marked word list through `tokenizers` with is_pretokenized, then section 2.3)."""
-    from dfma.text import insert_markers, truncate
+    from dfma.contract.text import insert_markers, truncate
 
     training = _training_encoder(extractor)
     train_rows = training.encode_words_batch([(s.words, s.head, s.tail) for s in val_samples])
@@ -88,7 +88,7 @@ def test_raw_text_request_matches_word_request(extractor, val_samples):
 
 def test_pixels_identical_to_training_for_every_image_form(extractor, tiny_bundle):
     """Path, bytes, PIL and array inputs give the training pipeline's pixels (to 1e-6)."""
-    from dfma.images import ImagePreprocessor
+    from dfma.contract.images import ImagePreprocessor
     pp = extractor.manifest["preprocess"]
     training = ImagePreprocessor(pp["image_size"], pp["resize_size"], pp["mean"], pp["std"])
     for seed, (w, h) in enumerate([(96, 80), (64, 200), (300, 73), (73, 73)]):
@@ -110,8 +110,8 @@ def test_logits_match_eager_on_mnre_val(extractor, tiny_eager, val_samples, imag
     """fp32 runtime vs eager over the training data path: same top-1, logits within 1e-4."""
     torch = pytest.importorskip("torch")
     from dfma.data import MNREDataset, collate
-    from dfma.images import ImagePreprocessor
-    from dfma.labels import LabelMap
+    from dfma.contract.images import ImagePreprocessor
+    from dfma.contract.labels import LabelMap
 
     images, crops = image_dirs
     samples = val_samples[:N_PARITY]

@@ -9,7 +9,7 @@ import pytest
 from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
-from dfma.errors import InputError
+from dfma.contract.errors import InputError
 
 WORDS = "rt @ap : obama meets merkel in berlin before the g20 summit in hamburg".split()
 

@@ -13,9 +13,9 @@ import pytest
 
 from fixtures_bundle import tiny_bundle  # noqa: F401
 
-from dfma.errors import BackendUnavailable, BundleError
+from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.export import trt_build as tb
-from dfma.runtime.engine_check import check_engine, usable_engines
+from dfma.backends.trt_runner import check_engine, import_tensorrt, pick_engine
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = {"tensorrt_version": "10.14.1", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
@@ -24,8 +24,8 @@ ENGINE = {"file": "engines/fp16-nvidia-h100-80gb-hbm3.plan", "precision": "fp16"
 
 def _has_tensorrt() -> bool:
     try:
-        import tensorrt  # noqa: F401
-    except Exception:
+        import_tensorrt()  # a real TensorRT, not a namespace package of type stubs
+    except BackendUnavailable:
         return False
     return True
 
@@ -47,9 +47,12 @@ def test_engine_check_refuses_another_gpu_or_version(field, value, message):
 def test_engine_check_refuses_an_engine_without_provenance():
     with pytest.raises(BundleError, match="does not record"):
         check_engine({"file": "engines/x.plan", "precision": "fp16", "kind": "tensorrt"}, HERE)
-    reasons = usable_engines({"ok": ENGINE, "old": {**ENGINE, "tensorrt_version": "8.6"},
-                              "onnx": {"file": "model.onnx", "kind": "portable"}}, HERE)
-    assert reasons["ok"] is None and "8.6" in reasons["old"] and "onnx" not in reasons
+    graphs = {"old": {**ENGINE, "tensorrt_version": "8.6"}, "ok": ENGINE,
+              "onnx": {"file": "model.onnx", "kind": "portable"}}
+    assert pick_engine({"graphs": graphs}, "fp16", HERE) == ("ok", ENGINE)
+    with pytest.raises(BackendUnavailable) as refused:
+        pick_engine({"graphs": {k: graphs[k] for k in ("old", "onnx")}}, "fp16", HERE)
+    assert "8.6" in str(refused.value) and "onnx" not in str(refused.value)
 
 
 def test_profile_and_source_graph_come_from_the_manifest():
@@ -94,7 +97,7 @@ def test_to_tensorrt_without_tensorrt_says_so_in_one_line(tmp_path):
 def gpu_platform():
     if not _has_tensorrt():
         pytest.skip("TensorRT is not installed (its wheels download from a host this machine cannot reach)")
-    from dfma.runtime.engine_check import platform_info
+    from dfma.backends.trt_runner import platform_info
     try:
         return platform_info()
     except BackendUnavailable as exc:
@@ -123,16 +126,14 @@ def test_engine_builds_runs_and_matches_onnx(precision, gpu_platform, mnre_dir, 
     assert entry["gpu_name"] == gpu_platform["gpu_name"] and entry["strongly_typed"]
     assert (bundle / entry["timing_cache"]).is_file()
     check_engine(entry, gpu_platform, key=key)
-    from dfma.export.accuracy_guard import ort_runner
-    from dfma.runtime.trt_backend import TensorRTBackend
+    from dfma.backends.ort_runner import OrtRunner
+    from dfma.backends.trt_runner import TensorRTRunner
     from test_precision import _feeds
 
     feeds = _feeds(bundle, 3, 21, seed=1)
-    backend = TensorRTBackend(bundle, manifest["graphs"], precision)
-    try:
-        out = backend.run(feeds)
-    finally:
-        backend.close()
-    ref = ort_runner(bundle / "model.onnx")(feeds)
+    with TensorRTRunner(bundle / entry["file"], entry=entry, io=manifest["io"]) as runner:
+        out = runner.logits(feeds)
+    with OrtRunner(bundle / "model.onnx") as runner:
+        ref = runner.logits(feeds)
     tol = {"fp32": 1e-3, "fp16": 2e-2, "int8": 0.25}[precision] * max(1.0, float(np.abs(ref).max()))
     assert np.abs(out - ref).max() <= tol

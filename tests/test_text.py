@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dfma.errors import DataError, InputError
-from dfma.tokenizer import (HEAD_CLOSE, HEAD_OPEN, MARKERS, TAIL_CLOSE, TAIL_OPEN, load_tokenizer,
+from dfma.contract.errors import DataError, InputError
+from dfma.contract.tokenizer import (HEAD_CLOSE, HEAD_OPEN, MARKERS, TAIL_CLOSE, TAIL_OPEN, load_tokenizer,
                             save_tokenizer, special_ids, tokenizer_from_bert_vocab, train_wordpiece)
-from dfma.text import (Encoded, TextEncoder, check_encoding, insert_markers, text_to_words, truncate,
+from dfma.contract.text import (Encoded, TextEncoder, check_encoding, insert_markers, text_to_words, truncate,
                        truncation_segments)
 
 S, ES, O, EO = HEAD_OPEN, HEAD_CLOSE, TAIL_OPEN, TAIL_CLOSE
@@ -284,8 +284,8 @@ def test_save_and_load_round_trip(tmp_path):
 
 @pytest.fixture(scope="module")
 def mnre(mnre_dir):
-    from dfma.labels import LabelMap
-    from dfma.mnre import read_mnre
+    from dfma.contract.labels import LabelMap
+    from dfma.contract.mnre import read_mnre
     labels = LabelMap.from_json(mnre_dir / "rel2id.json")
     train = read_mnre(mnre_dir / "mnre_train.txt", labels)
     val = read_mnre(mnre_dir / "mnre_val.txt", labels)

@@ -77,7 +77,7 @@ def test_every_config_parses_and_matches_the_manifest(repo, tiny_bundle):  # noq
 
 
 def test_gpu_kind_adds_the_tensorrt_plan_where_the_bundle_has_an_engine(tiny_bundle, tmp_path):  # noqa: F811
-    from dfma.export.bundle import update_bundle
+    from dfma.contract.bundle_writer import update_bundle
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
@@ -238,7 +238,7 @@ def test_real_triton_server_answers_like_the_runtime(request, tmp_path):
     tiny_bundle, runtime = request.getfixturevalue("tiny_bundle"), request.getfixturevalue("runtime")  # noqa: F811
     import tritonclient.grpc as grpcclient
 
-    from dfma.runtime.samples import Sample
+    from dfma.contract.samples import Sample
 
     repo = tmp_path / "repo"
     proc = build_repo(tiny_bundle, repo, "--max-batch", "8", "--preprocess-instances", "1")

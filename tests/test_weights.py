@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from dfma.config import preset
-from dfma.errors import CheckpointError
+from dfma.contract.errors import CheckpointError
 from dfma.model import DFMAModel
 from dfma.weights import config_from_bert, load_bert, load_resnet
 

@@ -1,4 +1,4 @@
-"""The eager PyTorch DFMA model (needs torch)."""
-from dfma.model.dfma_model import INPUT_NAMES, OUTPUT_NAMES, DFMAModel
+"""The eager DFMA model (PyTorch): prompted BERT, ResNet pyramid, PFE, MMF, head."""
+from dfma.model.dfma_model import DFMAModel
 
-__all__ = ["DFMAModel", "INPUT_NAMES", "OUTPUT_NAMES"]
+__all__ = ["DFMAModel"]

@@ -10,8 +10,6 @@ from dfma.model.pfe import PyramidFeatureExtraction
 from dfma.model.text_encoder import PromptedBert
 from dfma.model.vision import ResNetPyramid
 
-INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_mask")
-OUTPUT_NAMES = ("logits",)
 
 
 def first_position_onehot(input_ids: Tensor, token_id: int) -> Tensor:

@@ -13,38 +13,56 @@ namespace {
 
 constexpr int kDefaultMaxBatch = 64;  // as the Python runtime when the manifest sets no limit
 
-// Graph file for Options::graph: a manifest `graphs` key ("portable", "ort", ...), or a precision name:
-// "fp32" = the portable fp32 graph (model.onnx), "fp32-ort" = the fused one (model.ort.onnx), any other
-// name = the graph with that `precision` (portable kind first); then the contract's file names.
-std::string graph_file(const detail::Bundle& b, const std::string& key) {
+// The graph for Options::graph, read from the manifest's `graphs` (kinds and precisions as the bundle
+// records them; no list of file names here):
+// - a `graphs` key ("portable", "ort", "int8", ...): that graph;
+// - "auto": the bundle's recorded default for ONNX Runtime on the CPU (`defaults.auto.onnxruntime-cpu`,
+//   else `defaults.auto.cpu`: the fastest graph that met the accuracy guard), else "fp32";
+// - a precision: "fp32" = the fp32 graph of kind "portable" (standard ops), "fp32-ort" = the one of kind
+//   "onnxruntime" (fused kernels), each the other's fallback; any other precision = the graph with that
+//   `precision`, portable kind first.
+struct GraphChoice {
+    std::string key, file, reason;
+};
+
+GraphChoice graph_file(const detail::Bundle& b, const std::string& wanted) {
     const auto* graphs = b.find("graphs");
-    auto file_of = [&](const nlohmann::json& g, const std::string& name) {
+    if (!graphs || !graphs->is_object() || graphs->empty())
+        throw BundleError("manifest.json: no \"graphs\" (every bundle lists its graphs)");
+    auto choose = [&](const std::string& name, const std::string& reason) {
+        const auto& g = (*graphs)[name];
         if (!g.is_object() || !g.contains("file") || !g["file"].is_string())
             throw BundleError("manifest.json: graphs/" + name + " has no \"file\"");
-        return g["file"].get<std::string>();
+        return GraphChoice{name, g["file"].get<std::string>(), reason};
     };
-    if (graphs && graphs->is_object()) {
-        if (auto it = graphs->find(key); it != graphs->end()) return file_of(*it, key);
-        const std::string precision = key == "fp32-ort" ? "fp32" : key;
-        const std::string kind = key == "fp32-ort" ? "ort" : "portable";
-        std::string fallback;
-        for (const auto& [name, g] : graphs->items()) {
-            if (!g.is_object() || g.value("precision", "") != precision) continue;
-            if (g.value("kind", "") == kind) return file_of(g, name);
-            if (fallback.empty() && key != "fp32" && key != "fp32-ort") fallback = file_of(g, name);
+    if (graphs->contains(wanted)) return choose(wanted, "asked for");
+    std::string key = wanted, reason = "asked for";
+    if (wanted == "auto") {
+        key = "fp32";
+        reason = "auto: the bundle records no cpu default; fp32";
+        for (const char* scope : {"defaults/auto/onnxruntime-cpu", "defaults/auto/cpu"}) {
+            const auto* rec = b.find(scope);
+            if (rec && rec->is_object() && rec->contains("graph") && (*rec)["graph"].is_string() &&
+                graphs->contains((*rec)["graph"].get<std::string>())) {
+                const auto* why = rec->contains("reason") && (*rec)["reason"].is_string() ? &(*rec)["reason"] : nullptr;
+                return choose((*rec)["graph"].get<std::string>(), "auto: " + (why ? why->get<std::string>() : std::string(scope)));
+            }
         }
-        if (!fallback.empty()) return fallback;
     }
-    static const std::pair<const char*, const char*> kKnown[] = {
-        {"fp32", "model.onnx"}, {"fp32-ort", "model.ort.onnx"}, {"fp16", "model.fp16.onnx"},
-        {"int8", "model.int8.onnx"}, {"int8-dynamic", "model.int8-dynamic.onnx"}};
-    for (const auto& [k, file] : kKnown)
-        if (key == k && b.has_file(file)) return file;
+    const bool ort_first = key == "fp32-ort";
+    const std::string precision = ort_first ? "fp32" : key;
+    const std::string first_kind = ort_first ? "onnxruntime" : "portable";
+    std::string fallback;
+    for (const auto& [name, g] : graphs->items()) {
+        if (!g.is_object() || g.value("precision", "") != precision || g.value("kind", "") == "tensorrt") continue;
+        if (g.value("kind", "") == first_kind) return choose(name, reason);
+        if (fallback.empty()) fallback = name;
+    }
+    if (!fallback.empty()) return choose(fallback, reason);
     std::string have;
-    if (graphs && graphs->is_object())
-        for (const auto& kv : graphs->items())
-            have += (have.empty() ? "" : ", ") + kv.key() + " (" + kv.value().value("precision", "?") + ")";
-    throw BundleError("manifest.json: no graph \"" + key + "\" (the bundle has: " + (have.empty() ? "none" : have) + ")");
+    for (const auto& kv : graphs->items())
+        have += (have.empty() ? "" : ", ") + kv.key() + " (" + kv.value().value("precision", "?") + ")";
+    throw BundleError("manifest.json: no graph \"" + wanted + "\" (the bundle has: " + have + ")");
 }
 
 int int_or(const detail::Bundle& b, const std::string& key, int fallback) {
@@ -192,8 +210,10 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
     if (options.verify_all_files) bundle.verify_all();
     BundleInfo info;
     info.dir = bundle_dir;
-    info.graph_key = options.graph;
-    info.graph_file = graph_file(bundle, options.graph);
+    const GraphChoice graph = graph_file(bundle, options.graph);
+    info.graph_key = graph.key;
+    info.graph_file = graph.file;
+    info.graph_reason = graph.reason;
     info.labels = bundle.labels();
     info.image = bundle.image_config();
     info.num_crops = int_or(bundle, "preprocess/num_crops", 3);

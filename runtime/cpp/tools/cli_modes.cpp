@@ -110,7 +110,7 @@ int run_tokenize(const Args& args) {
 
 int run_predict(const Args& args) {
     Options opts;
-    opts.graph = args.get("graph", "fp32");
+    opts.graph = args.get("graph", "auto");
     opts.intra_op_threads = std::stoi(args.get("threads", "0"));
     const auto ex = Extractor::load(args.get("bundle", "", true), opts);
     const std::size_t batch = static_cast<std::size_t>(std::max(1, std::stoi(args.get("batch", "1"))));
@@ -191,10 +191,10 @@ int run_image(const Args& args) {
 
 int run_info(const Args& args) {
     Options opts;
-    opts.graph = args.get("graph", "fp32");
+    opts.graph = args.get("graph", "auto");
     const auto ex = Extractor::load(args.get("bundle", "", true), opts);
     const auto& i = ex.info();
-    json out = {{"bundle", i.dir}, {"graph", i.graph_key}, {"file", i.graph_file}, {"preset", i.preset},
+    json out = {{"bundle", i.dir}, {"graph", i.graph_key}, {"file", i.graph_file}, {"graph_reason", i.graph_reason}, {"preset", i.preset},
                 {"labels", i.labels}, {"max_length", i.text.max_length}, {"image_size", i.image.image_size},
                 {"num_crops", i.num_crops}, {"onnxruntime", Extractor::onnxruntime_version()}};
     std::cout << out.dump(2) << '\n';

@@ -1,6 +1,6 @@
 // dfma_cli: example program of the DFMA C++ runtime, and the tool the parity tests drive.
 //
-//   dfma_cli predict  --bundle DIR [--graph fp32] [--threads N] [--batch N] [--input FILE.jsonl]
+//   dfma_cli predict  --bundle DIR [--graph auto] [--threads N] [--batch N] [--input FILE.jsonl]
 //   dfma_cli tokenize --bundle DIR --input FILE.jsonl
 //   dfma_cli tokenize (--tokenizer DIR | --vocab vocab.txt) [--max-length 80] --input FILE.jsonl
 //   dfma_cli image    (--bundle DIR | --image-size S --resize-size R) --image FILE [--image FILE ...] [--out FILE.f32]
@@ -19,7 +19,7 @@ namespace {
 
 const char* kUsage =
     "usage: dfma_cli {predict|tokenize|image|info} --bundle DIR [options]\n"
-    "  predict  [--graph fp32] [--threads N] [--batch N] [--input FILE.jsonl (default stdin)]\n"
+    "  predict  [--graph auto] [--threads N] [--batch N] [--input FILE.jsonl (default stdin)]\n"
     "  tokenize --input FILE.jsonl   (or --tokenizer DIR | --vocab vocab.txt, with [--max-length N])\n"
     "  image    --image FILE [--image FILE ...] [--out FILE.f32]   (or --image-size S --resize-size R)\n"
     "  info\n";

@@ -33,9 +33,10 @@ struct Prediction {
 
 /// Load-time options.
 struct Options {
-    /// A manifest `graphs` key ("portable", "ort", ...) or a precision: "fp32" = the portable graph
-    /// (model.onnx), "fp32-ort" = the ONNX Runtime fused graph (model.ort.onnx), "fp16", "int8", ...
-    std::string graph = "fp32";
+    /// "auto" (the bundle's recorded CPU default: the fastest graph that met the accuracy guard, else
+    /// fp32), a manifest `graphs` key ("portable", "ort", ...) or a precision: "fp32" = the fp32 graph of
+    /// kind portable (standard ops), "fp32-ort" = the ONNX Runtime fused one, "fp16", "int8", ...
+    std::string graph = "auto";
     int intra_op_threads = 0;        ///< ONNX Runtime intra-op threads; 0 = its default
     bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
                                      ///< false: only the files this runtime reads (faster on big bundles)
@@ -43,7 +44,7 @@ struct Options {
 
 /// What a loaded bundle says about itself.
 struct BundleInfo {
-    std::string dir, graph_key, graph_file, preset;
+    std::string dir, graph_key, graph_file, graph_reason, preset;  ///< graph_key: the manifest `graphs` key
     std::vector<std::string> labels;
     int max_batch = 0;     ///< manifest limits.max_batch (0 = no limit); predict_batch splits larger batches
     int num_crops = 3;

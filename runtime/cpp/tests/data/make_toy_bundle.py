@@ -1,10 +1,10 @@
 """Writes the fixtures of the C++ ctest suite (committed; re-run only to change them):
 
   toy_bundle/      a valid bundle (contract section 4) around a tiny hand-built ONNX graph with the
-                   contract's inputs/outputs (no torch needed), a WordPiece tokenizer from dfma.tokenizer
+                   contract's inputs/outputs (no torch needed), a WordPiece tokenizer from dfma.contract.tokenizer
   images/          small JPEG/PNG files in the colour modes the decoder must handle
-  expected.json    what the Python side computes for them: token ids (dfma.text), preprocessed pixels
-                   (dfma.images), Pillow resizes, logits (dfma.runtime preprocessing + onnxruntime)
+  expected.json    what the Python side computes for them: token ids (dfma.contract.text), preprocessed pixels
+                   (dfma.contract.images), Pillow resizes, logits (dfma.runtime preprocessing + onnxruntime)
 
 The graph: logits = masked mean over the sequence of E[input_ids] + (per slot, image_mask ? mean of the
 slot's pixels : 0) @ V + 3 * E2[first <s>] + b. It reads every input, depends on the marker position,
@@ -26,9 +26,9 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from dfma.images import ImagePreprocessor
-from dfma.runtime.features import Preprocessor
-from dfma.tokenizer import save_tokenizer, special_ids, tokenizer_from_bert_vocab
+from dfma.contract.images import ImagePreprocessor
+from dfma.contract.features import Preprocessor
+from dfma.contract.tokenizer import save_tokenizer, special_ids, tokenizer_from_bert_vocab
 
 HERE = Path(__file__).resolve().parent
 LABELS = ["None", "/per/per/parent", "/org/loc/locate_at", "/misc/misc/part_of"]

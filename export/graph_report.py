@@ -1,4 +1,4 @@
-"""Print op-type counts and which attention blocks are fused: ``python -m dfma.export.report PATH``.
+"""Print op-type counts and which attention blocks are fused: ``python -m dfma.export.graph_report PATH``.
 
 PATH is a bundle folder (every graph of its manifest, blocks expected from its config, parity shown) or
 one ``.onnx`` file (blocks found from the node scopes). Exit status 1 with ``--require-fused`` when an
@@ -10,9 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from dfma.errors import DFMAError
+from dfma.contract.errors import DFMAError
 from dfma.export.graph_stats import attention_blocks, expected_blocks, fusion_summary, op_counts
-from dfma.export.progress import human_bytes, table
+from dfma.contract.progress import human_bytes, table
 
 
 def graph_report(path: Path, expected: list[str] | None = None, *, top: int = 0) -> tuple[str, dict]:
@@ -46,7 +46,7 @@ def graph_report(path: Path, expected: list[str] | None = None, *, top: int = 0)
 
 def bundle_report(folder: Path, *, top: int = 0) -> tuple[str, list[tuple[str, dict, dict]]]:
     """Report every graph of a bundle; returns the text and (key, graph entry, summary) per graph."""
-    from dfma.runtime.bundle import read_manifest
+    from dfma.contract.bundle import read_manifest
 
     manifest = read_manifest(folder)
     expected = expected_blocks(manifest["model"]["config"])
@@ -67,7 +67,7 @@ def bundle_report(folder: Path, *, top: int = 0) -> tuple[str, list[tuple[str, d
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
-    p = argparse.ArgumentParser(prog="python -m dfma.export.report", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m dfma.export.graph_report", description=__doc__.split("\n\n")[0])
     p.add_argument("path", type=Path, help="bundle folder or .onnx file")
     p.add_argument("--top", type=int, default=0, help="show only the N most frequent op types (default: all)")
     p.add_argument("--require-fused", action="store_true",

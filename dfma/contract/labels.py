@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from dfma.errors import DataError
+from dfma.contract.errors import DataError
 
 NONE_LABEL = "None"
 

@@ -1,10 +1,10 @@
 """Read and verify a bundle folder (torch-free, onnx-free: json + hashlib only).
 
 A bundle (docs/contract.md section 4) is a folder with ``manifest.json`` and the files it lists under
-``files`` (relative path -> ``sha256``, ``bytes``). The exporter writes it (``dfma.export.bundle``);
+``files`` (relative path -> ``sha256``, ``bytes``). The exporter writes it (``dfma.contract.bundle_writer``);
 every runtime opens it through :func:`open_bundle` (or :func:`read_manifest` + :func:`verify_bundle`),
 which refuses a bundle whose manifest is malformed, whose listed files are missing, resized or altered,
-or whose paths point outside the folder. Every error is a :class:`~dfma.errors.BundleError` naming the
+or whose paths point outside the folder. Every error is a :class:`~dfma.contract.errors.BundleError` naming the
 file and, where there is one, the manifest field.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from dfma.errors import BundleError
+from dfma.contract.errors import BundleError
 
 FORMAT = "dfma-bundle"
 FORMAT_VERSION = 1
@@ -140,7 +140,7 @@ class Bundle:
         return self.folder / rel
 
     def graph(self, key: str) -> dict:
-        """The ``graphs`` entry ``key`` (``portable``, ``ort``, ``fp16``, ...); BundleError listing the keys."""
+        """The ``graphs`` entry ``key`` (a catalogue key, ``dfma.contract.graphs``); BundleError listing the keys."""
         graphs = self.manifest["graphs"]
         if key not in graphs:
             raise BundleError(f"{self.folder / MANIFEST}: no graph {key!r}; it has {sorted(graphs)}")
@@ -154,21 +154,6 @@ class Bundle:
     def labels(self) -> list[str]:
         """Relation names, index = class id."""
         return list(self.manifest["labels"])
-
-    @property
-    def preprocess(self) -> dict:
-        """The preprocessing constants (contract sections 2 and 3)."""
-        return dict(self.manifest["preprocess"])
-
-    @property
-    def inputs(self) -> list[dict]:
-        """Input specs: name, dtype, shape (symbolic names for dynamic axes), doc."""
-        return list(self.manifest["io"]["inputs"])
-
-    @property
-    def outputs(self) -> list[dict]:
-        """Output specs, as :attr:`inputs`."""
-        return list(self.manifest["io"]["outputs"])
 
 
 def open_bundle(folder: str | os.PathLike, *, verify: bool = True, strict: bool = False) -> Bundle:

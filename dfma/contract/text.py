@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import numpy as np
 from tokenizers import Tokenizer
 
-from dfma.errors import InputError
-from dfma.tokenizer import HEAD_CLOSE, HEAD_OPEN, TAIL_CLOSE, TAIL_OPEN, load_tokenizer, special_ids
+from dfma.contract.errors import InputError
+from dfma.contract.tokenizer import HEAD_CLOSE, HEAD_OPEN, TAIL_CLOSE, TAIL_OPEN, load_tokenizer, special_ids
 
 T = TypeVar("T")
 Span = tuple[int, int]

@@ -234,6 +234,6 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) != 2:
-        print("usage: python benchmarks/report.py RESULT.json   (prints the Markdown tables of a run)")
+        print("usage: python benchmarks/latency_report.py RESULT.json   (prints the Markdown tables of a run)")
         sys.exit(2)
     print(markdown(json.loads(Path(sys.argv[1]).read_text())))

@@ -1,6 +1,6 @@
 """Samples -> model inputs, with the one preprocessing implementation of the project (torch-free).
 
-Text goes through :class:`dfma.text.TextEncoder` and images through :class:`dfma.images.ImagePreprocessor`,
+Text goes through :class:`dfma.contract.text.TextEncoder` and images through :class:`dfma.contract.images.ImagePreprocessor`,
 the same code that training and export use, configured from the bundle's ``preprocess`` section. Nothing
 here holds per-request state, so one :class:`Preprocessor` serves any number of threads.
 """
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 from tokenizers import Tokenizer
 
-from dfma.errors import BundleError, InputError
-from dfma.images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
-from dfma.text import Encoded, TextEncoder
+from dfma.contract.errors import BundleError, InputError
+from dfma.contract.images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
+from dfma.contract.text import Encoded, TextEncoder
 
-from dfma.runtime.samples import Sample, as_sample
+from dfma.contract.samples import Sample, as_sample
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ with ``ast.literal_eval``, which evaluates literals only)::
      'img_id': 'twitter_xxx.jpg', 'relation': '/per/per/peer'}
 
 ``pos`` is a word span, end exclusive. Every field is validated; a bad line raises
-:class:`~dfma.errors.DataError` naming the file, the 1-based line number and the field, or, with
+:class:`~dfma.contract.errors.DataError` naming the file, the 1-based line number and the field, or, with
 ``on_error="collect"``, is returned in a list of errors so that the caller can report how many lines it
 dropped and why. Blank lines are not records and are ignored.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, overload
 
-from dfma.errors import DataError
-from dfma.labels import LabelMap
+from dfma.contract.errors import DataError
+from dfma.contract.labels import LabelMap
 
 MAX_LINE_CHARS = 1_000_000  # a record is a sentence of a few dozen words; refuse absurd lines
 

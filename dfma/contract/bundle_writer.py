@@ -3,8 +3,9 @@
 :class:`BundleWriter` creates a fresh bundle; :func:`update_bundle` adds or replaces files in an existing
 one (the precision step writes ``model.fp16.onnx`` / ``model.int8*.onnx`` this way) and re-writes the
 manifest with the same hashing. Either leaves no half bundle: until the final rename the work lives in a
-hidden sibling folder that is removed on any failure. Reading and verification live in
-``dfma.runtime.bundle`` (torch-free), re-exported here for convenience.
+hidden sibling folder that is removed on any failure. :class:`AtomicFolder` is the same temp-and-rename
+for any folder (the Triton repository, a slimmed bundle). Reading and verification live in
+``dfma.contract.bundle``, re-exported here for convenience.
 """
 from __future__ import annotations
 
@@ -17,12 +18,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from dfma.errors import BundleError, ExportError
-from dfma.runtime.bundle import (FORMAT, FORMAT_VERSION, MANIFEST, check_relative_path, open_bundle,
+from dfma.contract.bundle import (FORMAT, FORMAT_VERSION, MANIFEST, check_relative_path, open_bundle,
                                  read_manifest, sha256_file, verify_bundle)
+from dfma.contract.errors import BundleError, ExportError
 
-__all__ = ["BundleWriter", "check_target", "update_bundle", "hash_files", "write_manifest", "swap_into_place",
-           "normalize_modes",
+__all__ = ["AtomicFolder", "BundleWriter", "check_target", "update_bundle", "hash_files", "write_manifest",
+           "normalize_modes", "link_or_copy",
            "read_manifest", "verify_bundle", "open_bundle", "FORMAT", "FORMAT_VERSION", "MANIFEST"]
 
 
@@ -96,17 +97,14 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
-swap_into_place = _swap_into_place  # public name (export/to_triton.py uses the folder swap too)
+class AtomicFolder:
+    """Context manager that builds a folder in a hidden sibling and renames it into place on :meth:`commit`.
 
-
-class BundleWriter:
-    """Context manager that builds a bundle in a hidden sibling folder and renames it into place.
-
-    >>> with BundleWriter("bundles/tiny", force=False) as w:
-    ...     save_graph(model, w.path("model.onnx"))
-    ...     w.commit(manifest)      # hashes every file, writes manifest.json, renames
+    >>> with AtomicFolder("triton-repo", force=True) as folder:
+    ...     (folder.tmp / "model").mkdir()
+    ...     folder.commit()
     Leaving the block without :meth:`commit` (or by an exception) removes everything it wrote, including
-    parent folders it had to create.
+    parent folders it had to create. Every step of the project that writes a folder uses it.
     """
 
     def __init__(self, out: str | os.PathLike, *, force: bool = False):
@@ -117,7 +115,7 @@ class BundleWriter:
         self._created: list[Path] = []
         self.committed = False
 
-    def __enter__(self) -> "BundleWriter":
+    def __enter__(self):
         missing, parent = [], self.out.parent
         while not parent.exists():
             missing.append(parent)
@@ -127,39 +125,32 @@ class BundleWriter:
                 folder.mkdir()
                 self._created.append(folder)
             self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
-            self.tmp.chmod(0o755)  # mkdtemp makes 0700; a bundle is meant to be shipped
+            self.tmp.chmod(0o755)  # mkdtemp makes 0700; the folder is meant to be shipped
         except OSError as exc:
             self._cleanup()
             raise ExportError(f"{self.out}: cannot create the output folder ({exc.strerror or exc})") from None
         return self
 
     def path(self, rel: str) -> Path:
-        """Where to write bundle file ``rel`` (inside the temporary folder); creates its sub-folders."""
+        """Where to write file ``rel`` (inside the temporary folder); creates its sub-folders."""
         if self.tmp is None:
-            raise ExportError("BundleWriter.path() called outside its `with` block")
-        check_relative_path(rel, where="bundle file")
+            raise ExportError(f"{type(self).__name__}.path() called outside its `with` block")
+        check_relative_path(rel, where="output file")
         target = self.tmp / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
-    def commit(self, manifest: Mapping) -> Path:
-        """Hash the files, write the manifest (its ``files`` filled in), rename into place; returns ``out``."""
+    def commit(self) -> Path:
+        """Give the tree ordinary permissions and rename it into place; returns ``out``."""
         if self.tmp is None:
-            raise ExportError("BundleWriter.commit() called outside its `with` block")
-        manifest = dict(manifest)
-        manifest["files"] = hash_files(self.tmp)
-        for key, graph in manifest.get("graphs", {}).items():
-            if graph.get("file") not in manifest["files"]:
-                raise ExportError(f"manifest graphs[{key!r}]: file {graph.get('file')!r} was not written")
-        write_manifest(self.tmp, manifest)
-        read_manifest(self.tmp)  # the reader the runtimes use must accept what we wrote
+            raise ExportError(f"{type(self).__name__}.commit() called outside its `with` block")
         normalize_modes(self.tmp)
         if self.out.exists() and not self.force:
-            raise ExportError(f"{self.out}: appeared while exporting; refusing to replace it without --force")
+            raise ExportError(f"{self.out}: appeared while writing; refusing to replace it without --force")
         try:
             _swap_into_place(self.tmp, self.out)
         except OSError as exc:
-            raise ExportError(f"{self.out}: cannot move the bundle into place ({exc.strerror or exc})") from None
+            raise ExportError(f"{self.out}: cannot move the folder into place ({exc.strerror or exc})") from None
         self.committed = True
         self.tmp = None
         return self.out
@@ -180,7 +171,34 @@ class BundleWriter:
             self._cleanup()
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+class BundleWriter(AtomicFolder):
+    """An :class:`AtomicFolder` whose commit hashes every file and writes the manifest.
+
+    >>> with BundleWriter("bundles/tiny", force=False) as w:
+    ...     save_graph(model, w.path("model.onnx"))
+    ...     w.commit(manifest)      # hashes every file, writes manifest.json, renames
+    """
+
+    def __enter__(self) -> "BundleWriter":
+        super().__enter__()
+        return self
+
+    def commit(self, manifest: Mapping) -> Path:  # type: ignore[override]
+        """Hash the files, write the manifest (its ``files`` filled in), rename into place; returns ``out``."""
+        if self.tmp is None:
+            raise ExportError("BundleWriter.commit() called outside its `with` block")
+        manifest = dict(manifest)
+        manifest["files"] = hash_files(self.tmp)
+        for key, graph in manifest.get("graphs", {}).items():
+            if graph.get("file") not in manifest["files"]:
+                raise ExportError(f"manifest graphs[{key!r}]: file {graph.get('file')!r} was not written")
+        write_manifest(self.tmp, manifest)
+        read_manifest(self.tmp)  # the reader the runtimes use must accept what we wrote
+        return super().commit()
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst`` (same file system), else copy it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(src, dst)
@@ -211,7 +229,7 @@ def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.Pa
     try:
         for rel in manifest["files"]:
             if rel not in new_files and rel not in removed:
-                _link_or_copy(folder / rel, tmp / rel)
+                link_or_copy(folder / rel, tmp / rel)
         for rel, src in new_files.items():
             src = Path(src)
             if not src.is_file():

@@ -3,7 +3,7 @@
 Accepted forms (all torch-free):
 
 - :class:`Sample` itself;
-- an MNRE record: :class:`dfma.mnre.MNRESample`, or a dict ``{"token": [...], "h": {"pos": [s, e]},
+- an MNRE record: :class:`dfma.contract.mnre.MNRESample`, or a dict ``{"token": [...], "h": {"pos": [s, e]},
   "t": {"pos": [s, e]}, "img_id": ...}`` (word spans, end exclusive);
 - a dict with ``"words"`` and word spans ``"head"`` / ``"tail"``;
 - a dict with raw ``"text"`` and character spans ``"head"`` / ``"tail"`` (``[start, end)``).
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dfma.errors import ImageError, InputError
-from dfma.images import find_crops, find_image
+from dfma.contract.errors import ImageError, InputError
+from dfma.contract.images import find_crops, find_image
 
 Span = tuple[int, int]
 IMAGE_TYPES_HINT = "a path, bytes, a PIL image, an HxWx3 uint8 array, or None"
@@ -75,7 +75,7 @@ class ImageFolders:
     """Where MNRE ``img_id`` files and their crops live, and what a missing file means.
 
     ``images``: folder of the posts' images (``images/<img_id>``); ``crops``: folder of object crops
-    (``crops/<stem>-<k>.<ext>``, see :func:`dfma.images.find_crops`); ``strict``: a missing image is an
+    (``crops/<stem>-<k>.<ext>``, see :func:`dfma.contract.images.find_crops`); ``strict``: a missing image is an
     ImageError instead of an absent image (mask 0, as in training).
     """
 
@@ -156,7 +156,7 @@ def as_sample(obj: Any, *, folders: ImageFolders | None = None) -> Sample:
     if isinstance(obj, Mapping):
         return _from_mapping(obj, folders)
     words = getattr(obj, "words", None)
-    if words is not None and hasattr(obj, "head") and hasattr(obj, "tail"):  # dfma.mnre.MNRESample
+    if words is not None and hasattr(obj, "head") and hasattr(obj, "tail"):  # dfma.contract.mnre.MNRESample
         image, crops = _resolve_image_id(getattr(obj, "img_id", None), folders)
         return Sample(head=obj.head, tail=obj.tail, words=words, image=image, crops=crops)
     raise InputError(f"expected a Sample, an MNRE record or a dict, got {type(obj).__name__}",

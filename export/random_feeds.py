@@ -1,70 +1,16 @@
-"""Declarative model inputs/outputs (contract section 1), shared by export, validation and the manifest.
+"""Random contract-valid feeds of any shape, for validation (eager vs graph parity) and benchmarks.
 
-One :class:`TensorSpec` per graph input/output: name, dtype, shape with symbolic names for the dynamic
-axes (``batch``, ``sequence``) and a one-line doc. :func:`random_inputs` makes contract-valid feeds of any
-shape: ``[CLS] ... [SEP]`` rows right-padded with ``[PAD]``, every row holding both entities
-(``<s> .. </s>`` and ``<o> .. </o>``), optional NaN pixels in absent image slots.
+:func:`random_inputs` makes ``[CLS] ... [SEP]`` rows right-padded with ``[PAD]``, every row holding both
+entities (``<s> .. </s>`` and ``<o> .. </o>``), optional NaN pixels in absent image slots; the shapes
+follow the IO spec of :mod:`dfma.contract.io_spec`.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from dfma.config import DFMAConfig
 
-BATCH, SEQUENCE = "batch", "sequence"
 MIN_LENGTH = 8  # [CLS] <s> w </s> <o> w </o> [SEP]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One named graph input or output."""
-
-    name: str
-    dtype: str
-    shape: tuple[str | int, ...]
-    doc: str
-
-    def dynamic_axes(self) -> dict[int, str]:
-        """Axis index -> symbolic name, for the axes that are not fixed."""
-        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
-
-    def concrete(self, batch: int, length: int) -> tuple[int, ...]:
-        """The shape with ``batch`` and ``sequence`` filled in."""
-        sizes = {BATCH: batch, SEQUENCE: length}
-        return tuple(sizes[d] if isinstance(d, str) else d for d in self.shape)
-
-    def to_manifest(self) -> dict:
-        """The manifest's ``io`` entry."""
-        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "doc": self.doc}
-
-
-def input_specs(cfg: DFMAConfig) -> list[TensorSpec]:
-    """The four graph inputs, in graph order."""
-    s, n = cfg.image_size, cfg.num_images
-    return [
-        TensorSpec("input_ids", "int64", (BATCH, SEQUENCE),
-                   "word-piece ids: [CLS] ... [SEP], right-padded with [PAD] (id 0); each row holds the "
-                   "markers <s> and <o> (their first occurrence marks head and tail)"),
-        TensorSpec("attention_mask", "int64", (BATCH, SEQUENCE), "1 for real pieces, 0 for padding"),
-        TensorSpec("pixel_values", "float32", (BATCH, n, 3, s, s),
-                   f"slot 0 the post's image, slots 1..{n - 1} object crops; {s}x{s}, ImageNet-normalised"),
-        TensorSpec("image_mask", "int64", (BATCH, n),
-                   "1 = image slot present, 0 = absent (its pixels are ignored, even NaN)"),
-    ]
-
-
-def output_specs(cfg: DFMAConfig) -> list[TensorSpec]:
-    """The graph output."""
-    return [TensorSpec("logits", "float32", (BATCH, cfg.num_labels),
-                       "unnormalised scores over the label map (manifest 'labels', index = class id)")]
-
-
-def io_manifest(cfg: DFMAConfig) -> dict:
-    """The manifest's ``io`` section."""
-    return {"inputs": [t.to_manifest() for t in input_specs(cfg)],
-            "outputs": [t.to_manifest() for t in output_specs(cfg)]}
 
 
 def random_inputs(cfg: DFMAConfig, special: dict[str, int], batch: int, length: int, *,

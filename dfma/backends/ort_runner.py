@@ -1,0 +1,109 @@
+"""ONNX Runtime runner: one InferenceSession on the CPU, CUDA or TensorRT execution provider.
+
+On the CPU it prefers the fused graph of a precision (com.microsoft kernels), on GPU providers the
+standard-ops graph first; ``int8-dynamic`` has CPU kernels only (the catalogue's ``devices``).
+``InferenceSession.run`` is thread-safe, so one runner serves every thread.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dfma.backends.base import Runner
+from dfma.backends.sessions import ort_session
+from dfma.contract.errors import BackendUnavailable
+from dfma.contract.graphs import GraphKind
+from dfma.contract.io_spec import OUTPUT_NAME
+
+PROVIDERS: dict[str, list[str]] = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(bool)": "bool", "tensor(uint8)": "uint8", "tensor(int8)": "int8"}
+
+
+class OrtRunner(Runner):
+    """A graph file on ONNX Runtime. ``device``: ``cpu``, ``cuda`` or ``tensorrt`` (the execution provider);
+    ``optimization``: ``all`` (default), ``basic`` (Q/DQ computed as written) or ``none`` (every tensor name
+    kept); ``outputs``: what ``infer`` returns (default ``logits``; intermediate tensors need ``none``)."""
+
+    name = "onnxruntime-cpu"
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None,
+                 device_id: int = 0, optimization: str = "all", outputs: Sequence[str] = (OUTPUT_NAME,),
+                 profile_prefix: str | None = None, io: Mapping | None = None, graph: GraphKind | None = None,
+                 **_: Any):
+        """Nothing is loaded until :meth:`open`."""
+        if device not in PROVIDERS:
+            raise BackendUnavailable(f"unknown ONNX Runtime device {device!r}; choose one of {list(PROVIDERS)}")
+        super().__init__(io=io, graph=graph, where=str(path))
+        self.path, self.device, self.threads, self.device_id = Path(path), device, threads, device_id
+        self.optimization, self.outputs, self.profile_prefix = optimization, list(outputs), profile_prefix
+        self.name = f"onnxruntime-{device}"
+        self.session: Any = None
+
+    @classmethod
+    def check_available(cls, device: str = "cpu", **_: Any) -> None:
+        """onnxruntime installed, with the execution provider of ``device``."""
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"onnxruntime is not installed ({exc})") from None
+        wanted = PROVIDERS[device][0]
+        if wanted not in ort.get_available_providers():
+            raise BackendUnavailable(f"onnxruntime {ort.__version__} has no {wanted} "
+                                     f"(available: {ort.get_available_providers()})")
+
+    @classmethod
+    def runs(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> bool:
+        """Graphs with kernels on that device class (``int8-dynamic`` is CPU-only)."""
+        return graph.kind != "tensorrt" and ("cpu" if device == "cpu" else "gpu") in graph.devices
+
+    @classmethod
+    def preference(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> int:
+        """CPU: fused kernels first; GPU providers: standard ops first."""
+        fused = graph.ops == "com.microsoft"
+        return 0 if fused == (device == "cpu") else 1
+
+    def _open(self) -> None:
+        self.check_available(self.device)
+        wanted = PROVIDERS[self.device][0]
+        providers = [(p, {"device_id": self.device_id}) if p != "CPUExecutionProvider" else p
+                     for p in PROVIDERS[self.device]]
+        session = ort_session(self.path, threads=self.threads, providers=providers, optimization=self.optimization,
+                              profile_prefix=self.profile_prefix)
+        if session.get_providers()[0] != wanted:
+            raise BackendUnavailable(f"{wanted} is installed but not usable here (ONNX Runtime fell back "
+                                     f"to {session.get_providers()[0]}: no GPU?)")
+        self.session = session
+
+    def metadata(self):
+        """Inputs and outputs as the session declares them (symbolic dims as strings)."""
+        def meta(values):
+            return {v.name: (ORT_DTYPES.get(v.type, v.type), list(v.shape)) for v in values}
+
+        outputs = meta(self.session.get_outputs())
+        return meta(self.session.get_inputs()), {k: v for k, v in outputs.items() if k == OUTPUT_NAME} or outputs
+
+    def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        session = self.session
+        if session is None:
+            raise BackendUnavailable(f"{self.name}: this runner was closed")
+        return dict(zip(self.outputs, session.run(self.outputs, feeds)))
+
+    def _describe(self) -> dict:
+        return {"providers": self.session.get_providers(), "threads": self.threads,
+                "optimization": self.optimization}
+
+    def end_profiling(self) -> str:
+        """Stop ONNX Runtime's profiler; returns the trace file (needs ``profile_prefix``)."""
+        return self.session.end_profiling()
+
+    def _close(self) -> None:
+        self.session = None  # freed when no call is in flight

@@ -1,0 +1,16 @@
+"""The bundle contract: what export writes and every runtime reads (torch-free; imports no other dfma part).
+
+Training, export, both Python runtimes, Triton's Python models and the benchmarks import these modules;
+they import none of them. See ``docs/contract.md``.
+
+- ``errors``: the typed errors (each names the file, field or value);
+- ``bundle`` / ``bundle_writer``: read and verify a bundle; write one atomically (``AtomicFolder``: the one
+  temp-folder-and-rename every step that writes a folder uses);
+- ``graphs``: the graph catalogue (one row per graph kind: file, precision, ops, devices, source) and the
+  manifest's recorded ``auto`` defaults;
+- ``io_spec``: the declarative model inputs and outputs;
+- preprocessing: ``tokenizer``, ``text`` (markers, word pieces, truncation), ``images``, ``labels``,
+  ``mnre`` (the annotation format), ``samples`` (request forms), ``features`` (``Preprocessor``:
+  requests -> the four input arrays, ``collate``), ``prediction`` (logits -> results), ``metrics``;
+- ``host``: the CPU class of this machine; ``progress``: progress lines and text tables for the CLIs.
+"""

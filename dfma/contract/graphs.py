@@ -1,0 +1,163 @@
+"""The graph catalogue: one row per kind of graph a bundle can hold (contract section 4).
+
+Every part of the project that names a graph file or decides which graph runs where reads this table:
+the exporter and the precision step (file names, what each graph is derived from), the runners and the
+runtime (which graphs a backend can run, in which order of preference), the benchmarks (one row per
+graph), Triton (what it serves) and the docs. A new precision is one row here plus its builder.
+
+Columns:
+
+- ``key``: the manifest ``graphs`` key; ``file``: the bundle file; ``precision``: what ``load(...,
+  precision=...)`` calls it (two fp32 graphs share ``fp32``; runners choose by ``ops``);
+- ``kind``: the manifest ``kind`` (``portable`` = standard ONNX ops, ``onnxruntime`` = com.microsoft ops);
+- ``ops``: ``onnx`` (standard domains only: any ONNX consumer) or ``com.microsoft`` (ONNX Runtime only);
+- ``devices``: ``cpu`` and/or ``gpu`` (ONNX Runtime has kernels for it there);
+- ``derived_from``: the key of the graph it is built from (None for the export's first graph);
+- ``tensorrt``: the engine precision TensorRT compiles from this graph (None: not an engine source).
+
+TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
+one per GPU model and precision.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from dfma.contract.errors import BundleError
+
+
+@dataclass(frozen=True)
+class GraphKind:
+    """One row of the catalogue (module doc)."""
+
+    key: str
+    file: str
+    precision: str
+    kind: str
+    ops: str
+    devices: tuple[str, ...]
+    derived_from: str | None
+    tensorrt: str | None
+    doc: str
+
+    def manifest_fields(self) -> dict:
+        """The catalogue's columns as a manifest ``graphs`` entry starts them."""
+        return {"file": self.file, "precision": self.precision, "kind": self.kind, "ops": self.ops,
+                "devices": list(self.devices),
+                **({"derived_from": CATALOGUE[self.derived_from].file} if self.derived_from else {})}
+
+
+_ROWS = (
+    GraphKind("portable", "model.onnx", "fp32", "portable", "onnx", ("cpu", "gpu"), None, "fp32",
+              "fp32, standard ONNX ops (opset 23 Attention): any ONNX consumer, TensorRT, OpenVINO"),
+    GraphKind("ort", "model.ort.onnx", "fp32", "onnxruntime", "com.microsoft", ("cpu", "gpu"), "portable", None,
+              "fp32, ONNX Runtime fused kernels (MultiHeadAttention, SkipLayerNorm, BiasGelu)"),
+    GraphKind("fp16", "model.fp16.onnx", "fp16", "portable", "onnx", ("cpu", "gpu"), "portable", "fp16",
+              "fp16 weights and math; LayerNorm, Softmax and reductions fp32; fp32 inputs and outputs"),
+    GraphKind("int8", "model.int8.onnx", "int8", "portable", "onnx", ("cpu", "gpu"), "portable", "int8",
+              "static INT8 (QDQ): per-channel S8 weights, U8 activations calibrated on MNRE"),
+    GraphKind("int8-dynamic", "model.int8-dynamic.onnx", "int8-dynamic", "onnxruntime", "com.microsoft", ("cpu",),
+              "ort", None, "dynamic INT8 (MatMulInteger) from the fused graph; ONNX Runtime CPU kernels only"),
+)
+CATALOGUE: dict[str, GraphKind] = {row.key: row for row in _ROWS}
+PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(row.precision for row in _ROWS))
+AUTO = "auto"
+ENGINE_KIND = "tensorrt"
+ENGINE_DIR = "engines"
+
+
+def graph_kind(key: str) -> GraphKind:
+    """The row of ``key``; BundleError listing the known keys."""
+    if key not in CATALOGUE:
+        raise BundleError(f"unknown graph kind {key!r}; the catalogue has {sorted(CATALOGUE)}")
+    return CATALOGUE[key]
+
+
+def file_of(key: str) -> str:
+    """The bundle file of graph ``key``."""
+    return graph_kind(key).file
+
+
+def of_precision(precision: str) -> list[GraphKind]:
+    """Rows of one precision, in catalogue order; BundleError for an unknown precision."""
+    rows = [row for row in _ROWS if row.precision == precision]
+    if not rows:
+        raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
+    return rows
+
+
+def gpu_slug(text: str) -> str:
+    """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (for engine file names)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def engine_sources() -> dict[str, str]:
+    """Engine precision -> key of the ONNX graph TensorRT compiles it from."""
+    return {row.tensorrt: row.key for row in _ROWS if row.tensorrt}
+
+
+def engine_row(precision: str, gpu: str) -> GraphKind:
+    """The row of a TensorRT engine of ``precision`` built on GPU model ``gpu``
+    (key ``tensorrt-<precision>-<gpu>``, file ``engines/<precision>-<gpu>.plan``)."""
+    sources = engine_sources()
+    if precision not in sources:
+        raise BundleError(f"no graph is a TensorRT source for precision {precision!r}; choose one of {list(sources)}")
+    slug = gpu_slug(gpu)
+    return GraphKind(f"{ENGINE_KIND}-{precision}-{slug}", f"{ENGINE_DIR}/{precision}-{slug}.plan", precision,
+                     ENGINE_KIND, "tensorrt", ("gpu",), sources[precision], None, f"TensorRT {precision} engine for {gpu}")
+
+
+def is_engine(entry: Mapping) -> bool:
+    """Whether a manifest ``graphs`` entry is a TensorRT engine."""
+    return str(entry.get("kind", "")).lower() == ENGINE_KIND or str(entry.get("file", "")).endswith(".plan")
+
+
+def row_of(key: str, entry: Mapping) -> GraphKind:
+    """The catalogue row of a manifest ``graphs`` entry; the entry's own fields win, so that a bundle
+    written before a column existed still describes itself (engines get a row from their entry)."""
+    if is_engine(entry):
+        return GraphKind(key, str(entry.get("file")), str(entry.get("precision", "fp32")), ENGINE_KIND, "tensorrt",
+                         ("gpu",), None, None, "TensorRT engine")
+    base = CATALOGUE.get(key)
+    if base is None:
+        raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
+                          f"({sorted(CATALOGUE)} or a TensorRT engine)")
+    return GraphKind(key, str(entry.get("file", base.file)), str(entry.get("precision", base.precision)),
+                     str(entry.get("kind", base.kind)), str(entry.get("ops", base.ops)),
+                     tuple(entry.get("devices", base.devices)), base.derived_from, base.tensorrt, base.doc)
+
+
+def present(manifest: Mapping) -> dict[str, GraphKind]:
+    """``key -> row`` of every graph of a manifest whose file the manifest lists (and so hashes)."""
+    files = manifest.get("files", {})
+    out = {}
+    for key, entry in manifest.get("graphs", {}).items():
+        if isinstance(entry, Mapping) and entry.get("file") in files:
+            out[key] = row_of(key, entry)
+    return out
+
+
+def engines(manifest: Mapping) -> dict[str, Mapping]:
+    """``key -> manifest entry`` of every TensorRT engine a manifest lists."""
+    return {k: g for k, g in manifest.get("graphs", {}).items() if isinstance(g, Mapping) and is_engine(g)}
+
+
+def recorded_default(manifest: Mapping, scope: str) -> dict | None:
+    """``manifest.defaults.auto[scope]`` (a device class ``cpu`` / ``gpu``, or a backend name) when its graph
+    is in the bundle, else None."""
+    rec = ((manifest.get("defaults") or {}).get("auto") or {}).get(scope)
+    if isinstance(rec, Mapping) and rec.get("graph") in present(manifest):
+        return dict(rec)
+    return None
+
+
+def resolve_precision(manifest: Mapping, precision: str, device: str, backend: str | None = None) -> tuple[str, str]:
+    """``(precision, reason)`` for a requested precision: ``auto`` is the bundle's recorded default for that
+    backend (what the precision step measured fastest on it), else for the device class, else fp32."""
+    if precision != AUTO:
+        return precision, "asked for"
+    rec = (recorded_default(manifest, backend) if backend else None) or recorded_default(manifest, device)
+    if rec is None:
+        return "fp32", f"auto: the bundle records no {device} default (run export/to_precision.py); fp32"
+    return str(rec["precision"]), f"auto: {rec.get('reason', 'the bundle default')}"

@@ -1,0 +1,103 @@
+"""Declarative model inputs and outputs (contract section 1): one :class:`TensorSpec` per graph tensor.
+
+The exporter derives the traced dynamic axes and the graphs' symbolic dimension names from these specs,
+writes them into the manifest's ``io`` section, and every runner checks a loaded graph against them once
+(:func:`check_graph_io`). ``cfg`` is any object with ``image_size``, ``num_images`` and ``num_labels``
+(a :class:`dfma.config.DFMAConfig`); nothing here needs torch or onnx.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dfma.contract.errors import BundleError
+
+BATCH, SEQUENCE = "batch", "sequence"
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_mask")
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named graph input or output."""
+
+    name: str
+    dtype: str
+    shape: tuple[str | int, ...]
+    doc: str
+
+    def dynamic_axes(self) -> dict[int, str]:
+        """Axis index -> symbolic name, for the axes that are not fixed."""
+        return {i: d for i, d in enumerate(self.shape) if isinstance(d, str)}
+
+    def concrete(self, batch: int, length: int) -> tuple[int, ...]:
+        """The shape with ``batch`` and ``sequence`` filled in."""
+        sizes = {BATCH: batch, SEQUENCE: length}
+        return tuple(sizes[d] if isinstance(d, str) else d for d in self.shape)
+
+    def to_manifest(self) -> dict:
+        """The manifest's ``io`` entry."""
+        return {"name": self.name, "dtype": self.dtype, "shape": list(self.shape), "doc": self.doc}
+
+
+def input_specs(cfg: Any) -> list[TensorSpec]:
+    """The four graph inputs, in graph order."""
+    s, n = cfg.image_size, cfg.num_images
+    return [
+        TensorSpec("input_ids", "int64", (BATCH, SEQUENCE),
+                   "word-piece ids: [CLS] ... [SEP], right-padded with [PAD] (id 0); each row holds the "
+                   "markers <s> and <o> (their first occurrence marks head and tail)"),
+        TensorSpec("attention_mask", "int64", (BATCH, SEQUENCE), "1 for real pieces, 0 for padding"),
+        TensorSpec("pixel_values", "float32", (BATCH, n, 3, s, s),
+                   f"slot 0 the post's image, slots 1..{n - 1} object crops; {s}x{s}, ImageNet-normalised"),
+        TensorSpec("image_mask", "int64", (BATCH, n),
+                   "1 = image slot present, 0 = absent (its pixels are ignored, even NaN)"),
+    ]
+
+
+def output_specs(cfg: Any) -> list[TensorSpec]:
+    """The graph output."""
+    return [TensorSpec(OUTPUT_NAME, "float32", (BATCH, cfg.num_labels),
+                       "unnormalised scores over the label map (manifest 'labels', index = class id)")]
+
+
+def io_manifest(cfg: Any) -> dict:
+    """The manifest's ``io`` section."""
+    return {"inputs": [t.to_manifest() for t in input_specs(cfg)],
+            "outputs": [t.to_manifest() for t in output_specs(cfg)]}
+
+
+def dynamic_dims(specs: Sequence[TensorSpec]) -> dict[str, dict[int, str]]:
+    """``{input name: {axis: symbolic name}}`` of the dynamic axes (what the exporter traces as dynamic)."""
+    return {s.name: s.dynamic_axes() for s in specs if s.dynamic_axes()}
+
+
+def check_graph_io(where: str, expected: Mapping[str, Sequence[dict]],
+                   actual_inputs: Mapping[str, tuple[str, Sequence[Any]]],
+                   actual_outputs: Mapping[str, tuple[str, Sequence[Any]]]) -> None:
+    """Compare a loaded graph's inputs/outputs (``name -> (dtype, shape)``) with the manifest's ``io``.
+
+    Names and ranks must match; fixed dimensions must agree where both sides fix them; dtypes must agree
+    where the graph reports one. Raises BundleError naming ``where`` (the graph file) and the tensor.
+    """
+    for section, actual in (("inputs", actual_inputs), ("outputs", actual_outputs)):
+        wanted = {s["name"]: s for s in expected.get(section, [])}
+        missing = sorted(set(wanted) - set(actual)) if section == "inputs" else sorted(set(wanted) - set(actual))
+        if missing:
+            raise BundleError(f"{where}: graph {section} lack {missing} (manifest io.{section}: "
+                              f"{sorted(wanted)}; graph: {sorted(actual)})")
+        if section == "inputs" and set(actual) - set(wanted):
+            raise BundleError(f"{where}: graph needs inputs {sorted(set(actual) - set(wanted))} that the "
+                              f"manifest's io.inputs do not declare")
+        for name, spec in wanted.items():
+            dtype, shape = actual[name]
+            if len(shape) != len(spec["shape"]):
+                raise BundleError(f"{where}: {name} has rank {len(shape)}, manifest io.{section} says "
+                                  f"{len(spec['shape'])} ({spec['shape']})")
+            for axis, (have, want) in enumerate(zip(shape, spec["shape"])):
+                if isinstance(have, int) and have > 0 and isinstance(want, int) and have != want:
+                    raise BundleError(f"{where}: {name} dimension {axis} is {have}, manifest io.{section} "
+                                      f"says {want}")
+            if dtype and dtype != spec["dtype"]:
+                raise BundleError(f"{where}: {name} is {dtype}, manifest io.{section} says {spec['dtype']}")

@@ -1,0 +1,154 @@
+"""Copy a bundle with only the graphs a deployment needs: ``python export/slim_bundle.py BUNDLE --out DIR --for cpu``.
+
+Targets (which graphs each backend of the target would run, by the graph catalogue and the backend
+registry, plus the graph the bundle's ``auto`` default names):
+
+- ``cpu``: what ONNX Runtime's CPU provider runs for each precision (the fused fp32 graph and the INT8
+  graphs; fp16 is left out: the CPU provider has no fp16 kernels), and the choice of the backend the
+  bundle's recorded ``auto`` default names when that is another one (OpenVINO);
+- ``gpu``: what the CUDA / TensorRT providers run (standard-ops fp32, fp16, static INT8) and every
+  TensorRT engine;
+- ``--keep KEY,...``: exactly these ``graphs`` keys.
+
+The copy is a complete bundle: tokenizer, labels, calibration ranges (with the INT8 graph), a manifest
+whose ``graphs``, ``parity``, ``defaults`` and ``files`` (re-hashed) describe only what it holds, and a
+``slimmed`` record of what was dropped. Files are hard-linked where the file system allows. Written
+atomically (nothing is left behind on failure). Exit status 0, 1 on a bundle error, 2 on a usage error.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)  # import everything as dfma.export.*, never export/ modules by bare name
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from dfma.contract.errors import DFMAError, ExportError  # noqa: E402
+from dfma.contract.graphs import CATALOGUE, PRECISIONS, engines, present  # noqa: E402
+
+TARGETS = ("cpu", "gpu")
+CPU_SKIP = ("fp16",)  # ONNX Runtime's CPU provider casts fp16 nodes back to fp32: no reason to ship it for CPUs
+CALIBRATION_FILE = "calibration.json"
+
+
+def graphs_for(manifest: Mapping, target: str) -> list[str]:
+    """The ``graphs`` keys a ``cpu`` or ``gpu`` deployment runs (module doc), in manifest order."""
+    from dfma.backends.registry import backend
+
+    rows = present(manifest)
+    keep: set[str] = set()
+    if target == "cpu":
+        specs = [backend("onnxruntime-cpu")]
+        rec = ((manifest.get("defaults") or {}).get("auto") or {}).get("cpu") or {}
+        if rec.get("backend") not in (None, "onnxruntime-cpu"):  # auto serves another CPU backend (OpenVINO)
+            specs.append(backend(rec["backend"]))
+        for spec in specs:
+            for precision in PRECISIONS:
+                if precision not in CPU_SKIP and spec.ordered(rows, precision):
+                    keep.add(spec.ordered(rows, precision)[0])
+        if rec.get("graph") in rows:
+            keep.add(rec["graph"])
+    elif target == "gpu":
+        spec = backend("onnxruntime-cuda")
+        for precision in PRECISIONS:
+            if spec.ordered(rows, precision):
+                keep.add(spec.ordered(rows, precision)[0])
+        keep |= set(engines(manifest)) & set(rows)
+    else:
+        raise ExportError(f"--for {target!r}: choose one of {list(TARGETS)}")
+    return [k for k in manifest["graphs"] if k in keep]
+
+
+def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Path) -> tuple[dict, list[str]]:
+    """The copy's manifest (``files`` still to be hashed) and the bundle files to copy."""
+    dropped = [k for k in manifest["graphs"] if k not in keep]
+    dropped_files = {manifest["graphs"][k]["file"] for k in dropped}
+    kept_files = {manifest["graphs"][k]["file"] for k in keep}
+    if "int8" not in keep:
+        dropped_files.add(CALIBRATION_FILE)  # ranges serve only the static INT8 graph (and re-quantizing it)
+    new = copy.deepcopy(dict(manifest))
+    new["graphs"] = {k: v for k, v in new["graphs"].items() if k in keep}
+    new["parity"] = {k: v for k, v in new.get("parity", {}).items() if k in keep}
+    precision = new.get("precision") or {}
+    for section in ("guard", "search"):
+        if isinstance(precision.get(section), dict):
+            precision[section] = {k: v for k, v in precision[section].items() if k not in dropped}
+    auto = (new.get("defaults") or {}).get("auto") or {}
+    for scope in [s for s, rec in auto.items() if isinstance(rec, Mapping) and rec.get("graph") not in keep]:
+        del auto[scope]
+    new["slimmed"] = {"for": target, "from": str(source), "from_created": manifest.get("created"),
+                      "kept": keep, "dropped": dropped}
+    files = [rel for rel in manifest["files"] if rel in kept_files or rel not in dropped_files]
+    return new, files
+
+
+def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] | None = None,
+         force: bool = False) -> dict:
+    """Write the slimmed copy of ``bundle`` to ``out``; returns its manifest. Raises BundleError / ExportError."""
+    from dfma.contract.bundle import open_bundle
+    from dfma.contract.bundle_writer import BundleWriter, link_or_copy, read_manifest
+
+    source = open_bundle(bundle)  # every sha256 verified before anything is copied
+    manifest = source.manifest
+    if keep:
+        unknown = [k for k in keep if k not in manifest["graphs"]]
+        if unknown:
+            raise ExportError(f"--keep {unknown}: the bundle's graphs are {sorted(manifest['graphs'])}")
+        chosen = [k for k in manifest["graphs"] if k in keep]
+    else:
+        chosen = graphs_for(manifest, target or "cpu")
+    if not chosen:
+        raise ExportError(f"nothing to keep for {target}: the bundle's graphs are {sorted(manifest['graphs'])}")
+    unknown_kinds = [k for k in chosen if k not in CATALOGUE and k not in engines(manifest)]
+    if unknown_kinds:
+        raise ExportError(f"graphs {unknown_kinds} are not kinds of the catalogue (dfma.contract.graphs)")
+    new, files = slim_manifest(manifest, chosen, target=target or "keep", source=source.folder)
+    with BundleWriter(out, force=force) as writer:
+        for rel in files:
+            link_or_copy(source.folder / rel, writer.path(rel))
+        writer.commit(new)
+    return read_manifest(out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="python export/slim_bundle.py", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="targets:\n  cpu  fused fp32 + CPU INT8 graphs (+ OpenVINO's, if auto picks it)\n"
+                                       "  gpu  standard-ops fp32, fp16, static INT8, TensorRT engines")
+    p.add_argument("bundle", type=Path, help="bundle folder to copy from (not changed)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="the slimmed bundle to create")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--for", dest="target", choices=TARGETS, default=None, help="deployment target (default cpu)")
+    what.add_argument("--keep", default=None, metavar="KEY,...", help="keep exactly these manifest graphs keys")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (atomically, at the end)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, write the copy, print what it holds; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    keep = [k.strip() for k in args.keep.split(",") if k.strip()] if args.keep else None
+    try:
+        manifest = slim(args.bundle, args.out, target=args.target or (None if keep else "cpu"), keep=keep,
+                        force=args.force)
+    except DFMAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    from dfma.contract.bundle import read_manifest
+    from dfma.contract.progress import human_bytes
+
+    before = sum(e["bytes"] for e in read_manifest(args.bundle)["files"].values())
+    after = sum(e["bytes"] for e in manifest["files"].values())
+    print(f"kept {', '.join(manifest['slimmed']['kept'])}; dropped {', '.join(manifest['slimmed']['dropped']) or 'nothing'}")
+    print(f"{args.out}: {human_bytes(after)} (from {human_bytes(before)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
