@@ -10,7 +10,7 @@ CPP_BUILD := runtime/cpp/build
 # and its Python-backend stub needs numpy < 2 (docs/triton.md).
 TRITON_VENV := .venv-triton
 
-.PHONY: demo test setup triton-env pytest cpp-test clean
+.PHONY: demo test setup sysdeps triton-env pytest cpp-test clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,14 +34,18 @@ demo: setup
 	$(PY) export/to_precision.py bundles/base --calibration-samples 32 --guard-samples 32 --guard-budget 0
 	$(PY) benchmarks/latency.py --bundle bundles/base --quick-sweep
 
-cpp-test: setup
-	dpkg -s libjpeg-dev libpng-dev >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libjpeg-dev libpng-dev; }
+# Debian packages: JPEG/PNG decoders for the C++ runtime; qemu-user to run the INT8 test of another CPU class
+# (an emulated AVX2-only CPU) on this one.
+sysdeps:
+	dpkg -s libjpeg-dev libpng-dev qemu-user >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libjpeg-dev libpng-dev qemu-user; }
+
+cpp-test: setup sysdeps
 	bash runtime/cpp/scripts/fetch_deps.sh
 	cmake -S runtime/cpp -B $(CPP_BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(CPP_BUILD) -j2
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
 
-pytest: setup triton-env
+pytest: setup sysdeps triton-env
 	DFMA_TRITON_VENV=$(CURDIR)/$(TRITON_VENV) $(PY) -m pytest -q -ra
 
 test: cpp-test pytest

@@ -202,7 +202,9 @@ def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float
     ``f1_tolerance`` points; fp32 on ONNX Runtime always does: it is the reference), the fastest.
 
     Returns the manifest's ``defaults.auto``: ``cpu`` (the overall choice) and one entry per backend
-    (its own fastest), each ``{graph, backend, precision, batch1_ms, reason, host}``; empty without latency.
+    (its own fastest), each ``{graph, backend, precision, batch1_ms, reason, host, ranked}``; ``ranked``
+    lists every candidate meeting the guard, fastest first (what a serving host falls back through when
+    one fails its golden set there); empty without latency.
     """
     guard = f"agreement >= {target}, |F1 delta| <= {f1_tolerance} points"
 
@@ -223,9 +225,15 @@ def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float
         entry = latency[best]
         reason = (f"{best} on {entry['backend']}: the fastest at batch 1 of those meeting the guard ({guard}; "
                   f"{speed}" + (f"; missed the guard: {', '.join(failed)}" if failed else "") + ")")
+        ranked = sorted(pool, key=lambda k: latency[k]["batch1_median_ms"])
+        if scope in ("cpu", "onnxruntime-cpu") and "fp32" not in ranked:
+            ranked.append("fp32")
         out[scope] = {"graph": entry["graph"], "backend": entry["backend"],
                       "precision": entry.get("precision") or ("fp32" if best == "fp32" else best), "label": best, "batch1_ms": entry["batch1_median_ms"], "reason": reason,
-                      "host": entry.get("host", {})}
+                      "host": entry.get("host", {}),
+                      "ranked": [{"label": k, "backend": latency[k]["backend"], "graph": latency[k]["graph"],
+                                  "precision": latency[k].get("precision") or k,
+                                  "batch1_ms": latency[k]["batch1_median_ms"]} for k in ranked]}
     return out
 
 
@@ -235,13 +243,16 @@ def summary(manifest: dict) -> str:
 
     prec = manifest.get("precision", {})
     rows = []
-    for key in ("fp16", "int8", "int8-dynamic"):
-        if key in prec.get("guard", {}) and key in manifest["graphs"]:
-            r, file = prec["guard"][key], manifest["graphs"][key]["file"]
-            lat = prec.get("latency", {}).get(key, {}).get("batch1_median_ms", "-")
-            rows.append([key, file, human_bytes(manifest["files"][file]["bytes"]), f"{100 * r['top1_agreement']:.2f}%",
-                         f"{r['max_abs_error']:.3g}", f"{r['mean_abs_error']:.3g}", f"{r['f1_fp32']:.2f}",
-                         f"{r['f1_delta_points']:+.2f}", lat])
+    latency = prec.get("latency", {})
+    for key, r in prec.get("guard", {}).items():
+        file = manifest["graphs"][key]["file"] if key in manifest["graphs"] else latency.get(key, {}).get("file")
+        if file is None:
+            continue
+        size = human_bytes(manifest["files"][file]["bytes"]) if file in manifest["files"] else "-"
+        where = f" ({latency[key]['backend']})" if key in latency and latency[key].get("backend") != "onnxruntime-cpu" else ""
+        rows.append([key + where, file, size, f"{100 * r['top1_agreement']:.2f}%", f"{r['max_abs_error']:.3g}",
+                     f"{r['mean_abs_error']:.3g}", f"{r['f1_fp32']:.2f}", f"{r['f1_delta_points']:+.2f}",
+                     latency.get(key, {}).get("batch1_median_ms", "-")])
     fp32_lat = prec.get("latency", {}).get("fp32", {}).get("batch1_median_ms", "-")
     text = table(["graph", "file", "size", "agree", "max err", "mean err", "F1 fp32", "F1 delta", "ms (b=1)"], rows)
     text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {prec.get('guard_data', {})}"

@@ -48,9 +48,12 @@ def _select(n_total: int, n: int | None, seed: int) -> np.ndarray:
 
 
 def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, seed: int = 0,
-               batch_size: int = DEFAULT_BATCH, images: Path | None = None, crops: Path | None = None) -> FeedSet:
+               batch_size: int = DEFAULT_BATCH, images: Path | None = None, crops: Path | None = None,
+               photos: bool = False) -> FeedSet:
     """Read ``data_file`` (MNRE format), draw ``n`` samples (seeded; all when ``n`` is None or 0) and build
-    feeds exactly as inference does. With ``images``, only samples whose image file exists are drawn.
+    feeds exactly as inference does. With ``images``, only samples whose image file exists are drawn;
+    without, ``photos`` gives every sample a real photograph and object crops of it
+    (:mod:`dfma.export.photos`, seeded), else every image slot is absent.
 
     Raises DataError (bad file or record) or ExportError (no usable sample, bad folder).
     """
@@ -78,20 +81,29 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
     chosen = [pool[i] for i in _select(len(pool), n, seed)]
     pre = Preprocessor.from_manifest(manifest["preprocess"], load_tokenizer(bundle))  # exactly what inference does
     num_crops = pre.num_crops
+    drawn = []
+    if images is None and photos:
+        from dfma.export import photos as photo_source
+
+        drawn = photo_source.photo_slots(len(chosen), num_crops, seed=seed + 1)
     batches, found = [], 0
     for start in range(0, len(chosen), batch_size):
         part = []
-        for s in chosen[start:start + batch_size]:
+        for i, s in enumerate(chosen[start:start + batch_size], start):
             image = find_image(images, s.img_id) if images is not None else None
             slots = find_crops(crops, s.img_id, num_crops) if crops is not None else []
+            if drawn:
+                image, slots = drawn[i]
             part.append(pre.prepare(Sample.from_words(s.words, s.head, s.tail, image=image, crops=slots)))
             found += int(part[-1].image_mask.sum())
         batches.append(pre.collate(part))
     gold = np.asarray([labels.id(s.relation) for s in chosen], dtype=np.int64)
     source = {"file": Path(data_file).name, "samples": len(chosen), "of": len(samples), "seed": seed,
+              "images_kind": "folder" if images is not None else "photos" if drawn else "absent",
               "batch_size": batch_size,
-              "images": "absent (no images folder: every image slot masked)" if images is None
-              else f"{found} image slots from {Path(images).name}/" + (f" and {Path(crops).name}/" if crops else "")}
+              "images": (f"{found} image slots from {Path(images).name}/" + (f" and {Path(crops).name}/" if crops else ""))
+              if images is not None else f"{found} image slots from {photo_source.source()}" if drawn
+              else "absent (no images folder: every image slot masked)"}
     return FeedSet(batches, gold, source)
 
 

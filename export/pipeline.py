@@ -115,7 +115,7 @@ def _graph_entry(path: Path, key: str, opset: int, expected: list[str], producer
 def export_bundle(opts: ExportOptions) -> ExportResult:
     """Run the whole export; returns the result or raises ExportError / CheckpointError (nothing written)."""
     check_options(opts)
-    steps = Steps(7, quiet=opts.quiet)
+    steps = Steps(8, quiet=opts.quiet)
     with steps.step("loading " + (f"checkpoint {opts.checkpoint}" if opts.checkpoint else
                                   f"preset {opts.preset} (random weights, seed {opts.seed})")):
         from dfma.export import sources
@@ -185,6 +185,16 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                                     source.special, cases, seed=seed, atol=opts.atol, progress=not opts.quiet)
                 manifest["parity"] = parity
                 require_parity(parity, {k: g["file"] for k, g in graphs.items()})
+
+            with steps.step("golden set (inputs + eager logits, checked on each graph)"):
+                from dfma.contract.golden import GOLDEN_FILE
+                from dfma.export.golden_set import build_golden, expected_results
+
+                golden = build_golden(source.model, manifest["preprocess"], source.tokenizer, cfg, source.special,
+                                      writer.path(GOLDEN_FILE), seed=0)
+                golden["expected"] = expected_results(writer.path(GOLDEN_FILE), manifest,
+                                                      {k: writer.path(g["file"]) for k, g in graphs.items()})
+                manifest["golden"] = golden
 
             with steps.step(f"writing the bundle to {writer.out}"):
                 manifest["export"]["seconds"] = round(steps.elapsed(), 1)

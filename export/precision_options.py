@@ -19,7 +19,7 @@ SMALL, LARGE = (256, 512, 5, 16), (64, 96, 1, 8)
 LARGE_BYTES = 100 << 20
 SENSITIVITY_BATCHES = 2  # calibration batches (of 8 sentences) the sensitivity ranking observes
 F1_TOLERANCE = 0.5  # points: with the agreement target, what "meets the guard" means for the auto default
-IMAGE_ONLY_REASON = ("image encoder (depends on pixels only): no images were given, so its ranges would come "
+IMAGE_ONLY_REASON = ("image encoder (depends on pixels only): no images or photos were given, so its ranges would come "
                      "from all-zero images; pass --images DIR to quantize it")
 FP16_REL_TOL = 0.02  # fp16 vs fp32 on random shapes: max |diff| <= 2% of the largest |fp32 logit|
 
@@ -43,8 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-cache", type=Path, metavar="FILE",
                    help="reuse these ranges (a calibration.json of a bundle with the same fp32 graph)")
     p.add_argument("--images", type=Path, metavar="DIR", help="post images (named by img_id) for calibration and "
-                   "the guard; without it every image slot is absent and the image encoder stays fp32")
+                   "the guard; without it scikit-image's sample photographs stand in (random crops and flips)")
     p.add_argument("--crops", type=Path, metavar="DIR", help="object crops (X-0.jpg ... of image X.jpg)")
+    p.add_argument("--no-photos", action="store_true",
+                   help="without --images, leave every image slot absent instead of using scikit-image's sample "
+                        "photographs (then the image encoder stays fp32 in static INT8)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
                    help="folder with mnre_train.txt (calibration) and mnre_val.txt (guard)")
     p.add_argument("--target-agreement", type=float, default=0.99, help="INT8 top-1 agreement with fp32 to reach")

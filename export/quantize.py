@@ -86,11 +86,12 @@ def weight_nodes(model: onnx.ModelProto, op_types: Sequence[str] = DYNAMIC_OPS) 
 
 def quantize_static_qdq(pre: Path, out: Path, ranges: dict[str, list[float]], *, exclude: Iterable[str] = (),
                         op_types: Sequence[str] = STATIC_OPS, per_channel: bool = True,
-                        activation: str = "u8") -> dict:
+                        activation: str = "u8", reduce_range: bool = False) -> dict:
     """Static QDQ quantization of the pre-processed graph ``pre`` into ``out`` with the given ranges.
 
     ``exclude``: node names left in fp32. ``activation``: ``u8`` (fast ONNX Runtime CPU kernels) or
-    ``s8`` (symmetric, TensorRT). Weights are S8 symmetric (per channel when ``per_channel``).
+    ``s8`` (symmetric, TensorRT). Weights are S8 symmetric (per channel when ``per_channel``), at 7 bits
+    with ``reduce_range`` (what CPUs without VNNI compute without saturating).
     Returns :func:`qdq_stats` of the result; raises ExportError when quantization fails.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -107,7 +108,7 @@ def quantize_static_qdq(pre: Path, out: Path, ranges: dict[str, list[float]], *,
             with _quiet():
                 quantize_static(str(pre), str(out), None, quant_format=QuantFormat.QDQ,
                                 op_types_to_quantize=list(op_types), per_channel=per_channel,
-                                activation_type=act, weight_type=QuantType.QInt8,
+                                reduce_range=reduce_range, activation_type=act, weight_type=QuantType.QInt8,
                                 nodes_to_exclude=sorted(set(exclude)), calibrate_method=CalibrationMethod.MinMax,
                                 calibration_cache_path=str(cache), extra_options=extra)
         except Exception as exc:
@@ -120,15 +121,15 @@ def quantize_static_qdq(pre: Path, out: Path, ranges: dict[str, list[float]], *,
 
 
 def quantize_dynamic_int8(src: Path, out: Path, *, exclude: Iterable[str] = (), per_channel: bool = True,
-                          op_types: Sequence[str] = DYNAMIC_OPS) -> dict:
-    """Dynamic INT8 (S8 weights, activations quantized per call) of ``src`` into ``out``, leaving the
-    ``exclude`` nodes in fp32; returns stats."""
+                          op_types: Sequence[str] = DYNAMIC_OPS, reduce_range: bool = False) -> dict:
+    """Dynamic INT8 (S8 weights, 7-bit with ``reduce_range``; activations quantized per call) of ``src``
+    into ``out``, leaving the ``exclude`` nodes in fp32; returns stats."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     try:
         with _quiet():
             quantize_dynamic(str(src), str(out), op_types_to_quantize=list(op_types), per_channel=per_channel,
-                             nodes_to_exclude=sorted(set(exclude)),
+                             reduce_range=reduce_range, nodes_to_exclude=sorted(set(exclude)),
                              weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
     except Exception as exc:
         raise ExportError(f"{Path(src).name}: dynamic quantization failed: {str(exc)[:500]}") from None

@@ -57,8 +57,15 @@ class Context:
         self.none_id = self.manifest["labels"].index("None")
         self.steps = Steps(steps, quiet=args.quiet)
         self.progress = not args.quiet
+        from dfma.export import photos
+
+        self.photos = args.images is None and not args.no_photos and photos.available()
+        if args.images is None and not self.photos:
+            self.log("no images and no photos (scikit-image not installed, or --no-photos): the image encoder "
+                     "stays fp32 in static INT8 and the guard does not exercise it")
         self.feeds = lambda name, n, bs: mnre_feeds(self.bundle.folder, self.manifest, args.data / name, n,
                                                     seed=args.seed, batch_size=bs, images=args.images,
+                                                    photos=self.photos,
                                                     crops=args.crops)
         self.val = self.feeds("mnre_val.txt", args.guard_samples, 32)
         self._cal = None
@@ -151,7 +158,7 @@ def static_ranges(ctx: Context, pre: Path, nodes: set[str]) -> tuple[dict, dict]
     args = ctx.args
     graph_sha = ctx.manifest["files"][ctx.portable.name]["sha256"]
     cache, own = args.calibration_cache, ctx.bundle.folder / CALIBRATION_FILE
-    if cache is None and CALIBRATION_FILE in ctx.manifest["files"] and _reusable(cal.load_cache(own), args, graph_sha):
+    if cache is None and CALIBRATION_FILE in ctx.manifest["files"] and _reusable(cal.load_cache(own), args, graph_sha, ctx):
         cache = own  # this bundle's own ranges, computed with the same settings: no need to calibrate again
     if cache is not None:
         doc = cal.load_cache(cache)
@@ -191,10 +198,9 @@ def build_static(ctx: Context) -> None:
     args = ctx.args
     pre = q.preprocess(ctx.portable, ctx.work / "portable.pre.onnx")
     pre_model = onnx.load(str(pre))
-    start = q.image_only_nodes(pre_model) if args.images is None else []
+    start = q.image_only_nodes(pre_model) if args.images is None and not ctx.photos else []
     nodes = {n.name for n in pre_model.graph.node if n.op_type in q.STATIC_OPS} - set(start)
     ranges, calibration = static_ranges(ctx, pre, nodes)
-    start = q.image_only_nodes(pre_model) if args.images is None else []
     out = ctx.work / file_of("int8")
     stats = {}
 
@@ -220,6 +226,8 @@ def build_static(ctx: Context) -> None:
                                       quantization={
                                           "format": "QDQ", "activations": "uint8 asymmetric, per tensor",
                                           "weights": "int8 symmetric, per channel", "op_types": list(q.STATIC_OPS),
+                                          "recipe": "full range: exact where the CPU has INT8 dot products "
+                                                    "(VNNI, AMX, ARM); see int8-avx2 for the others",
                                           "calibration": calibration,
                                           "kept_fp32": kept, "stats": stats,
                                           "tensorrt": "TensorRT takes symmetric int8 only: export/to_tensorrt.py "
@@ -236,14 +244,33 @@ def build_static(ctx: Context) -> None:
         "executor": "onnxruntime CPU, basic optimizations (Q/DQ computed as written)",
         "note": "the symmetric int8 form TensorRT compiles (uint8 activation ranges re-centred on zero)"}
     ctx.new_files[file_of("int8")] = out
+    build_variant(ctx, "int8-avx2", found["excluded"], lambda path, excluded: q.quantize_static_qdq(
+        pre, path, ranges, exclude=excluded, reduce_range=True), ctx.graphs["int8"]["quantization"])
 
 
-def _reusable(doc: dict, args, graph_sha: str) -> bool:
+def build_variant(ctx: Context, key: str, excluded: list[str], quantize, quantization: dict) -> None:
+    """The 7-bit-weight twin of an INT8 graph (catalogue ``cpu_classes``: x86 without VNNI), with the same
+    nodes kept in fp32; guarded on its own (its integer results are the same on every x86 CPU)."""
+    import onnx
+
+    out = ctx.work / file_of(key)
+    stats = quantize(out, excluded)
+    row = ctx.evaluate(out, f"{key} (weights at 7 bits)")
+    ctx.results[key] = row
+    ctx.graphs[key] = _graph_entry(onnx.load(str(out)), key, quantization={
+        **quantization, "stats": stats, "weights": "int8 symmetric at 7 bits (reduce_range), per channel",
+        "recipe": "reduce_range: no VPMADDUBSW saturation on CPUs without VNNI; the same integers on every x86 CPU"})
+    ctx.parity[key] = _parity(row, ctx, "onnxruntime")
+    ctx.new_files[file_of(key)] = out
+
+
+def _reusable(doc: dict, args, graph_sha: str, ctx: Context) -> bool:
     """Whether a bundle's own calibration.json was computed with the settings asked for now."""
     src = doc["source"]
     return (doc["graph_sha256"] == graph_sha and doc["method"] == (args.calibration_method or DEFAULT_METHOD)
             and src.get("samples") == args.calibration_samples and src.get("seed") == args.seed
-            and str(src.get("images", "")).startswith("absent") == (args.images is None) and args.crops is None)
+            and src.get("images_kind") == ("folder" if args.images is not None else "photos" if ctx.photos else "absent")
+            and args.crops is None)
 
 
 def build_dynamic(ctx: Context) -> None:
@@ -279,6 +306,8 @@ def build_dynamic(ctx: Context) -> None:
                       "stats": stats, "convolutions": "fp32 (dynamic quantization leaves them)"})
     ctx.parity["int8-dynamic"] = _parity(found["final"], ctx, "onnxruntime")
     ctx.new_files[file_of("int8-dynamic")] = out
+    build_variant(ctx, "int8-dynamic-avx2", found["excluded"], lambda path, excluded: q.quantize_dynamic_int8(
+        src, path, exclude=excluded, reduce_range=True), ctx.graphs["int8-dynamic"]["quantization"])
 
 
 def latency_candidates(ctx: Context) -> dict[str, tuple[str, str, Path]]:
@@ -337,6 +366,21 @@ def measure_latency(ctx: Context) -> dict:
             for label, value in ms.items()}
 
 
+def golden_expected(ctx: Context) -> dict:
+    """Each new graph on the bundle's golden set on this host (``golden.expected``); {} without a golden set."""
+    from dfma.contract.golden import GOLDEN_FILE
+    from dfma.export.golden_set import expected_results
+
+    golden = ctx.manifest.get("golden")
+    if not isinstance(golden, dict):
+        ctx.log("the bundle has no golden set (exported before it existed): `verify` cannot check the new graphs")
+        return {}
+    view = {**ctx.manifest, "graphs": {**ctx.manifest["graphs"], **ctx.graphs}}
+    paths = {key: ctx.new_files[entry["file"]] for key, entry in ctx.graphs.items()}
+    with ctx.steps.step(f"golden set on {', '.join(paths)}"):
+        return expected_results(ctx.bundle.path(golden.get("file", GOLDEN_FILE)), view, paths)
+
+
 def _config(manifest: dict):
     from dfma.config import DFMAConfig
 
@@ -361,6 +405,13 @@ def _parity(row: dict, ctx: Context, executor: str) -> dict:
             "inputs": f"MNRE validation sentences: {ctx.val.source}"}
 
 
+def ctx_manifest_keys(bundle: Path) -> set[str]:
+    """The manifest's top-level keys (to count the steps before loading anything heavy)."""
+    from dfma.contract.bundle import read_manifest
+
+    return set(read_manifest(bundle))
+
+
 def run(args) -> dict:
     """Build the requested graphs and update the bundle; returns the new manifest."""
     from dfma.contract.bundle_writer import update_bundle
@@ -372,7 +423,8 @@ def run(args) -> dict:
     started = _dt.datetime.now(_dt.timezone.utc)
     parent = Path(args.bundle).absolute().parent
     with tempfile.TemporaryDirectory(prefix=f".{Path(args.bundle).name}.precision-", dir=parent) as tmp:
-        ctx = Context(args, Path(tmp), sum(want.values()) + int(want["int8"] or want["int8-dynamic"]))
+        ctx = Context(args, Path(tmp), sum(want.values()) + int(want["int8"] or want["int8-dynamic"])
+                      + int("golden" in ctx_manifest_keys(args.bundle)))
         for key, build in (("fp16", build_fp16), ("int8", build_static), ("int8-dynamic", build_dynamic)):
             if want[key]:
                 with ctx.steps.step(f"{key} graph"):
@@ -383,6 +435,7 @@ def run(args) -> dict:
                   **ctx.results}
         lat_all = latency or ctx.manifest.get("precision", {}).get("latency", {})
         auto = ctx.guard.choose_auto(merged, latency, args.target_agreement, F1_TOLERANCE)
+        expected = golden_expected(ctx)
 
         def update(manifest: dict) -> dict:
             manifest["graphs"].update(ctx.graphs)
@@ -393,6 +446,8 @@ def run(args) -> dict:
                             "f1_tolerance_points": F1_TOLERANCE, "latency": lat_all,
                             "latency_note": "batch 1 on the host recorded with each row; see docs/precision.md",
                             "search": {**section.get("search", {}), **ctx.search}})
+            if expected:
+                manifest["golden"]["expected"].update(expected)
             if auto:
                 defaults = manifest.setdefault("defaults", {})
                 defaults.pop("cpu_int8", None)  # written by earlier versions: superseded by defaults.auto

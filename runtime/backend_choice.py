@@ -15,9 +15,10 @@ from typing import Any
 
 from dfma.backends.registry import BACKENDS, BackendSpec, auto_chain, backend as backend_row
 from dfma.contract.bundle import Bundle
-from dfma.contract.errors import BackendUnavailable, BundleError
+from dfma.contract.errors import BackendUnavailable, BundleError, InputError
 from dfma.contract.graphs import AUTO, PRECISIONS, GraphKind, present, recorded_default, resolve_precision
 from dfma.contract.host import host_info, same_class
+from dfma.runtime.self_check import SELF_CHECK, auto_open
 
 log = logging.getLogger("dfma.runtime")
 
@@ -81,8 +82,12 @@ def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], p
 
 
 def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO, threads: int | None = None,
-                 device_id: int = 0) -> Choice:
+                 device_id: int = 0, self_check: str = "auto") -> Choice:
     """Open the requested backend on the graph of the requested precision; returns the :class:`Choice`.
+
+    ``precision="auto"`` walks the bundle's ranked defaults with :func:`dfma.runtime.self_check.auto_open`
+    (``self_check``: ``auto`` checks a graph on the golden set where this CPU is of another class than its
+    guard host, ``always`` checks every non-fp32 graph, ``never`` trusts the record).
 
     Raises BackendUnavailable (named backend unusable, or nothing usable) or BundleError (no graph of
     that precision, or none that loads).
@@ -91,12 +96,20 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
         raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {list(BACKEND_NAMES)}")
     if precision != AUTO and precision not in PRECISIONS:
         raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
+    if self_check not in SELF_CHECK:
+        raise InputError(f"must be one of {list(SELF_CHECK)}, got {self_check!r}", field="self_check")
     rows = present(bundle.manifest)
     candidates, skipped = _candidates(bundle.manifest, backend)
     for i, spec in enumerate(candidates):
-        wanted, reason = resolve_precision(bundle.manifest, precision, spec.device, spec.name)
+        def open_precision(p: str, spec: BackendSpec = spec) -> tuple[Any, str]:
+            return _open_on(bundle, spec, rows, p, threads=threads, device_id=device_id)
+
         try:
-            runner, key = _open_on(bundle, spec, rows, wanted, threads=threads, device_id=device_id)
+            if precision == AUTO and spec.device == "cpu":
+                runner, key, wanted, reason = auto_open(bundle, open_precision, spec.name, spec.device, self_check)
+            else:
+                wanted, reason = resolve_precision(bundle.manifest, precision, spec.device, spec.name)
+                runner, key = open_precision(wanted)
         except (BackendUnavailable, BundleError) as e:
             last = i == len(candidates) - 1
             if last or (isinstance(e, BundleError) and len(candidates) == 1):

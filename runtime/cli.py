@@ -196,6 +196,16 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args) -> int:
+    """Run every graph on the bundle's golden set on this host; exit 1 when one fails."""
+    from dfma.runtime.verify import render, verify
+
+    report = verify(args.bundle, backend=args.backend if args.backend != "auto" else "onnxruntime-cpu",
+                    threads=args.threads)
+    print(json.dumps(report, indent=2) if args.json else render(report))
+    return EXIT_OK if all(r["passed"] for r in report["graphs"]) else EXIT_BAD_LINES
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m dfma.runtime`` argument parser."""
     parser = argparse.ArgumentParser(prog="python -m dfma.runtime",
@@ -225,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=cmd_evaluate)
     i = sub.add_parser("info", parents=[common], help="print the chosen backend and graph")
     i.set_defaults(func=cmd_info)
+    v = sub.add_parser("verify", parents=[common], help="every graph on the bundle's golden set, on this host")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    v.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -119,7 +119,8 @@ class Extractor:
 
 
 def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO,
-         threads: int | None = None, *, device_id: int = 0, max_batch: int | None = None) -> Extractor:
+         threads: int | None = None, *, device_id: int = 0, max_batch: int | None = None,
+         self_check: str = "auto") -> Extractor:
     """Load a bundle folder and open a backend for it.
 
     ``backend``: ``auto`` (TensorRT engine > ONNX Runtime with TensorRT/CUDA provider > ONNX Runtime CPU;
@@ -127,6 +128,9 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
     ``onnxruntime-cpu`` / ``-cuda`` / ``-tensorrt``, ``tensorrt`` or ``openvino``.
     ``precision``: ``auto`` (the bundle's recorded default: the fastest graph that met the accuracy
     guard, else fp32; the reason is in ``describe()``), ``fp32``, ``fp16``, ``int8`` or ``int8-dynamic``.
+    ``self_check`` (with ``precision="auto"``): ``auto`` runs the bundle's golden set on an INT8 graph
+    before serving it when this CPU is of another class than the one its guard ran on, and falls back
+    (finally to fp32) when it fails; ``always`` checks every non-fp32 choice; ``never`` trusts the record.
     ``threads``: ONNX Runtime intra-op threads (None: its default). ``max_batch``: rows per run
     (default: the manifest's ``limits.max_batch``). Every file hash is verified first; raises
     BundleError (missing file, hash mismatch, bad manifest) or BackendUnavailable.
@@ -146,7 +150,8 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
     except DataError as e:
         raise BundleError(f"{folder}: cannot load the tokenizer ({e})") from None
     preprocessor = Preprocessor.from_manifest(manifest.get("preprocess") or {}, tokenizer)
-    choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id)
+    choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id,
+                          self_check=self_check)
     limit = int((manifest.get("limits") or {}).get("max_batch") or DEFAULT_MAX_BATCH)
     limit = min(limit, getattr(choice.runner, "max_batch", 0) or limit)
     if max_batch is not None:

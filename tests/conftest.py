@@ -19,3 +19,12 @@ def mnre_dir() -> Path:
 
 
 from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: E402,F401  (shared: one tiny bundle per session)
+
+
+def pytest_report_header(config):
+    """The CPU class the INT8 tests are judged for (tests assert what is right for this class)."""
+    from dfma.contract.host import host_info
+
+    info = host_info()
+    return [f"dfma host: {info['cpu']}; CPU class {info['class']} (from {info['class_from']}); "
+            f"flags {' '.join(info['flags']) or '-'}"]

@@ -127,7 +127,8 @@ def test_calibration_reads_real_sentences_and_images(static_parts):
 
 def test_static_int8_has_qdq_on_matmuls_and_convs(static_parts):
     out = static_parts["work"] / "int8.onnx"
-    stats = q.quantize_static_qdq(static_parts["pre"], out, static_parts["ranges"])
+    _, reduce_range = _recipe_for_this_host("int8")  # the recipe served on this CPU class
+    stats = q.quantize_static_qdq(static_parts["pre"], out, static_parts["ranges"], reduce_range=reduce_range)
     assert stats["quantized"].get("Conv", 0) >= 10 and stats["quantized"].get("MatMul", 0) >= 10
     assert stats["left_fp32"].get("Conv", 0) == 0
     assert stats["per_channel_weights"] == sum(stats["quantized"].values())
@@ -205,9 +206,22 @@ def test_tensorrt_form_is_symmetric_int8_and_close(static_parts):
     assert compare_with_labels(ref, logits, val.labels, 0)["mean_abs_error"] <= 0.05 * float(np.abs(ref).max())
 
 
+def _recipe_for_this_host(precision: str) -> tuple[str, bool]:
+    """The catalogue row the runtime serves for ``precision`` on this CPU class, and whether it is the
+    7-bit-weight recipe (x86 without VNNI, whose U8xS8 products saturate at full range)."""
+    from dfma.contract.graphs import of_precision
+    from dfma.contract.host import host_info
+
+    row = min(of_precision(precision), key=lambda r: r.host_rank(host_info()["class"]))
+    return row.key, row.cpu_classes is not None
+
+
 def test_dynamic_int8_quantizes_matmuls_only(static_parts, tiny_bundle):
+    """Judged for this host's CPU class: the recipe its runtime serves (full range with VNNI/AMX/ARM dot
+    products, 7-bit weights on AVX2 / AVX-512 without VNNI), the same bounds on every class."""
     out = static_parts["work"] / "dyn.onnx"
-    stats = q.quantize_dynamic_int8(tiny_bundle / "model.onnx", out)
+    key, reduce_range = _recipe_for_this_host("int8-dynamic")
+    stats = q.quantize_dynamic_int8(tiny_bundle / "model.onnx", out, reduce_range=reduce_range)
     assert stats["integer_ops"].get("MatMulInteger", 0) >= 10 and stats["conv_fp32"] >= 10
     val, ref = static_parts["val"], static_parts["ref"]
     row = compare_with_labels(ref, guard.run_feeds(OrtRunner(out).open(), val, progress=False), val.labels, 0)

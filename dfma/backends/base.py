@@ -47,7 +47,7 @@ class Runner(abc.ABC):
         return False
 
     @classmethod
-    def preference(cls, graph: GraphKind, **options: Any) -> int:
+    def preference(cls, graph: GraphKind, **options: Any) -> Any:
         """Order among the rows it runs for one precision (lower first)."""
         return 0
 

@@ -53,6 +53,13 @@ class OpenVINORunner(Runner):
         """Standard-ops graphs with CPU kernels."""
         return graph.ops == "onnx" and "cpu" in graph.devices
 
+    @classmethod
+    def preference(cls, graph: GraphKind, **options: Any) -> int:
+        """The row meant for this CPU class first (OpenVINO's INT8 kernels have the same x86 constraint)."""
+        from dfma.contract.host import host_info
+
+        return graph.host_rank(host_info()["class"])
+
     def _open(self) -> None:
         ov = self._ov = self.check_available()
         config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32"}

@@ -66,10 +66,15 @@ class OrtRunner(Runner):
         return graph.kind != "tensorrt" and ("cpu" if device == "cpu" else "gpu") in graph.devices
 
     @classmethod
-    def preference(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> int:
-        """CPU: fused kernels first; GPU providers: standard ops first."""
+    def preference(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> tuple[int, int]:
+        """CPU: the row meant for this CPU class first (catalogue ``cpu_classes``), then fused kernels;
+        GPU providers: standard ops first."""
+        from dfma.contract.host import host_info
+
         fused = graph.ops == "com.microsoft"
-        return 0 if fused == (device == "cpu") else 1
+        if device != "cpu":
+            return (0, 0 if not fused else 1)
+        return (graph.host_rank(host_info()["class"]), 0 if fused else 1)
 
     def _open(self) -> None:
         self.check_available(self.device)

@@ -13,7 +13,12 @@ Columns:
 - ``ops``: ``onnx`` (standard domains only: any ONNX consumer) or ``com.microsoft`` (ONNX Runtime only);
 - ``devices``: ``cpu`` and/or ``gpu`` (ONNX Runtime has kernels for it there);
 - ``derived_from``: the key of the graph it is built from (None for the export's first graph);
-- ``tensorrt``: the engine precision TensorRT compiles from this graph (None: not an engine source).
+- ``tensorrt``: the engine precision TensorRT compiles from this graph (None: not an engine source);
+- ``cpu_classes``: the CPU classes (``dfma.contract.host``) the graph is meant for, None for any. The INT8
+  graphs come in two recipes: U8 activations x S8 weights at full range (exact where the CPU has INT8 dot
+  products: VNNI, AMX, ARM dot product) and the same with 7-bit weights (``reduce_range``), whose 16-bit
+  intermediate cannot saturate in AVX2's ``VPMADDUBSW``: it computes the same integers on every x86 CPU,
+  so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host.
 
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
@@ -40,14 +45,23 @@ class GraphKind:
     derived_from: str | None
     tensorrt: str | None
     doc: str
+    cpu_classes: tuple[str, ...] | None = None
 
     def manifest_fields(self) -> dict:
         """The catalogue's columns as a manifest ``graphs`` entry starts them."""
         return {"file": self.file, "precision": self.precision, "kind": self.kind, "ops": self.ops,
                 "devices": list(self.devices),
+                "cpu_classes": list(self.cpu_classes) if self.cpu_classes is not None else None,
                 **({"derived_from": CATALOGUE[self.derived_from].file} if self.derived_from else {})}
 
+    def host_rank(self, cpu_class: str) -> int:
+        """0: meant for this CPU class; 1: for any class; 2: meant for other classes."""
+        if self.cpu_classes is None:
+            return 1
+        return 0 if cpu_class in self.cpu_classes else 2
 
+
+NO_DOT_PRODUCT = ("x86-avx2", "x86-avx512", "x86")  # x86 classes whose U8xS8 GEMM may saturate (host.py)
 _ROWS = (
     GraphKind("portable", "model.onnx", "fp32", "portable", "onnx", ("cpu", "gpu"), None, "fp32",
               "fp32, standard ONNX ops (opset 23 Attention): any ONNX consumer, TensorRT, OpenVINO"),
@@ -59,6 +73,12 @@ _ROWS = (
               "static INT8 (QDQ): per-channel S8 weights, U8 activations calibrated on MNRE"),
     GraphKind("int8-dynamic", "model.int8-dynamic.onnx", "int8-dynamic", "onnxruntime", "com.microsoft", ("cpu",),
               "ort", None, "dynamic INT8 (MatMulInteger) from the fused graph; ONNX Runtime CPU kernels only"),
+    GraphKind("int8-avx2", "model.int8-avx2.onnx", "int8", "portable", "onnx", ("cpu",), "portable", None,
+              "static INT8 as int8, weights at 7 bits (reduce_range): exact on x86 CPUs without VNNI",
+              NO_DOT_PRODUCT),
+    GraphKind("int8-dynamic-avx2", "model.int8-dynamic-avx2.onnx", "int8-dynamic", "onnxruntime", "com.microsoft",
+              ("cpu",), "ort", None, "dynamic INT8 as int8-dynamic, weights at 7 bits: exact on x86 CPUs without VNNI",
+              NO_DOT_PRODUCT),
 )
 CATALOGUE: dict[str, GraphKind] = {row.key: row for row in _ROWS}
 PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(row.precision for row in _ROWS))
@@ -123,9 +143,11 @@ def row_of(key: str, entry: Mapping) -> GraphKind:
     if base is None:
         raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
                           f"({sorted(CATALOGUE)} or a TensorRT engine)")
+    classes = entry.get("cpu_classes", base.cpu_classes)
     return GraphKind(key, str(entry.get("file", base.file)), str(entry.get("precision", base.precision)),
                      str(entry.get("kind", base.kind)), str(entry.get("ops", base.ops)),
-                     tuple(entry.get("devices", base.devices)), base.derived_from, base.tensorrt, base.doc)
+                     tuple(entry.get("devices", base.devices)), base.derived_from, base.tensorrt, base.doc,
+                     tuple(classes) if classes is not None else None)
 
 
 def present(manifest: Mapping) -> dict[str, GraphKind]:

@@ -23,9 +23,13 @@ def _cpuinfo() -> str:
         return ""
 
 
+CLASS_OVERRIDE = "DFMA_CPU_CLASS"  # e.g. under an emulator, where /proc/cpuinfo describes the real CPU
+
+
 @functools.lru_cache(maxsize=1)
 def host_info() -> dict:
-    """``{"cpu", "machine", "flags", "class", "logical_cpus"}`` of this machine (cached)."""
+    """``{"cpu", "machine", "flags", "class", "logical_cpus"}`` of this machine (cached); the environment
+    variable ``DFMA_CPU_CLASS`` sets the class (and says so in ``class_from``)."""
     text = _cpuinfo()
     model, flags = "", set()
     for line in text.splitlines():
@@ -36,9 +40,10 @@ def host_info() -> dict:
         elif key in ("flags", "features"):
             flags.update(value.split())
     machine = platform.machine().lower()
+    override = os.environ.get(CLASS_OVERRIDE, "").strip()
     return {"cpu": model or platform.processor() or machine or "unknown", "machine": machine,
-            "flags": [f for f in FLAGS if f in flags], "class": cpu_class(machine, flags),
-            "logical_cpus": os.cpu_count()}
+            "flags": [f for f in FLAGS if f in flags], "class": override or cpu_class(machine, flags),
+            "class_from": f"${CLASS_OVERRIDE}" if override else "/proc/cpuinfo", "logical_cpus": os.cpu_count()}
 
 
 def cpu_class(machine: str, flags: set[str] | frozenset[str] | list[str]) -> str:

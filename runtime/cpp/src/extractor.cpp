@@ -3,9 +3,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <tuple>
 
 #include "bundle.hpp"
 #include "dfma/errors.hpp"
+#include "dfma/host.hpp"
+#include "golden.hpp"
+#include "graph_rows.hpp"
 #include "onnx_session.hpp"
 
 namespace dfma {
@@ -17,13 +22,31 @@ constexpr int kDefaultMaxBatch = 64;  // as the Python runtime when the manifest
 // records them; no list of file names here):
 // - a `graphs` key ("portable", "ort", "int8", ...): that graph;
 // - "auto": the bundle's recorded default for ONNX Runtime on the CPU (`defaults.auto.onnxruntime-cpu`,
-//   else `defaults.auto.cpu`: the fastest graph that met the accuracy guard), else "fp32";
+//   else `defaults.auto.cpu`: the fastest graph that met the accuracy guard), else "fp32"; a recorded
+//   default is walked by auto_ranked() instead (below: its `ranked` precisions, fp32 last);
 // - a precision: "fp32" = the fp32 graph of kind "portable" (standard ops), "fp32-ort" = the one of kind
 //   "onnxruntime" (fused kernels), each the other's fallback; any other precision = the graph with that
 //   `precision`, portable kind first.
 struct GraphChoice {
     std::string key, file, reason;
 };
+
+// The recorded `auto` default for ONNX Runtime on the CPU whose graph the bundle holds (and hashes),
+// as dfma.contract.graphs.recorded_default; nullptr when there is none.
+const nlohmann::json* recorded_default(const detail::Bundle& b) {
+    const auto* graphs = b.find("graphs");
+    for (const char* scope : {"defaults/auto/onnxruntime-cpu", "defaults/auto/cpu"}) {
+        const auto* rec = b.find(scope);
+        if (!rec || !rec->is_object() || !rec->contains("graph") || !(*rec)["graph"].is_string() || !graphs ||
+            !graphs->is_object())
+            continue;
+        auto g = graphs->find((*rec)["graph"].get<std::string>());
+        if (g != graphs->end() && g->is_object() && g->contains("file") && (*g)["file"].is_string() &&
+            b.has_file((*g)["file"].get<std::string>()))
+            return rec;
+    }
+    return nullptr;
+}
 
 GraphChoice graph_file(const detail::Bundle& b, const std::string& wanted) {
     const auto* graphs = b.find("graphs");
@@ -40,13 +63,9 @@ GraphChoice graph_file(const detail::Bundle& b, const std::string& wanted) {
     if (wanted == "auto") {
         key = "fp32";
         reason = "auto: the bundle records no cpu default; fp32";
-        for (const char* scope : {"defaults/auto/onnxruntime-cpu", "defaults/auto/cpu"}) {
-            const auto* rec = b.find(scope);
-            if (rec && rec->is_object() && rec->contains("graph") && (*rec)["graph"].is_string() &&
-                graphs->contains((*rec)["graph"].get<std::string>())) {
-                const auto* why = rec->contains("reason") && (*rec)["reason"].is_string() ? &(*rec)["reason"] : nullptr;
-                return choose((*rec)["graph"].get<std::string>(), "auto: " + (why ? why->get<std::string>() : std::string(scope)));
-            }
+        if (const auto* rec = recorded_default(b)) {
+            const auto* why = rec->contains("reason") && (*rec)["reason"].is_string() ? &(*rec)["reason"] : nullptr;
+            return choose((*rec)["graph"].get<std::string>(), "auto: " + (why ? why->get<std::string>() : std::string("the bundle default")));
         }
     }
     const bool ort_first = key == "fp32-ort";
@@ -65,6 +84,134 @@ GraphChoice graph_file(const detail::Bundle& b, const std::string& wanted) {
     throw BundleError("manifest.json: no graph \"" + wanted + "\" (the bundle has: " + have + ")");
 }
 
+// A chosen graph with its session already open (auto_ranked opens a candidate to check it).
+struct OpenedGraph {
+    GraphChoice graph;
+    std::unique_ptr<detail::OnnxSession> session;
+};
+
+constexpr const char* kBackend = "onnxruntime-cpu";
+
+std::string joined(const std::vector<std::string>& parts) {
+    std::string out;
+    for (const auto& p : parts) out += (out.empty() ? "" : "; ") + p;
+    return out;
+}
+
+// The precisions a ranked record tries on ONNX Runtime CPU, best first, fp32 last (entries of other
+// backends left out), as dfma.runtime.self_check.ranked_precisions.
+std::vector<std::string> ranked_precisions(const nlohmann::json& rec) {
+    std::vector<std::string> order;
+    auto add = [&](const std::string& p) {
+        if (std::find(order.begin(), order.end(), p) == order.end()) order.push_back(p);
+    };
+    const auto ranked = rec.find("ranked");
+    for (const auto& e : ranked != rec.end() && ranked->is_array() ? *ranked : nlohmann::json::array()) {
+        if (!e.is_object() || !e.contains("precision") || !e["precision"].is_string()) continue;
+        if (e.contains("backend") && !e["backend"].is_null() && e["backend"] != kBackend) continue;
+        add(e["precision"].get<std::string>());
+    }
+    if (order.empty() && rec.contains("precision") && rec["precision"].is_string()) add(rec["precision"].get<std::string>());
+    add("fp32");
+    return order;
+}
+
+// Whether graph `key` must pass the golden set here before auto serves it, and why (needs_check).
+std::pair<bool, std::string> needs_check(const detail::Bundle& b, const std::string& key, const std::string& precision,
+                                         SelfCheck mode, const std::string& here) {
+    if (mode == SelfCheck::never || precision == "fp32") return {false, ""};
+    if (mode == SelfCheck::always) return {true, "self-check asked for"};
+    const auto* expected = detail::expected_entry(b, key);
+    std::string measured_on;
+    if (expected && expected->contains("host") && (*expected)["host"].is_object()) {
+        const auto& host = (*expected)["host"];
+        if (host.contains("class") && host["class"].is_string()) measured_on = host["class"].get<std::string>();
+    }
+    if (measured_on == here) return {false, ""};
+    return {true, "measured on " + (measured_on.empty() ? std::string("an unrecorded CPU class") : measured_on) +
+                      ", this host is " + here};
+}
+
+// Opens the graph ONNX Runtime's CPU provider prefers for `precision` here (the next one when a graph
+// does not load); nullptr and a note when none does.
+std::unique_ptr<detail::OnnxSession> open_precision(const detail::Bundle& b, const std::string& precision,
+                                                    const std::string& here, int threads, std::string& key,
+                                                    std::string& note) {
+    const auto keys = detail::ort_cpu_ordered(b, precision, here);
+    if (keys.empty()) {
+        std::set<std::string> have;
+        for (const auto& k : detail::ort_cpu_graphs(b)) have.insert(b.at("graphs")[k].value("precision", "?"));
+        std::string list;
+        for (const auto& p : have) list += (list.empty() ? "" : ", ") + p;
+        note = precision + ": the bundle has no " + precision + " graph that " + kBackend + " runs (it has " + list + ")";
+        return nullptr;
+    }
+    std::vector<std::string> failures;
+    for (const auto& k : keys) {
+        const std::string path = b.verified_path(b.at("graphs")[k]["file"].get<std::string>());  // hash errors stop the load
+        try {
+            auto session = std::make_unique<detail::OnnxSession>(path, threads);
+            key = k;
+            return session;
+        } catch (const Error& e) {  // ONNX Runtime refuses it, or its inputs are not the contract's
+            failures.push_back(e.what());
+        }
+    }
+    note = precision + ": no " + precision + " graph loads on " + kBackend + ": " + joined(failures);
+    return nullptr;
+}
+
+// "auto" with a ranked record (dfma.runtime.self_check.auto_open): the first ranked precision whose
+// preferred graph opens and, where needs_check says so, passes the golden set here; fp32 last.
+OpenedGraph auto_ranked(const detail::Bundle& b, const nlohmann::json& rec, const Options& options, const std::string& here) {
+    const std::string reason = "auto: " + (rec.contains("reason") && rec["reason"].is_string()
+                                               ? rec["reason"].get<std::string>() : std::string("the bundle default"));
+    std::vector<std::string> notes;
+    std::unique_ptr<detail::Golden> golden;
+    bool golden_read = false;
+    for (const auto& precision : ranked_precisions(rec)) {
+        std::string key, note;
+        auto session = open_precision(b, precision, here, options.intra_op_threads, key, note);
+        if (!session) {
+            notes.push_back(note);
+            continue;
+        }
+        const std::string file = b.at("graphs")[key]["file"].get<std::string>();
+        const auto [check, why] = needs_check(b, key, precision, options.self_check, here);
+        if (!check) {
+            std::vector<std::string> parts{reason};
+            parts.insert(parts.end(), notes.begin(), notes.end());
+            return {{key, file, joined(parts)}, std::move(session)};
+        }
+        if (!golden_read) {
+            golden = detail::load_golden(b);
+            golden_read = true;
+        }
+        if (!golden) {
+            notes.push_back(key + ": " + why + ", and the bundle has no golden set to check it here");
+            continue;
+        }
+        bool passed = false;
+        std::string verdict;
+        try {
+            const auto result = detail::run_golden(*session, *golden);
+            const auto* tol = b.find("golden/tolerance");
+            std::tie(passed, verdict) = detail::judge(result, detail::expected_entry(b, key),
+                                                     tol && tol->is_object() ? *tol : nlohmann::json::object());
+        } catch (const Error& e) {  // the run failed, or returned logits of another shape
+            verdict = e.what();
+        }
+        if (passed) {
+            std::vector<std::string> parts{reason};
+            parts.insert(parts.end(), notes.begin(), notes.end());
+            parts.push_back(key + " passed its golden set here (" + why + ": " + verdict + ")");
+            return {{key, file, joined(parts)}, std::move(session)};
+        }
+        notes.push_back(key + " failed its golden set here (" + why + ": " + verdict + ")");
+    }
+    throw BundleError("auto: no graph passes on this host: " + joined(notes));
+}
+
 int int_or(const detail::Bundle& b, const std::string& key, int fallback) {
     const auto* v = b.find(key);
     if (!v || v->is_null()) return fallback;
@@ -78,12 +225,12 @@ struct Extractor::Impl {
     BundleInfo info;
     TextEncoder text;
     ImagePreprocessor images;
-    detail::OnnxSession session;
+    std::unique_ptr<detail::OnnxSession> session;
 
-    Impl(BundleInfo i, TextEncoder t, const std::string& model_path, int threads)
-        : info(std::move(i)), text(std::move(t)), images(info.image), session(model_path, threads) {
+    Impl(BundleInfo i, TextEncoder t, const std::string& model_path, std::unique_ptr<detail::OnnxSession> s)
+        : info(std::move(i)), text(std::move(t)), images(info.image), session(std::move(s)) {
         // The graph's static pixel_values dims must agree with the manifest's preprocess section.
-        const auto& shape = session.pixel_shape();
+        const auto& shape = session->pixel_shape();
         const std::int64_t want[] = {-1, 1 + info.num_crops, 3, info.image.image_size, info.image.image_size};
         for (std::size_t d = 1; d < shape.size() && d < 5; ++d) {
             if (shape[d] > 0 && shape[d] != want[d])
@@ -166,7 +313,7 @@ struct Extractor::Impl {
             b.pixel_values = pixels.data();
             b.image_mask = mask.data();
             std::int64_t num_labels = 0;
-            const auto flat = session.run(b, num_labels);
+            const auto flat = session->run(b, num_labels);
             if (num_labels != static_cast<std::int64_t>(info.labels.size()))
                 throw BundleError("the graph returns " + std::to_string(num_labels) + " logits per row but the manifest has " +
                                   std::to_string(info.labels.size()) + " labels");
@@ -210,7 +357,17 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
     if (options.verify_all_files) bundle.verify_all();
     BundleInfo info;
     info.dir = bundle_dir;
-    const GraphChoice graph = graph_file(bundle, options.graph);
+    info.cpu_class = host_cpu_class();
+    GraphChoice graph;
+    std::unique_ptr<detail::OnnxSession> session;
+    const auto* rec = options.graph == "auto" ? recorded_default(bundle) : nullptr;
+    if (rec) {  // every recorded default goes through the ranked walk, as in dfma.runtime.self_check
+        auto opened = auto_ranked(bundle, *rec, options, info.cpu_class);
+        graph = std::move(opened.graph);
+        session = std::move(opened.session);
+    } else {
+        graph = graph_file(bundle, options.graph);
+    }
     info.graph_key = graph.key;
     info.graph_file = graph.file;
     info.graph_reason = graph.reason;
@@ -228,7 +385,8 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
     TextEncoder text = TextEncoder::from_opened_bundle(bundle);
     info.text = text.config();
     const std::string model = bundle.verified_path(info.graph_file);
-    return Extractor(std::make_unique<Impl>(std::move(info), std::move(text), model, options.intra_op_threads));
+    if (!session) session = std::make_unique<detail::OnnxSession>(model, options.intra_op_threads);
+    return Extractor(std::make_unique<Impl>(std::move(info), std::move(text), model, std::move(session)));
 }
 
 Prediction Extractor::predict(const Sample& sample) const {

@@ -1,6 +1,7 @@
 #include "cli_modes.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -65,6 +66,20 @@ json prediction_json(const Prediction& p, const json& id) {
     return out;
 }
 
+// --self-check auto|always|never (Options::self_check).
+SelfCheck self_check_of(const Args& args) {
+    const std::string v = args.get("self-check", "auto");
+    if (v == "auto") return SelfCheck::automatic;
+    if (v == "always") return SelfCheck::always;
+    if (v == "never") return SelfCheck::never;
+    throw std::invalid_argument("--self-check must be auto, always or never, got '" + v + "'");
+}
+
+// A JSON number, or null when it is not finite (JSON has no Infinity).
+nlohmann::ordered_json number_or_null(double v) {
+    return std::isfinite(v) ? nlohmann::ordered_json(v) : nlohmann::ordered_json(nullptr);
+}
+
 }  // namespace
 
 std::string Args::get(const std::string& key, const std::string& fallback, bool required) const {
@@ -112,6 +127,7 @@ int run_predict(const Args& args) {
     Options opts;
     opts.graph = args.get("graph", "auto");
     opts.intra_op_threads = std::stoi(args.get("threads", "0"));
+    opts.self_check = self_check_of(args);
     const auto ex = Extractor::load(args.get("bundle", "", true), opts);
     const std::size_t batch = static_cast<std::size_t>(std::max(1, std::stoi(args.get("batch", "1"))));
     std::unique_ptr<std::ifstream> file;
@@ -192,13 +208,30 @@ int run_image(const Args& args) {
 int run_info(const Args& args) {
     Options opts;
     opts.graph = args.get("graph", "auto");
+    opts.self_check = self_check_of(args);
     const auto ex = Extractor::load(args.get("bundle", "", true), opts);
     const auto& i = ex.info();
     json out = {{"bundle", i.dir}, {"graph", i.graph_key}, {"file", i.graph_file}, {"graph_reason", i.graph_reason}, {"preset", i.preset},
                 {"labels", i.labels}, {"max_length", i.text.max_length}, {"image_size", i.image.image_size},
-                {"num_crops", i.num_crops}, {"onnxruntime", Extractor::onnxruntime_version()}};
+                {"num_crops", i.num_crops}, {"cpu_class", i.cpu_class}, {"onnxruntime", Extractor::onnxruntime_version()}};
     std::cout << out.dump(2) << '\n';
     return 0;
+}
+
+int run_verify(const Args& args) {
+    const VerifyReport report = verify_bundle(args.get("bundle", "", true), std::stoi(args.get("threads", "0")));
+    using ordered = nlohmann::ordered_json;  // the fields in the documented order
+    std::cout << ordered{{"cpu_class", report.cpu_class}, {"bundle", report.bundle}, {"golden_samples", report.golden_samples}}
+                     .dump(-1, ' ', false, json::error_handler_t::replace)
+              << '\n';
+    for (const auto& g : report.graphs) {
+        const ordered line = {{"graph", g.graph}, {"file", g.file}, {"precision", g.precision},
+                           {"top1_agreement", g.top1_agreement}, {"max_abs_error", number_or_null(g.max_abs_error)},
+                           {"mean_abs_error", number_or_null(g.mean_abs_error)}, {"nonfinite_rows", g.nonfinite_rows},
+                           {"ms_per_sample", g.ms_per_sample}, {"passed", g.passed}, {"reason", g.reason}};
+        std::cout << line.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+    }
+    return report.passed() ? 0 : 1;
 }
 
 }  // namespace dfma::cli

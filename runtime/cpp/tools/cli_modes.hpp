@@ -21,7 +21,9 @@ int run_predict(const Args& args);
 int run_tokenize(const Args& args);
 /// image: one image -> float32 3 x S x S file (+ a JSON summary line).
 int run_image(const Args& args);
-/// info: what a bundle holds and which ONNX Runtime is loaded.
+/// info: what a bundle holds, the graph `auto` chose and why, the CPU class, the ONNX Runtime loaded.
 int run_info(const Args& args);
+/// verify: the golden set on every CPU graph, one JSON line each; 0 all pass, 1 one fails.
+int run_verify(const Args& args);
 
 }  // namespace dfma::cli

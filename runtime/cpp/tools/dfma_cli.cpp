@@ -4,7 +4,13 @@
 //   dfma_cli tokenize --bundle DIR --input FILE.jsonl
 //   dfma_cli tokenize (--tokenizer DIR | --vocab vocab.txt) [--max-length 80] --input FILE.jsonl
 //   dfma_cli image    (--bundle DIR | --image-size S --resize-size R) --image FILE [--image FILE ...] [--out FILE.f32]
-//   dfma_cli info     --bundle DIR
+//   dfma_cli info     --bundle DIR [--graph auto] [--self-check auto|always|never]
+//   dfma_cli verify   --bundle DIR [--threads N]
+//
+// verify prints {"cpu_class", "bundle", "golden_samples"}, then one line per graph ONNX Runtime's CPU
+// provider runs ({"graph", "file", "precision", "top1_agreement", "max_abs_error", "mean_abs_error",
+// "nonfinite_rows", "ms_per_sample", "passed", "reason"}; errors that are not finite print as null);
+// exit status 0 when every graph passes, 1 when one fails, 2 on a usage or bundle error.
 //
 // Sample lines: {"words": [...], "head": [s, e], "tail": [s, e], "image": "path", "crops": ["path", ...]}
 // or MNRE records {"token": [...], "h": {"pos": [s, e]}, "t": {"pos": [s, e]}} or raw text
@@ -18,11 +24,13 @@
 namespace {
 
 const char* kUsage =
-    "usage: dfma_cli {predict|tokenize|image|info} --bundle DIR [options]\n"
-    "  predict  [--graph auto] [--threads N] [--batch N] [--input FILE.jsonl (default stdin)]\n"
+    "usage: dfma_cli {predict|tokenize|image|info|verify} --bundle DIR [options]\n"
+    "  predict  [--graph auto] [--self-check auto|always|never] [--threads N] [--batch N]\n"
+    "           [--input FILE.jsonl (default stdin)]\n"
     "  tokenize --input FILE.jsonl   (or --tokenizer DIR | --vocab vocab.txt, with [--max-length N])\n"
     "  image    --image FILE [--image FILE ...] [--out FILE.f32]   (or --image-size S --resize-size R)\n"
-    "  info\n";
+    "  info     [--graph auto] [--self-check auto|always|never]\n"
+    "  verify   [--threads N]   (the golden set on every CPU graph; exit 0 all pass, 1 one fails)\n";
 
 }  // namespace
 
@@ -46,6 +54,7 @@ int main(int argc, char** argv) {
         if (mode == "tokenize") return dfma::cli::run_tokenize(args);
         if (mode == "image") return dfma::cli::run_image(args);
         if (mode == "info") return dfma::cli::run_info(args);
+        if (mode == "verify") return dfma::cli::run_verify(args);
         std::cerr << "dfma_cli: unknown mode '" << mode << "'\n" << kUsage;
         return 2;
     } catch (const dfma::Error& e) {

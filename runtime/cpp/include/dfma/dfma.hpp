@@ -3,5 +3,7 @@
 
 #include "dfma/errors.hpp"
 #include "dfma/extractor.hpp"
+#include "dfma/host.hpp"
 #include "dfma/image.hpp"
 #include "dfma/text.hpp"
+#include "dfma/verify.hpp"

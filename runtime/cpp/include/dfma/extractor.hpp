@@ -31,20 +31,31 @@ struct Prediction {
     std::vector<float> logits;         ///< the graph's raw output row
 };
 
+/// When `auto` runs the bundle's golden set on a graph before serving it (Python's self_check=).
+enum class SelfCheck {
+    automatic,  ///< a non-fp32 graph whose expected golden result was recorded on another CPU class
+    always,     ///< every non-fp32 graph
+    never,      ///< trust the record
+};
+
 /// Load-time options.
 struct Options {
     /// "auto" (the bundle's recorded CPU default: the fastest graph that met the accuracy guard, else
     /// fp32), a manifest `graphs` key ("portable", "ort", ...) or a precision: "fp32" = the fp32 graph of
     /// kind portable (standard ops), "fp32-ort" = the ONNX Runtime fused one, "fp16", "int8", ...
+    /// With a `ranked` record, "auto" walks it: per precision the graph this CPU prefers (the row meant
+    /// for its class, then fused kernels), checked on the golden set per `self_check`; fp32 last.
     std::string graph = "auto";
     int intra_op_threads = 0;        ///< ONNX Runtime intra-op threads; 0 = its default
     bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
                                      ///< false: only the files this runtime reads (faster on big bundles)
+    SelfCheck self_check = SelfCheck::automatic;  ///< golden check of a ranked `auto` choice (see SelfCheck)
 };
 
 /// What a loaded bundle says about itself.
 struct BundleInfo {
     std::string dir, graph_key, graph_file, graph_reason, preset;  ///< graph_key: the manifest `graphs` key
+    std::string cpu_class;  ///< this host's CPU class (dfma/host.hpp), what `auto` compared with the record
     std::vector<std::string> labels;
     int max_batch = 0;     ///< manifest limits.max_batch (0 = no limit); predict_batch splits larger batches
     int num_crops = 3;

@@ -1,0 +1,67 @@
+"""``python -m dfma.runtime verify BUNDLE``: every graph of the bundle on this host's golden set.
+
+Per graph the backend runs: top-1 agreement with the golden (eager fp32) logits, max error, milliseconds
+per sample, and whether it passes against what the graph gave on the host that built it
+(``dfma.contract.golden.judge``). The first line names this host's CPU class; exit status 1 when a graph
+fails (a bundle that should not serve it here), 2 on a bundle error.
+"""
+from __future__ import annotations
+
+import os
+
+from dfma.backends.golden_check import run_golden
+from dfma.backends.registry import backend as backend_row
+from dfma.contract.bundle import open_bundle
+from dfma.contract.errors import BundleError
+from dfma.contract.golden import judge, load_golden
+from dfma.contract.graphs import present
+from dfma.contract.host import host_info
+from dfma.contract.progress import table
+
+
+def verify(bundle: str | os.PathLike, *, backend: str = "onnxruntime-cpu", threads: int | None = None,
+           repeats: int = 3) -> dict:
+    """``{"host", "golden", "graphs": [row per graph]}``; each row: graph, file, precision, agreement, errors,
+    ms per sample, passed, reason. Raises BundleError when the bundle has no golden set."""
+    opened = open_bundle(bundle)
+    manifest = opened.manifest
+    golden = load_golden(opened.folder, manifest)
+    if golden is None:
+        raise BundleError(f"{opened.folder}: the bundle has no golden set (exported before it existed; re-export it)")
+    section = manifest["golden"]
+    spec = backend_row(backend)
+    spec.check_available()
+    rows = []
+    for key, row in present(manifest).items():
+        if not spec.runs(row):
+            continue
+        entry = manifest["graphs"][key]
+        runner = spec.build(opened.path(entry["file"]), io=manifest["io"], graph=row, entry=entry, threads=threads)
+        try:
+            with runner:
+                result = run_golden(runner, golden, repeats=repeats)
+        except BundleError as exc:
+            rows.append({"graph": key, "file": row.file, "precision": row.precision, "passed": False,
+                         "reason": f"does not load: {exc}"})
+            continue
+        expected = (section.get("expected") or {}).get(key)
+        if expected is not None and expected.get("backend", backend) != backend:
+            expected = None
+        passed, reason = judge(result, expected, section.get("tolerance") or {})
+        rows.append({"graph": key, "file": row.file, "precision": row.precision, **result,
+                     "measured_on": ((expected or {}).get("host") or {}).get("class"), "passed": passed,
+                     "reason": reason})
+    return {"host": host_info(), "backend": backend, "golden": {k: section.get(k) for k in ("samples", "inputs")},
+            "graphs": rows}
+
+
+def render(report: dict) -> str:
+    """The verify table."""
+    host = report["host"]
+    lines = [f"host: {host['cpu']} ({host['class']}; {', '.join(host['flags']) or 'no listed flags'}); "
+             f"backend {report['backend']}; golden set: {report['golden']['samples']} samples"]
+    body = [[r["graph"], r["precision"], f"{100 * r.get('top1_agreement', 0):.1f}%",
+             f"{r.get('max_abs_error', float('nan')):.3g}", f"{r.get('ms_per_sample', float('nan')):.2f}",
+             r.get("measured_on") or "-", "pass" if r["passed"] else "FAIL", r["reason"]] for r in report["graphs"]]
+    lines.append(table(["graph", "precision", "agree", "max err", "ms/sample", "measured on", "", "why"], body))
+    return "\n".join(lines)
