@@ -1,6 +1,9 @@
 # Two commands do everything on a fresh machine:
-#   make demo   export the default (base) model to a bundle and run a quick benchmark on it
+#   make demo   the committed trained checkpoint -> bundle (fp32, fp16, INT8 with the accuracy guard) -> verify on
+#               this host -> predictions on real MNRE sentences -> a short benchmark with its plot (~3 min)
 #   make test   install what the tests need (Python packages, ONNX Runtime C++ headers) and run them
+# and one for the design's full-size run:
+#   make bench  the base preset (BERT-base + ResNet-50): export, precision graphs, the full latency grid
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +13,8 @@ CPP_BUILD := runtime/cpp/build
 # and its Python-backend stub needs numpy < 2 (docs/triton.md).
 TRITON_VENV := .venv-triton
 
-.PHONY: demo test setup sysdeps triton-env pytest cpp-test clean
+.PHONY: demo bench test setup sysdeps triton-env pytest cpp-test clean
+DEMO_BUNDLE := bundles/tiny-mnre
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,9 +34,18 @@ $(TRITON_VENV)/.installed:
 triton-env: $(TRITON_VENV)/.installed
 
 demo: setup
+	@echo "== make demo: about 3 minutes on 2 cores once .venv exists (export, precision + guard, verify, predict, benchmark)"
+	$(PY) export/to_onnx.py --checkpoint checkpoints/tiny-mnre --out $(DEMO_BUNDLE) --force --quiet
+	$(PY) export/to_precision.py $(DEMO_BUNDLE) --guard-samples 512 --latency-samples 16 --quiet
+	$(PY) -m dfma.runtime verify $(DEMO_BUNDLE)
+	$(PY) examples/predict_mnre.py $(DEMO_BUNDLE) 8
+	$(PY) benchmarks/latency.py --bundle $(DEMO_BUNDLE) --quick --no-memory --out runs/demo --name demo
+
+bench: setup
+	@echo "== make bench: base preset; about 5-10 min export, 10-15 min precision, 15-20 min benchmark on 2 cores"
 	$(PY) export/to_onnx.py --out bundles/base --force
-	$(PY) export/to_precision.py bundles/base --calibration-samples 32 --guard-samples 32 --guard-budget 0
-	$(PY) benchmarks/latency.py --bundle bundles/base --quick-sweep
+	$(PY) export/to_precision.py bundles/base
+	$(PY) benchmarks/latency.py --bundle bundles/base
 
 # Debian packages: JPEG/PNG decoders for the C++ runtime; qemu-user to run the INT8 test of another CPU class
 # (an emulated AVX2-only CPU) on this one.

@@ -41,6 +41,8 @@ def latency_tables(result: Mapping) -> str:
                 name = f"eager-fp32 [g{r['group']}]"
             else:
                 name = r["backend"] + (f" [g{r.get('group', 0)}]" if grouped else "")
+            if (r.get("disturbance") or {}).get("disturbed"):
+                name += " *"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"),
                          _fmt(r.get("p90_ms"), ".1f"), _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"),
                          str(r.get("n", 0)), _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
@@ -51,6 +53,9 @@ def latency_tables(result: Mapping) -> str:
             out.append(f"== {MODE_TITLES.get(mode, mode)}")
             out.append(table(["backend", "BxL", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager",
                               "(min)", "GFLOP/s", "eff", "top1=ref"], rows))
+            if any("*" in r[0] for r in rows):
+                out.append("* disturbed cell (other processes > 10 % of the CPUs, or p50/min > 1.25, after reruns): "
+                           "not used for any target")
     return "\n\n".join(out)
 
 
@@ -75,7 +80,8 @@ def backend_table(result: Mapping) -> str:
 
 def targets_table(result: Mapping) -> str:
     """The issue's targets, each met or missed."""
-    rows = [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"], {True: "met", False: "MISSED"}.get(t.get("met"), "n/a"),
+    rows = [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"],
+             "unmeasured (disturbed)" if t.get("disturbed") else {True: "met", False: "MISSED"}.get(t.get("met"), "n/a"),
              t.get("where", "")] for t in result.get("targets", [])]
     return table(["target", "value", "needs", "status", "measured at"], rows) if rows else ""
 
@@ -203,6 +209,8 @@ def markdown(result: Mapping) -> str:
         for r in sorted((r for r in result["results"] if r["mode"] == mode),
                         key=lambda r: (r["batch"], r["length"], r.get("group", 0))):
             name = r["backend"] + (f" [g{r.get('group', 0)}]" if grouped else "")
+            if (r.get("disturbance") or {}).get("disturbed"):
+                name += " *"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"), _fmt(r.get("p90_ms"), ".1f"),
                          _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"), r.get("n", 0),
                          _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
@@ -225,6 +233,7 @@ def markdown(result: Mapping) -> str:
         out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))
     out.append(_md_table(["target", "value", "needs", "status", "measured at"],
                          [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"],
+                           "unmeasured (disturbed)" if t.get("disturbed") else
                            {True: "met", False: "**missed**"}.get(t.get("met"), "n/a"), t.get("where", "")]
                           for t in result.get("targets", [])]))
     return "\n\n".join(out) + "\n"

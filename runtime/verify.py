@@ -1,7 +1,8 @@
 """``python -m dfma.runtime verify BUNDLE``: every graph of the bundle on this host's golden set.
 
 Per graph the backend runs: top-1 agreement with the golden (eager fp32) logits, max error, milliseconds
-per sample, and whether it passes against what the graph gave on the host that built it
+per sample, the accuracy guard's figures recorded at export (agreement with fp32 and micro-F1 change on
+MNRE validation sentences), and whether it passes against what the graph gave on the host that built it
 (``dfma.contract.golden.judge``). The first line names this host's CPU class; exit status 1 when a graph
 fails (a bundle that should not serve it here), 2 on a bundle error.
 """
@@ -48,7 +49,9 @@ def verify(bundle: str | os.PathLike, *, backend: str = "onnxruntime-cpu", threa
         if expected is not None and expected.get("backend", backend) != backend:
             expected = None
         passed, reason = judge(result, expected, section.get("tolerance") or {})
+        guard = ((manifest.get("precision") or {}).get("guard") or {}).get(key) or {}
         rows.append({"graph": key, "file": row.file, "precision": row.precision, **result,
+                     "guard": {k: guard[k] for k in ("top1_agreement", "f1_delta_points", "samples") if k in guard},
                      "measured_on": ((expected or {}).get("host") or {}).get("class"), "passed": passed,
                      "reason": reason})
     return {"host": host_info(), "backend": backend, "golden": {k: section.get(k) for k in ("samples", "inputs")},
@@ -60,8 +63,15 @@ def render(report: dict) -> str:
     host = report["host"]
     lines = [f"host: {host['cpu']} ({host['class']}; {', '.join(host['flags']) or 'no listed flags'}); "
              f"backend {report['backend']}; golden set: {report['golden']['samples']} samples"]
+    def guard(r: dict) -> str:
+        g = r.get("guard") or {}
+        return (f"{100 * g['top1_agreement']:.2f}% / {g['f1_delta_points']:+.2f} ({g['samples']})"
+                if "top1_agreement" in g else "-")
+
     body = [[r["graph"], r["precision"], f"{100 * r.get('top1_agreement', 0):.1f}%",
              f"{r.get('max_abs_error', float('nan')):.3g}", f"{r.get('ms_per_sample', float('nan')):.2f}",
-             r.get("measured_on") or "-", "pass" if r["passed"] else "FAIL", r["reason"]] for r in report["graphs"]]
-    lines.append(table(["graph", "precision", "agree", "max err", "ms/sample", "measured on", "", "why"], body))
+             r.get("measured_on") or "-", guard(r), "pass" if r["passed"] else "FAIL", r["reason"]]
+            for r in report["graphs"]]
+    lines.append(table(["graph", "precision", "agree", "max err", "ms/sample", "measured on",
+                        "guard: agree / F1 delta (sentences)", "", "why"], body))
     return "\n".join(lines)
