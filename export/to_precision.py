@@ -391,7 +391,12 @@ def _config(manifest: dict):
 def _graph_entry(model, key: str, *, derived_from: str | None = None, **extra) -> dict:
     from collections import Counter
 
+    import onnxruntime
+
+    from dfma.contract.host import host_info
+
     return {**CATALOGUE[key].manifest_fields(), **({"derived_from": derived_from} if derived_from else {}),
+            "guard_host": {**host_info(), "onnxruntime": onnxruntime.__version__},  # where its guard ran
             "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=None),
             "nodes": len(model.graph.node),
             "op_counts": dict(sorted(Counter(n.op_type for n in model.graph.node).items())),

@@ -203,7 +203,7 @@ def cmd_verify(args) -> int:
     report = verify(args.bundle, backend=args.backend if args.backend != "auto" else "onnxruntime-cpu",
                     threads=args.threads)
     print(json.dumps(report, indent=2) if args.json else render(report))
-    return EXIT_OK if all(r["passed"] for r in report["graphs"]) else EXIT_BAD_LINES
+    return EXIT_OK if all(r["passed"] is not False for r in report["graphs"]) else EXIT_BAD_LINES
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -103,8 +103,9 @@ def _in_attention_block(node) -> bool:
 def test_bundle_has_exactly_the_contract_files(exported, manifest):
     bundle = exported[0]
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt"])
-    assert set(manifest["files"]) == {"model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt"}
+        ["manifest.json", "model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt", "golden.safetensors"])
+    assert set(manifest["files"]) == {"model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt",
+                                      "golden.safetensors"}
     assert not [p for p in bundle.parent.iterdir() if ".tmp-" in p.name or ".probe-" in p.name]
 
 
