@@ -59,7 +59,7 @@ cpp-test: setup sysdeps
 	ctest --test-dir $(CPP_BUILD) --output-on-failure
 
 pytest: setup sysdeps triton-env
-	DFMA_TRITON_VENV=$(CURDIR)/$(TRITON_VENV) $(PY) -m pytest -q -ra
+	DFMA_TRITON_VENV=$(CURDIR)/$(TRITON_VENV) $(PY) -m pytest -ra
 
 test: cpp-test pytest
 
