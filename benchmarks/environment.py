@@ -101,3 +101,26 @@ def machine_info(threads: int) -> dict:
             pass
     info["loadavg_start"] = [round(x, 2) for x in os.getloadavg()]
     return info
+
+
+# ---------------------------------------------------------------------------- duration
+
+# rough wall time on this project's 2-core machines, quiet (a loaded machine takes longer; disturbed cells
+# are measured again): what the run prints before it starts
+EXPECTED_MINUTES = {("base", "full"): "15-20", ("base", "small"): "6-9", ("tiny", "quick"): "1-3",
+                    ("tiny", "small"): "1-3", ("tiny", "full"): "2-4", ("base", "quick"): "4-6"}
+EXPORT_MINUTES = {"base": "5-10 (export) + 10-15 (precision graphs)", "tiny": "1 (export + precision graphs)"}
+
+
+def expected_duration(args) -> str:
+    """One line: how long this run should take, before it starts."""
+    preset_name = args.preset
+    if args.bundle is not None:
+        try:
+            preset_name = bk.read_bundle(args.bundle)["model"].get("preset", preset_name)
+        except Exception:  # noqa: BLE001  (the run itself reports a bad bundle)
+            pass
+    minutes = EXPECTED_MINUTES.get((preset_name, args.grid), "?")
+    extra = "" if args.bundle is not None else f", plus {EXPORT_MINUTES.get(preset_name, '?')} min the first time"
+    return (f"expected duration: about {minutes} min ({preset_name} preset, grid {args.grid}{extra}; "
+            "more on a loaded machine)")

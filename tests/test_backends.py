@@ -16,7 +16,7 @@ from dfma.backends.ort_runner import OrtRunner
 from dfma.backends.registry import BACKENDS, auto_chain, backend
 from dfma.contract.bundle import read_manifest
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
-from dfma.contract.graphs import CATALOGUE, PRECISIONS, engine_row, graph_kind, of_precision, present
+from dfma.contract.graphs import CATALOGUE, PRECISIONS, engine_row, graph_kind, of_precision
 
 REQUESTS = [{"words": ["Obama", "meets", "Merkel", "in", "Berlin"], "head": [0, 1], "tail": [2, 3]},
             {"words": ["the", "rocket", "of", "NASA", "flies", "again", "today"], "head": [3, 4], "tail": [1, 2]},

@@ -10,11 +10,10 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
-from pathlib import Path
 
 import pytest
 
-from trt_stubs import REPO, TYPINGS, prepare
+from trt_stubs import REPO, prepare
 
 TREE = REPO / "build" / "mypy-tree"
 SENTINEL = "import tensorrt\n\ntensorrt.Builder()  # type: ignore[call-arg]  # needs a logger: the stubs are used\n"
