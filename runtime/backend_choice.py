@@ -2,9 +2,11 @@
 
 ``backend="auto"`` walks the registry's auto chain (TensorRT engine > ONNX Runtime TensorRT / CUDA
 providers > ONNX Runtime CPU). A backend outside the chain (OpenVINO) joins it, ahead of ONNX Runtime CPU,
-only when the bundle's precision step measured it fastest on a host of this CPU class. ``precision="auto"`` is the
-bundle's recorded default for the device class (``manifest.defaults.auto``: the fastest graph that met
-the accuracy guard), else fp32.
+only when the bundle's precision step measured it fastest on a host of this CPU class. ``precision="auto"``
+on a CPU backend walks the bundle's ranked defaults (``manifest.defaults.auto``: every graph that met the
+accuracy guard, fastest first, fp32 last), checking an INT8 graph on the golden set where this CPU is of
+another class than the one it was measured on (``dfma.runtime.self_check``); on a GPU backend it is the
+recorded GPU default, else fp32.
 """
 from __future__ import annotations
 
