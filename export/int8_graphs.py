@@ -116,7 +116,7 @@ def build_static(ctx) -> None:
 
 def build_variant(ctx, key: str, excluded: list[str], quantize, quantization: dict) -> None:
     """The 7-bit-weight twin of an INT8 graph (catalogue ``cpu_classes``: x86 without VNNI), with the same
-    nodes kept in fp32; guarded on its own (its integer results are the same on every x86 CPU)."""
+    nodes kept in fp32; guarded on its own (its integer products are exact on every x86 CPU)."""
     import onnx
 
     out = ctx.work / file_of(key)
@@ -125,7 +125,7 @@ def build_variant(ctx, key: str, excluded: list[str], quantize, quantization: di
     ctx.results[key] = row
     ctx.graphs[key] = _graph_entry(onnx.load(str(out)), key, quantization={
         **quantization, "stats": stats, "weights": "int8 symmetric at 7 bits (reduce_range), per channel",
-        "recipe": "reduce_range: no VPMADDUBSW saturation on CPUs without VNNI; the same integers on every x86 CPU"})
+        "recipe": "reduce_range: no VPMADDUBSW saturation on CPUs without VNNI; exact integer products on every x86 CPU"})
     ctx.parity[key] = _parity(row, ctx, "onnxruntime")
     ctx.new_files[file_of(key)] = out
 

@@ -177,10 +177,12 @@ QEMU = shutil.which("qemu-x86_64")
 
 @pytest.mark.slow
 @pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 (Debian qemu-user) not installed: no AVX2-only CPU to emulate")
-def test_reduce_range_int8_gives_the_same_integers_on_an_avx2_cpu(tiny_bundle, tmp_path):
-    """On an emulated AMD EPYC Milan (Zen 3: AVX2, no AVX-512, no VNNI) the 7-bit-weight INT8 graph gives
-    bit-identical logits to this host's: its guard, measured here, holds there. (The full-range graph would
-    take VPMADDUBSW's saturating path there instead.)"""
+def test_reduce_range_int8_agrees_across_cpu_classes(tiny_bundle, tmp_path):
+    """On an emulated AMD EPYC Milan (Zen 3: AVX2, no AVX-512, no VNNI) the 7-bit-weight INT8 graph gives this
+    host's logits: its integer GEMMs cannot saturate there, so its guard, measured here, holds there. The fp32
+    parts (convolutions, normalizations) round differently per ISA by ulps, which can move one activation
+    across a quantization step: close, not always bit-identical. (The full-range graph takes VPMADDUBSW's
+    saturating path there instead: max error 0.24 against 0.066 on the trained checkpoint, docs/precision.md.)"""
     import platform
 
     if platform.machine() != "x86_64":
@@ -201,4 +203,6 @@ def test_reduce_range_int8_gives_the_same_integers_on_an_avx2_cpu(tiny_bundle, t
     from dfma.backends.ort_runner import OrtRunner
 
     here = OrtRunner(graph, threads=1).open().logits(feeds)
-    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), here)
+    there = np.load(tmp_path / "out.npy")
+    assert (there.argmax(1) == here.argmax(1)).all()
+    assert np.abs(there - here).max() <= 0.01 * np.abs(here).max()  # a quantization step or two, not saturation

@@ -17,8 +17,8 @@ Columns:
 - ``cpu_classes``: the CPU classes (``dfma.contract.host``) the graph is meant for, None for any. The INT8
   graphs come in two recipes: U8 activations x S8 weights at full range (exact where the CPU has INT8 dot
   products: VNNI, AMX, ARM dot product) and the same with 7-bit weights (``reduce_range``), whose 16-bit
-  intermediate cannot saturate in AVX2's ``VPMADDUBSW``: it computes the same integers on every x86 CPU,
-  so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host.
+  intermediate cannot saturate in AVX2's ``VPMADDUBSW``: its integer products are exact on every x86 CPU
+  (only the fp32 parts round by ulps per ISA), so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host.
 
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
