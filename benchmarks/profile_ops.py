@@ -132,7 +132,7 @@ def profile_eager(model, feeds: dict, threads: int, reps: int, warmup: int, bf16
 
 def render(result: dict, top: int) -> str:
     """Text tables of one profile."""
-    from report import table
+    from dfma.benchmarks.latency_report import table
 
     lines = [f"== {result['graph']}: {result['run_ms']:.1f} ms per run"
              + (f" (wall median {result['wall_ms_median']:.1f} ms)" if "wall_ms_median" in result else "")
