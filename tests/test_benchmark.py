@@ -218,3 +218,12 @@ def test_an_uneven_run_counts_as_disturbed_even_on_a_quiet_machine():
     verdict = judge(_cell(600, 350, jitter=2.0), {"others_cpu_fraction": 0.0})
     assert verdict["disturbed"] and "p50 / min" in verdict["why"]
     assert not judge(_cell(600, 350, jitter=1.1), {"others_cpu_fraction": 0.05})["disturbed"]
+
+
+def test_op_profile_runs_on_a_bundle(tiny_bundle):
+    """benchmarks/profile_ops.py as a user types it: a table of op types for the fused graph."""
+    proc = subprocess.run([sys.executable, str(BENCH / "profile_ops.py"), "--bundle", str(tiny_bundle), "--graph",
+                           "ort-fused", "--batch", "1", "--length", "16", "--reps", "2", "--warmup", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "op type" in proc.stdout and "MultiHeadAttention" in proc.stdout
