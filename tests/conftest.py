@@ -19,6 +19,7 @@ def mnre_dir() -> Path:
 
 
 from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: E402,F401  (shared: one tiny bundle per session)
+from fixtures_cpp import cli  # noqa: E402,F401  (shared: the C++ tool, built once per session)
 
 
 def pytest_report_header(config):
