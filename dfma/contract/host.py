@@ -64,11 +64,6 @@ def cpu_class(machine: str, flags: set[str] | frozenset[str] | list[str]) -> str
     return "other"
 
 
-def has_int8_dot_product(info: dict | None = None) -> bool:
-    """Whether U8xS8 INT8 GEMMs are exact here (VNNI, AMX or ARM dot product)."""
-    return (info or host_info())["class"] in ("x86-amx", "x86-avx512-vnni", "x86-avx2-vnni", "arm-dotprod")
-
-
 def same_class(recorded: dict | None, info: dict | None = None) -> bool:
     """Whether a recorded host (a :func:`host_info` dict) is of this machine's CPU class."""
     return bool(recorded) and recorded.get("class") == (info or host_info())["class"]
