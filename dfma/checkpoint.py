@@ -25,15 +25,19 @@ CONFIG_FILE, WEIGHTS_FILE, META_FILE = "config.json", "model.safetensors", "trai
 class Checkpoint:
     """A loaded checkpoint: the model (eval mode), its config, the folder, and its training metadata."""
 
-    model: "torch.nn.Module"
+    model: torch.nn.Module
     config: DFMAConfig
     folder: Path
     meta: dict
 
 
 def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=None, meta: dict | None = None,
-                    overwrite: bool = True) -> Path:
-    """Write config, weights, tokenizer (tokenizer.json + vocab.txt) and metadata to `folder` atomically."""
+                    overwrite: bool = True, weights_dtype: torch.dtype = torch.float32) -> Path:
+    """Write config, weights, tokenizer (tokenizer.json + vocab.txt) and metadata to `folder` atomically.
+
+    `weights_dtype=torch.float16` stores floating tensors in half precision (half the size in git);
+    :func:`load_checkpoint` upcasts them to the model's float32.
+    """
     from dfma.contract.tokenizer import save_tokenizer
 
     folder = Path(folder)
@@ -44,11 +48,13 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=Non
     tmp.chmod(0o755)  # mkdtemp makes 0700; a checkpoint is meant to be shared
     try:
         model.config.save(tmp / CONFIG_FILE)
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        state = {k: stored(v.detach().contiguous().cpu(), weights_dtype) for k, v in model.state_dict().items()}
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "stored_dtype": str(weights_dtype)})
         if tokenizer is not None:
             save_tokenizer(tokenizer, tmp)
         (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
+        for f in tmp.iterdir():
+            f.chmod(0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -61,6 +67,11 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=Non
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def stored(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """`t` as it is written: floating tensors in `dtype`, integer ones (counters) unchanged."""
+    return t.to(dtype) if t.is_floating_point() else t
 
 
 def load_state(folder: Path) -> dict[str, torch.Tensor]:
@@ -98,7 +109,10 @@ def load_checkpoint(folder: str | Path) -> Checkpoint:
         if shapes:
             parts.append(f"shape mismatch: {shapes[:3]}")
         raise CheckpointError(f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: " + "; ".join(parts))
-    model.load_state_dict(state)
+    wrong = [k for k, v in state.items() if v.dtype != expected[k].dtype and not v.is_floating_point()]
+    if wrong:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE}: integer tensor(s) of the wrong type, e.g. {wrong[:3]}")
+    model.load_state_dict({k: v.to(expected[k].dtype) for k, v in state.items()})  # fp16-stored weights upcast
     meta_path = folder / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return Checkpoint(model.eval(), config, folder, meta)

@@ -20,17 +20,22 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from dfma.checkpoint import save_checkpoint
+from dfma.checkpoint import META_FILE, save_checkpoint
 from dfma.config import preset
-from dfma.data import MNREDataset, collate
-from dfma.evaluate import predict_dataset
 from dfma.contract.images import ImagePreprocessor
 from dfma.contract.labels import LabelMap
 from dfma.contract.metrics import micro_prf
 from dfma.contract.mnre import error_summary, read_mnre
-from dfma.model import DFMAModel
 from dfma.contract.text import TextEncoder
-from dfma.contract.tokenizer import load_tokenizer, special_ids, tokenizer_from_bert_vocab, train_wordpiece
+from dfma.contract.tokenizer import (
+    load_tokenizer,
+    special_ids,
+    tokenizer_from_bert_vocab,
+    train_wordpiece,
+)
+from dfma.data import MNREDataset, collate
+from dfma.evaluate import predict_dataset
+from dfma.model import DFMAModel
 from dfma.weights import config_from_bert, load_bert, load_resnet
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnre"
@@ -59,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
     p.add_argument("--limit", type=int, help="use only the first N training samples (smoke runs)")
+    p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                   help="how the checkpoint stores its weights (float16: half the size, upcast on load)")
     p.add_argument("--max-minutes", type=float, help="stop after the epoch that passes this time budget")
     return p.parse_args(argv)
 
@@ -175,11 +182,16 @@ def train(args: argparse.Namespace) -> dict:
                         best=best, history=history, seed=args.seed, dropped={"train": dropped_train, "val": dropped_val},
                         missing_images={"train": train_set.missing_images, "val": val_set.missing_images},
                         torch=torch.__version__)
-            save_checkpoint(model, args.out, tokenizer=tokenizer, meta=meta)
+            save_checkpoint(model, args.out, tokenizer=tokenizer, meta=meta,
+                            weights_dtype=getattr(torch, args.weights_dtype))
             print(f"  saved best checkpoint to {args.out}")
         if args.max_minutes and (time.time() - start) / 60 > args.max_minutes:
             print(f"time budget of {args.max_minutes} min reached after epoch {epoch}")
             break
+    meta_path = args.out / META_FILE  # the whole curve, epochs after the best one included
+    meta = json.loads(meta_path.read_text())
+    meta.update(history=history, minutes=(time.time() - start) / 60)
+    meta_path.write_text(json.dumps(meta, indent=2, default=str) + "\n")
     return best
 
 

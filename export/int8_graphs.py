@@ -6,18 +6,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dfma.export.precision_entries import graph_entry as _graph_entry
+from dfma.export.precision_entries import parity_record as _parity
+from dfma.export.precision_options import (
+    CALIBRATION_FILE,
+    DEFAULT_METHOD,
+    F1_TOLERANCE,
+    IMAGE_ONLY_REASON,
+    SENSITIVITY_BATCHES,
+    UsageError,
+)
+
 from dfma.contract.errors import ExportError
 from dfma.contract.graphs import CATALOGUE, file_of
-from dfma.export.precision_entries import graph_entry as _graph_entry, parity_record as _parity
-from dfma.export.precision_options import (CALIBRATION_FILE, DEFAULT_METHOD, IMAGE_ONLY_REASON, SENSITIVITY_BATCHES,
-                                           UsageError)
 
 
 def static_ranges(ctx, pre: Path, nodes: set[str]) -> tuple[dict, dict]:
     """Calibration ranges for ``nodes`` (calibrated now, or from a cache): ``(ranges, calibration record)``;
     also writes the bundle's ``calibration.json`` into the work folder."""
     import onnx
-
     from dfma.export import calibration as cal
     from dfma.export import quantize as q
 
@@ -56,7 +63,6 @@ def static_ranges(ctx, pre: Path, nodes: set[str]) -> tuple[dict, dict]:
 def build_static(ctx) -> None:
     """Calibrate (or reuse ranges), quantize, guard; also emulate the S8 form TensorRT compiles."""
     import onnx
-
     from dfma.export import quantize as q
     from dfma.export.fp16 import module_of
     from dfma.export.trt_build import onnx_bytes
@@ -77,13 +83,15 @@ def build_static(ctx) -> None:
         build(excluded)
         return ctx.evaluate(out, f"int8 static ({len(excluded)} fp32)")
 
+    modules = {n.name: module_of(n) for n in onnx.load(str(ctx.portable)).graph.node}  # pre-processing drops them
+
     def rank():
         names = q.quantized_node_names(onnx.load(str(out)))
-        return ctx.guard.node_sensitivity(pre, names, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], ranges)
+        rows = ctx.guard.node_sensitivity(pre, names, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], ranges)
+        return [{**r, "module": r.get("module") or modules.get(r["node"], "")} for r in rows]
 
     found = ctx.guard.search(evaluate, rank, target=args.target_agreement, budget=args.guard_budget,
-                             start=start, rebuild=build, log=ctx.log)
-    modules = {n.name: module_of(n) for n in onnx.load(str(ctx.portable)).graph.node}  # pre-processing drops them
+                             start=start, rebuild=build, log=ctx.log, f1_tolerance=F1_TOLERANCE, by=args.guard_by)
     found["kept"] = [{**k, "module": k.get("module") or modules.get(k["node"], "")} for k in found["kept"]]
     kept = [{"node": n, "module": modules.get(n, ""), "reason": IMAGE_ONLY_REASON} for n in start] + found["kept"]
     ctx.results["int8"] = found["final"]
@@ -95,7 +103,7 @@ def build_static(ctx) -> None:
                                           "recipe": "full range: exact where the CPU has INT8 dot products "
                                                     "(VNNI, AMX, ARM); see int8-avx2 for the others",
                                           "calibration": calibration,
-                                          "kept_fp32": kept, "stats": stats,
+                                          "kept_fp32": kept, "search_by": args.guard_by, "stats": stats,
                                           "tensorrt": "TensorRT takes symmetric int8 only: export/to_tensorrt.py "
                                                       "rewrites the uint8 activation Q/DQ to int8 over the same range"})
     ctx.parity["int8"] = _parity(found["final"], ctx, "onnxruntime")
@@ -142,7 +150,6 @@ def _reusable(doc: dict, args, graph_sha: str, ctx) -> bool:
 def build_dynamic(ctx) -> None:
     """Dynamic INT8 from the ONNX Runtime fused graph (CPU), guarded the same way."""
     import onnx
-
     from dfma.export import quantize as q
 
     source = CATALOGUE["int8-dynamic"].derived_from  # the fused graph: dynamic INT8 is CPU-only anyway
@@ -162,13 +169,14 @@ def build_dynamic(ctx) -> None:
         return ctx.guard.node_sensitivity(src, nodes, ctx.calibration_feeds().batches[:SENSITIVITY_BATCHES], None)
 
     found = ctx.guard.search(evaluate, rank, target=ctx.args.target_agreement, budget=ctx.args.guard_budget,
-                             rebuild=build, log=ctx.log)
+                             rebuild=build, log=ctx.log, f1_tolerance=F1_TOLERANCE, by=ctx.args.guard_by)
     ctx.results["int8-dynamic"] = found["final"]
     ctx.search["int8-dynamic"] = {k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")}
     ctx.graphs["int8-dynamic"] = _graph_entry(
         onnx.load(str(out)), "int8-dynamic", derived_from=src.name, cpu_only=True,
         producer="onnxruntime quantize_dynamic (MatMulInteger)",
         quantization={"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
+                      "search_by": ctx.args.guard_by,
                       "stats": stats, "convolutions": "fp32 (dynamic quantization leaves them)"})
     ctx.parity["int8-dynamic"] = _parity(found["final"], ctx, "onnxruntime")
     ctx.new_files[file_of("int8-dynamic")] = out

@@ -55,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"MNRE validation sentences for the guard, 0 = all 1,624 (default: {SMALL[1]} small "
                         f"model, {LARGE[1]} large: every sentence runs the ResNet on 4 image slots)")
     p.add_argument("--guard-budget", type=int, default=None, metavar="K",
-                   help=f"re-quantization rounds the guard may spend, round r keeping 2**(r-1) more nodes fp32 "
+                   help=f"re-quantization rounds the guard may spend, round r keeping 2**(r-1) more kinds (or nodes) fp32 "
                         f"(default: {SMALL[2]} small model, {LARGE[2]} large)")
+    p.add_argument("--guard-by", choices=("kind", "node"), default="kind",
+                   help="what a search round keeps in fp32: whole kinds of node (every layer's instance of one "
+                        "module role, e.g. text.encoder.layer.*.output.dense) or single nodes")
     p.add_argument("--fp16-executor", choices=("auto", "onnxruntime", "reference"), default="auto",
                    help="what runs the fp16 graph here: the onnx reference evaluator computes in fp16; ONNX "
                         "Runtime's CPU provider casts most fp16 nodes back to fp32 (auto: reference when "

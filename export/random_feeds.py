@@ -13,6 +13,18 @@ from dfma.config import DFMAConfig
 MIN_LENGTH = 8  # [CLS] <s> w </s> <o> w </o> [SEP]
 
 
+def ordinary_ids(vocab_size: int, special: dict[str, int]) -> np.ndarray:
+    """Every id below `vocab_size` that is not a special token, ascending.
+
+    A vocabulary trained here puts the specials first (ordinary ids are then ``9..V-1``); a BERT one keeps
+    ``[PAD]=0 [UNK]=100 [CLS]=101 ...`` and appends the 4 markers at its end, so no single range works.
+    """
+    words = np.setdiff1d(np.arange(vocab_size, dtype=np.int64), np.fromiter(special.values(), dtype=np.int64))
+    if words.size == 0:
+        raise ValueError(f"vocab_size {vocab_size} holds only special tokens: no ordinary word ids")
+    return words
+
+
 def random_inputs(cfg: DFMAConfig, special: dict[str, int], batch: int, length: int, *,
                   crops: bool = True, rng: np.random.Generator, nan_absent: bool = True) -> dict[str, np.ndarray]:
     """Contract-valid random feeds of shape (batch, length).
@@ -24,20 +36,19 @@ def random_inputs(cfg: DFMAConfig, special: dict[str, int], batch: int, length: 
     """
     if length < MIN_LENGTH:
         raise ValueError(f"length {length} < {MIN_LENGTH}: too short for both entities")
-    first_word = max(special.values()) + 1
-    if first_word >= cfg.vocab_size:
-        raise ValueError(f"vocab_size {cfg.vocab_size} leaves no ordinary word ids after {first_word}")
+    words = ordinary_ids(cfg.vocab_size, special)
+    draw = lambda n: words[rng.integers(0, words.size, size=n)]
     ids = np.full((batch, length), special["pad"], dtype=np.int64)
     mask = np.zeros((batch, length), dtype=np.int64)
     full_row = int(rng.integers(batch))
     for row in range(batch):
         real = length if row == full_row else int(rng.integers(MIN_LENGTH, length + 1))
-        body = rng.integers(first_word, cfg.vocab_size, size=real - 2)
+        body = draw(real - 2)
         # two entities of 1-3 words each, wrapped in their markers, at random places in the body
         spans = []
         for opener, closer in (("head_open", "head_close"), ("tail_open", "tail_close")):
             width = int(rng.integers(1, 4))
-            spans.append([special[opener]] + [int(w) for w in rng.integers(first_word, cfg.vocab_size, width)]
+            spans.append([special[opener]] + [int(w) for w in draw(width)]
                          + [special[closer]])
         if rng.random() < 0.5:
             spans.reverse()
