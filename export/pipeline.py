@@ -36,6 +36,7 @@ class ExportOptions:
     max_length: int | None = None  # default: the config's max_length
     atol: float = 1e-4
     validation_seed: int | None = None  # default: fresh
+    full_validation: bool = False  # 18 shapes instead of 4
     quiet: bool = False
     verbose: bool = False
 
@@ -178,7 +179,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                                          export_example={"batch": EXAMPLE_BATCH, "length": example_length})
                 manifest["graphs"] = graphs
 
-            cases = parity_cases(opts.max_batch, max_length, exclude=(EXAMPLE_BATCH, example_length))
+            cases = parity_cases(opts.max_batch, max_length, exclude=(EXAMPLE_BATCH, example_length),
+                                 full=opts.full_validation)
             seed = opts.validation_seed if opts.validation_seed is not None else secrets.randbits(31)
             with steps.step(f"validating eager vs both graphs at {len(cases)} shapes (seed {seed})"):
                 parity = run_parity(source.model, {k: writer.path(g["file"]) for k, g in graphs.items()}, cfg,

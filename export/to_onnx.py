@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "config's max_length, 80); validated at this length")
     p.add_argument("--atol", type=float, default=1e-4,
                    help="largest allowed |graph - eager| logit difference at any validated shape (default: 1e-4)")
+    p.add_argument("--full-validation", action="store_true",
+                   help="validate at 18 shapes (batch 1,3,7 x length 8,33,max x with/without crops) instead of the "
+                        "default 4 (batch 1 and 7 x length 8 and max, crops and none)")
     p.add_argument("--validation-seed", type=int, default=None, metavar="N",
                    help="seed of the validation inputs (default: fresh each run; recorded in the manifest)")
     p.add_argument("--quiet", action="store_true", help="print only the bundle path (and errors)")
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = ExportOptions(out=out, checkpoint=args.checkpoint, preset=args.preset or "base",
                          tokenizer=args.tokenizer, seed=args.seed, force=args.force, opset=args.opset,
                          max_batch=args.max_batch, max_length=args.max_length, atol=args.atol,
-                         validation_seed=args.validation_seed, quiet=args.quiet, verbose=args.verbose)
+                         validation_seed=args.validation_seed, full_validation=args.full_validation,
+                         quiet=args.quiet, verbose=args.verbose)
     try:
         result = export_bundle(opts)
     except DFMAError as exc:

@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from dfma.export.random_feeds import MIN_LENGTH, random_inputs
 
 from dfma.contract.errors import ExportError
-from dfma.export.random_feeds import MIN_LENGTH, random_inputs
 
 CASE_FIELDS = ("max_abs_error", "max_rel_error", "top1_agreement")
 VALIDATION_BATCHES = (1, 3, 7)
@@ -34,15 +34,24 @@ class ParityCase:
     crops: bool
 
 
-def parity_cases(max_batch: int, max_length: int, *, exclude: tuple[int, int] | None = None) -> list[ParityCase]:
-    """batch {1, 3, 7} x length {8, 33, max} x crops {with, without}, within the limits.
+def parity_cases(max_batch: int, max_length: int, *, exclude: tuple[int, int] | None = None,
+                 full: bool = False) -> list[ParityCase]:
+    """The shapes an export is validated at, within the limits.
 
-    ``exclude`` (the export example's (batch, length)) is never validated: parity must hold elsewhere.
+    ``full``: batch {1, 3, 7} x length {8, 33, max} x crops {with, without} (18 shapes). Default: 4 shapes
+    that still cover every dynamic axis at both ends and both image-slot layouts: (1, 8, crops),
+    (1, max, no crops), (7, 8, no crops), (7, max, crops). ``exclude`` (the export example's (batch, length))
+    is never validated: parity must hold elsewhere.
     """
-    batches = sorted({b for b in VALIDATION_BATCHES if b <= max_batch} | {min(max_batch, VALIDATION_BATCHES[-1])})
-    lengths = sorted({n for n in VALIDATION_LENGTHS if MIN_LENGTH <= n <= max_length} | {max_length})
-    return [ParityCase(b, n, c) for b in batches for n in lengths for c in (True, False)
-            if exclude is None or (b, n) != exclude]
+    if full:
+        batches = sorted({b for b in VALIDATION_BATCHES if b <= max_batch} | {min(max_batch, VALIDATION_BATCHES[-1])})
+        lengths = sorted({n for n in VALIDATION_LENGTHS if MIN_LENGTH <= n <= max_length} | {max_length})
+        grid = [(b, n, c) for b in batches for n in lengths for c in (True, False)]
+    else:
+        big, short = min(max_batch, VALIDATION_BATCHES[-1]), min(VALIDATION_LENGTHS[0], max_length)
+        grid = list(dict.fromkeys([(1, short, True), (1, max_length, False), (big, short, False),
+                                   (big, max_length, True)]))
+    return [ParityCase(b, n, c) for b, n, c in grid if exclude is None or (b, n) != exclude]
 
 
 def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], cases: list[ParityCase], *,

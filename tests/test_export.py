@@ -68,7 +68,8 @@ def exported(tmp_path_factory):
                  head_marker_id=ids["head_open"], tail_marker_id=ids["tail_open"])
     ckpt = save_checkpoint(_perturbed_model(cfg), root / "checkpoint", tokenizer=tok, meta={"note": "test"})
     cpu = time.process_time()
-    rc = main(["--checkpoint", str(ckpt), "--out", str(root / "bundle"), "--quiet", "--validation-seed", "7"])
+    rc = main(["--checkpoint", str(ckpt), "--out", str(root / "bundle"), "--quiet", "--validation-seed", "7",
+               "--full-validation"])
     assert rc == 0
     return root / "bundle", ckpt, time.process_time() - cpu
 
@@ -103,7 +104,8 @@ def _in_attention_block(node) -> bool:
 def test_bundle_has_exactly_the_contract_files(exported, manifest):
     bundle = exported[0]
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt", "golden.safetensors"])
+        ["manifest.json", "manifest.sha256", "model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt",
+         "golden.safetensors"])
     assert set(manifest["files"]) == {"model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt",
                                       "golden.safetensors"}
     assert not [p for p in bundle.parent.iterdir() if ".tmp-" in p.name or ".probe-" in p.name]
