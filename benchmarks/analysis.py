@@ -1,5 +1,6 @@
 """From raw times to results: latency statistics, speed-up over eager of the same cell, efficiency against
-the GEMM rate, and the issue's three targets."""
+the fp32 GEMM rate (every row) and against the INT8 GEMM rate (rows of precision ``int8*``), and the
+issue's three targets."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -12,9 +13,21 @@ from dfma.benchmarks.timing import latency_stats
 TARGET_SPEEDUP_FUSED, TARGET_EFFICIENCY_FUSED, TARGET_SPEEDUP_INT8 = 1.3, 0.5, 3.0
 
 
-def summarize(rows: list[dict], cfg, gemm_fp32: float, gemm_cells: Mapping | None = None) -> list[dict]:
+def is_int8(precision: str | None) -> bool:
+    """Whether a row's precision is one of the INT8 ones (``int8``, ``int8-dynamic``)."""
+    return bool(precision) and str(precision).startswith("int8")
+
+
+def _cell_rate(cells: Mapping | None, row: Mapping, fallback: float | None) -> float | None:
+    return ((cells or {}).get(f"{row['mode']} {row['batch']}x{row['length']}") or {}).get("rate") or fallback
+
+
+def summarize(rows: list[dict], cfg, gemm_fp32: float, gemm_cells: Mapping | None = None, *,
+              gemm_int8: float | None = None, int8_cells: Mapping | None = None) -> list[dict]:
     """Latency statistics, throughput, speed-up over eager of the same cell and mode, and efficiency against
-    the GEMM rate timed interleaved in that cell (the run's before/after rate where there is none)."""
+    the GEMM rate timed interleaved in that cell (the run's before/after rate where there is none); rows of
+    precision ``int8*`` also get ``int8_efficiency`` against the INT8 GEMM rate, found the same way
+    (``int8_gemm_rate`` and ``int8_efficiency`` are None on the other rows, and when no INT8 rate was measured)."""
     eager = {(r["mode"], r["group"], r["batch"], r["length"]): latency_stats(r["seconds"])
              for r in rows if r["backend"] == EAGER}
     out = []
@@ -35,9 +48,12 @@ def summarize(rows: list[dict], cfg, gemm_fp32: float, gemm_cells: Mapping | Non
         row["throughput"] = r["batch"] / (p50 / 1e3) if p50 else None
         row["flops"] = flops
         row["gflops_per_s"] = flops / (p50 / 1e3) / 1e9 if p50 else None
-        rate = ((gemm_cells or {}).get(f"{r['mode']} {r['batch']}x{r['length']}") or {}).get("rate") or gemm_fp32
+        rate = _cell_rate(gemm_cells, r, gemm_fp32)
         row["gemm_rate"] = rate
         row["efficiency"] = flops / (p50 / 1e3) / rate if p50 and rate else None
+        rate8 = _cell_rate(int8_cells, r, gemm_int8) if is_int8(r.get("precision")) else None
+        row["int8_gemm_rate"] = rate8
+        row["int8_efficiency"] = flops / (p50 / 1e3) / rate8 if p50 and rate8 else None
         out.append(row)
     return out
 

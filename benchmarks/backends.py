@@ -1,7 +1,9 @@
 """The benchmark's contenders: one per backend row of the registry x graph it runs, built from a bundle
 (memory probes: benchmarks/memory.py).
 
-Contenders (``keys``): eager PyTorch fp32 and bf16 autocast; every CPU backend of
+Contenders (``keys``): eager PyTorch fp32, bf16 autocast (labelled *emulated* on CPUs without bf16
+instructions, benchmarks/isa.py) and ``torch.compile`` (inductor, fp32, ``eager-compile``: its compile cost
+is recorded, not timed, benchmarks/compiled.py); every CPU backend of
 ``dfma.backends.registry`` (ONNX Runtime CPU, OpenVINO) on every catalogue graph it runs that the bundle
 holds (``ort-portable``, ``ort-fused``, ``ort-fp16``, ``ort-int8``, ``ort-int8-dynamic``, ``openvino-portable``,
 ``openvino-int8``, ...); TensorRT engines (``trt-<precision>``) when the bundle has them. A new backend
@@ -28,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 EAGER = "eager-fp32"
-EAGER_KEYS = ("eager-fp32", "eager-bf16")
+EAGER_KEYS = ("eager-fp32", "eager-bf16", "eager-compile")
+COMPILE = "eager-compile"
 GRAPH_NAMES = {"ort": "fused"}  # catalogue key -> contender suffix where the key alone would read badly
 PREFIX = {"onnxruntime-cpu": "ort"}  # registry name -> contender prefix
 MODES = ("model", "e2e")
@@ -53,6 +56,7 @@ def _contenders() -> dict[str, tuple[str, str]]:
 GRAPHS = _contenders()
 KEYS = EAGER_KEYS + tuple(GRAPHS)
 LABELS = {"eager-fp32": "eager PyTorch fp32", "eager-bf16": "eager PyTorch bf16 autocast",
+          COMPILE: "torch.compile (inductor) fp32",
           **{k: f"{BACKENDS[b].label or b} {CATALOGUE[g].precision}, {GRAPH_NAMES.get(g, g)} graph"
              for k, (b, g) in GRAPHS.items()}}
 
@@ -72,6 +76,8 @@ class Contender:
     call: Callable
     closer: Callable | None = None
     info: dict = field(default_factory=dict)
+    prepare: Callable | None = None  # (workload) -> dict: untimed first call of a cell (compiling), or None
+    report: Callable | None = None  # () -> dict merged into the backend's JSON entry after each mode
 
     def run(self, workload):
         """One timed call's work."""
@@ -82,6 +88,7 @@ class Contender:
         if self.closer is not None:
             self.closer()
         self.call = None
+        self.prepare = None
 
     def describe(self) -> dict:
         """JSON-ready description (no callables)."""
@@ -117,13 +124,41 @@ def graph_file(key: str) -> str | None:
     return CATALOGUE[GRAPHS[key][1]].file if key in GRAPHS else None
 
 
+def bf16_label(host: Mapping | None = None) -> tuple[str, bool]:
+    """The eager bf16 row's label on this host (or a :func:`dfma.contract.host.host_info`-like dict), and
+    whether its bf16 is emulated (no AVX512_BF16 or AMX: benchmarks/isa.py)."""
+    from dfma.benchmarks.isa import bf16_emulated, bf16_note
+
+    from dfma.contract.host import host_info
+
+    host = host_info() if host is None else host
+    emulated = bf16_emulated(host)
+    return LABELS["eager-bf16"] + (f" ({bf16_note(host)})" if emulated else ""), emulated
+
+
+def precision_of(key: str) -> str:
+    """The precision a contender key runs at (``fp32``, ``bf16``, ``int8``, ``int8-dynamic``, ...)."""
+    if key in EAGER_KEYS:
+        return "bf16" if key.endswith("bf16") else "fp32"
+    if key.startswith("trt-"):
+        return key[len("trt-"):]
+    return CATALOGUE[GRAPHS[key][1]].precision
+
+
 def available(folder: Path, manifest: Mapping, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """Contender keys this bundle and machine can try, and ``{key: reason}`` for those left out."""
+    from dfma.benchmarks.compiled import compile_unavailable
+
     files = manifest.get("files", {})
     keys, skipped = [], {}
     for key in KEYS:
+        if key == COMPILE and (wanted is None or key in wanted):
+            why = compile_unavailable()
+            if why:
+                skipped[key] = why
+                continue
         if key in GRAPHS:
-            name, graph = GRAPHS[key]
+            name = GRAPHS[key][0]
             if graph_file(key) not in files:
                 skipped[key] = f"the bundle has no {graph_file(key)}"
                 continue
@@ -176,7 +211,7 @@ def build_eager(manifest: Mapping):
                 loaded = load_checkpoint(ckpt)
                 if loaded.config.to_dict() == cfg.to_dict():
                     return loaded.model.eval(), f"checkpoint {ckpt.name}"
-            except Exception:  # a checkpoint that does not load is not the benchmark's concern
+            except Exception:  # noqa: BLE001, S110  (a checkpoint that does not load: random weights below)
                 pass
     seed = int(info.get("seed", 0)) if info.get("source") == "random" else 0
     torch.manual_seed(seed)
@@ -218,6 +253,7 @@ class Loader:
     def __init__(self, folder: Path, manifest: Mapping, threads: int):
         self.folder, self.manifest, self.threads = Path(folder), manifest, threads
         self._eager = None
+        self._compiled = None
         self._pipeline = None
         self.eager_note = ""
         self.eager_load_seconds = 0.0
@@ -229,6 +265,14 @@ class Loader:
             self._eager, self.eager_note = build_eager(self.manifest)
             self.eager_load_seconds = time.perf_counter() - t0
         return self._eager
+
+    def compiled(self):
+        """The shared ``torch.compile`` of the eager model (benchmarks/compiled.py; compiles on first calls)."""
+        if self._compiled is None:
+            from dfma.benchmarks.compiled import CompiledModel
+
+            self._compiled = CompiledModel(self.eager())
+        return self._compiled
 
     def pipeline(self) -> Pipeline:
         """The shared preprocessing of the end-to-end rows."""
@@ -251,20 +295,30 @@ class Loader:
         from dfma.model.runner import EagerRunner
 
         model = self.eager()
-        runner = EagerRunner(model, bf16=key.endswith("bf16")).open()
+        compiled = self.compiled() if key == COMPILE else None
+        runner = EagerRunner(compiled.module if compiled else model, bf16=key.endswith("bf16")).open()
         params = sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
         if mode == "model":
-            call = lambda w: runner.logits(w.torch_feeds())  # noqa: E731
+            call = lambda w: runner.logits(w.torch_feeds())
         else:
             pipe = self.pipeline()
-            call = lambda w: _logits(pipe(runner.logits, w.samples))  # noqa: E731
-        return Contender(key, mode, LABELS[key], "eager", "bf16" if key.endswith("bf16") else "fp32", None, params,
-                         self.eager_load_seconds, call,
-                         info={"weights": self.eager_note, "load_what": "build the eager model from the config"})
+            call = lambda w: _logits(pipe(runner.logits, w.samples))
+        label, info = LABELS[key], {"weights": self.eager_note, "load_what": "build the eager model from the config"}
+        prepare = report = None
+        if key == "eager-bf16":
+            label, info["emulated"] = bf16_label()
+        if compiled is not None:
+            info["load_what"] = "build the eager model, wrap it in torch.compile (compiling happens at first calls)"
+            info["compile"] = compiled.describe()
+            prepare = lambda w: compiled.first_call(f"{mode} {w.batch}x{w.length}", lambda: call(w))
+            report = lambda: {"compile": compiled.describe()}
+        return Contender(key, mode, label, "eager", precision_of(key), None, params,
+                         self.eager_load_seconds, call, info=info, prepare=prepare, report=report)
 
     def _load_graph(self, key: str, mode: str, backend: str, precision: str, graph: str | None,
                     entry: Mapping) -> Contender:
         import dfma.runtime as rt
+
         from dfma.contract.graphs import row_of
 
         file = entry["file"]
@@ -275,7 +329,7 @@ class Loader:
         if mode == "e2e":  # through the runtime when load() selects this very graph
             extractor = rt.load(self.folder, backend=backend, precision=precision, threads=self.threads)
             if extractor.describe()["graph"] == file:
-                call = lambda w: _logits(extractor.predict_batch(w.samples))  # noqa: E731
+                call = lambda w: _logits(extractor.predict_batch(w.samples))
                 return Contender(key, mode, label, family, precision, file, size, time.perf_counter() - t0, call,
                                  closer=extractor.close,
                                  info={"load_what": "dfma.runtime.load() incl. sha256 of every bundle file"})
@@ -286,11 +340,11 @@ class Loader:
                                          threads=self.threads).open()
         seconds = time.perf_counter() - t0
         if mode == "model":
-            call = lambda w: runner.logits(w.feeds)  # noqa: E731
+            call = lambda w: runner.logits(w.feeds)
             what = f"{backend} runner open"
         else:
             pipe = self.pipeline()
-            call = lambda w: _logits(pipe(runner.logits, w.samples))  # noqa: E731
+            call = lambda w: _logits(pipe(runner.logits, w.samples))
             what = f"{backend} runner open (runtime preprocessing around it; load() selects another graph)"
         return Contender(key, mode, label, family, precision, file, size, seconds, call, closer=runner.close,
                          info={"load_what": what})

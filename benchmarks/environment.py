@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from dfma.benchmarks import backends as bk
+
 from dfma.contract.graphs import CATALOGUE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +65,7 @@ def ensure_bundle(preset_name: str, cache: Path, rebuild: bool) -> Path:
     files = bk.read_bundle(cache).get("files", {})
     if tool.is_file() and not all(g in files for g in PRECISION_GRAPHS):
         log(f"[bundle] adding precision graphs: {tool.relative_to(REPO)} {cache} ...")
-        proc = subprocess.run([sys.executable, str(tool), str(cache)], cwd=REPO)
+        proc = subprocess.run([sys.executable, str(tool), str(cache)], cwd=REPO, check=False)
         if proc.returncode != 0:
             log(f"[bundle] warning: {tool.name} exited {proc.returncode}; benchmarking the fp32 graphs only")
     elif not tool.is_file():
@@ -75,7 +76,8 @@ def ensure_bundle(preset_name: str, cache: Path, rebuild: bool) -> Path:
 # ---------------------------------------------------------------------------- machine
 
 def machine_info(threads: int) -> dict:
-    """CPU model, flags that matter for the kernels, memory, versions, load average."""
+    """CPU model, flags that matter for the kernels, CPU class (``dfma.contract.host``), memory, versions,
+    load average."""
     info: dict = {"platform": platform.platform(), "python": platform.python_version(),
                   "logical_cpus": os.cpu_count(), "threads": threads}
     try:
@@ -92,6 +94,10 @@ def machine_info(threads: int) -> dict:
     except (OSError, StopIteration):
         info.setdefault("cpu", platform.processor() or "unknown")
     info["cpu"] = info.get("cpu") or "unknown"
+    from dfma.contract.host import host_info
+
+    host = host_info()  # the class every INT8 and bf16 decision is recorded with
+    info["cpu_class"], info["cpu_class_from"] = host["class"], host["class_from"]
     from importlib import metadata
 
     for pkg in ("torch", "onnxruntime", "numpy", "tensorrt"):
@@ -110,6 +116,9 @@ def machine_info(threads: int) -> dict:
 EXPECTED_MINUTES = {("base", "full"): "15-20", ("base", "small"): "6-9", ("tiny", "quick"): "1-3",
                     ("tiny", "small"): "1-3", ("tiny", "full"): "2-4", ("base", "quick"): "4-6"}
 EXPORT_MINUTES = {"base": "5-10 (export) + 10-15 (precision graphs)", "tiny": "1 (export + precision graphs)"}
+# torch.compile's compiling, once per batch-size class (batch 1, batch > 1): tiny measured 4-5 min per class
+# with a cold inductor cache on this 2-core machine while other jobs used ~80 % of it; base: not measured here
+COMPILE_MINUTES = {"tiny": "1-5", "base": "several"}
 
 
 def expected_duration(args) -> str:
@@ -118,9 +127,12 @@ def expected_duration(args) -> str:
     if args.bundle is not None:
         try:
             preset_name = bk.read_bundle(args.bundle)["model"].get("preset", preset_name)
-        except Exception:  # noqa: BLE001  (the run itself reports a bad bundle)
+        except Exception:  # noqa: BLE001, S110  (the run itself reports a bad bundle)
             pass
     minutes = EXPECTED_MINUTES.get((preset_name, args.grid), "?")
     extra = "" if args.bundle is not None else f", plus {EXPORT_MINUTES.get(preset_name, '?')} min the first time"
+    if getattr(args, "compile", False):
+        extra += (f", plus {COMPILE_MINUTES.get(preset_name, '?')} min per batch-size class for torch.compile to "
+                  "compile (less once its cache is warm; --no-compile leaves the row out)")
     return (f"expected duration: about {minutes} min ({preset_name} preset, grid {args.grid}{extra}; "
             "more on a loaded machine)")

@@ -1,10 +1,13 @@
 """Latency of DFMA on every backend, side by side, in one interleaved run: ``python benchmarks/latency.py``.
 
-Eager PyTorch (fp32 and bf16 autocast) against ONNX Runtime on the portable, fused, fp16, static INT8 and
-dynamic INT8 graphs (and TensorRT engines when the bundle has them and a GPU is here), model only and end
-to end through the runtime, for every batch x length cell: p50/p90/p99, throughput, speed-up over eager
-measured in the same cell of the same run, GFLOP/s and efficiency against the GEMM rate measured in the
-same run, load time, peak memory, file size. Prints tables, writes a JSON file and a PNG plot.
+Eager PyTorch (fp32, bf16 autocast, marked *emulated* on CPUs without bf16 instructions, and
+``torch.compile`` with inductor) against ONNX Runtime and OpenVINO on the portable, fused, fp16, static INT8
+and dynamic INT8 graphs (and TensorRT engines when the bundle has them and a GPU is here), model only and
+end to end through the runtime, for every batch x length cell: p50/p90/p99, throughput, speed-up over eager
+measured in the same cell of the same run, GFLOP/s and efficiency against the fp32 GEMM rate measured in
+the same run (INT8 rows also against the INT8 GEMM rate, ONNX Runtime MatMulInteger, with the CPU's INT8
+instruction class), load time, compile time (torch.compile: its first call per cell, untimed), peak memory,
+file size. Prints tables, writes a JSON file and a PNG plot.
 """
 from __future__ import annotations
 
@@ -25,16 +28,32 @@ REPO = HERE.parent
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from dfma.benchmarks import backends as bk  # noqa: E402
-from dfma.benchmarks import memory as memprobe  # noqa: E402
-from dfma.benchmarks.analysis import evaluate_targets, summarize  # noqa: E402
-from dfma.benchmarks import latency_report as report  # noqa: E402
-from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops  # noqa: E402
-from dfma.benchmarks.disturbance import MIN_REPS_BATCH1, measure_cell  # noqa: E402
-from dfma.benchmarks.timing import Budget, CpuLoad, GemmProbe, gemm_rate, interleave, latency_stats  # noqa: E402
-from dfma.benchmarks.workload import Workload, make_feeds, make_samples, single_piece_words  # noqa: E402
-from dfma.benchmarks.environment import ensure_bundle, expected_duration, machine_info  # noqa: E402
-from dfma.benchmarks.latency_options import GRIDS, parse_args  # noqa: E402
+from dfma.benchmarks import backends as bk
+from dfma.benchmarks import latency_report as report
+from dfma.benchmarks import memory as memprobe
+from dfma.benchmarks.analysis import evaluate_targets, is_int8, summarize
+from dfma.benchmarks.disturbance import MIN_REPS_BATCH1, measure_cell
+from dfma.benchmarks.environment import ensure_bundle, expected_duration, machine_info
+from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops
+from dfma.benchmarks.gemm_int8 import Int8GemmProbe, int8_gemm_rate
+from dfma.benchmarks.latency_options import GRIDS, parse_args
+from dfma.benchmarks.timing import (
+    Budget,
+    CpuLoad,
+    GemmProbe,
+    gemm_rate,
+    interleave,
+    latency_stats,
+)
+from dfma.benchmarks.workload import (
+    Workload,
+    make_feeds,
+    make_samples,
+    single_piece_words,
+)
+
+from dfma.contract.errors import BackendUnavailable
+
 
 def log(msg: str) -> None:
     """Progress on stderr (the tables go to stdout)."""
@@ -117,9 +136,37 @@ def cell_budget(budget: Budget, batch: int) -> Budget:
                   budget_s=budget.budget_s, gap_s=budget.gap_s)
 
 
+def prepare_cell(runners: list, workload, where: str, fail) -> None:
+    """The untimed first call of every runner that has one (``prepare``: torch.compile compiles there); a
+    runner whose first call fails is told to ``fail(runner, exc)``, closed and removed from ``runners``."""
+    for runner in list(runners):
+        if runner.prepare is None:
+            continue
+        try:
+            entry = runner.prepare(workload)
+        except Exception as exc:  # noqa: BLE001  (a compile that fails here: the row is skipped, the run goes on)
+            fail(runner, exc)
+            runners.remove(runner)
+            runner.close()
+            continue
+        if entry and entry.get("graphs_compiled"):
+            log(f"  {runner.key}: first call at {where} {entry['first_call_s']:.1f} s "
+                f"({entry['graphs_compiled']} graph(s) compiled; not timed)")
+
+
+def record_probe(cells: dict, where: str, probe, seconds: list[float]) -> None:
+    """Add a GEMM probe's seconds of one cell to ``cells[where]`` and update its rate (several memory groups:
+    one rate over all of them)."""
+    cell = cells.setdefault(where, {"n": probe.n, "seconds": []})
+    cell["seconds"] += seconds
+    cell["reps"] = len(cell["seconds"])
+    cell["rate"] = probe.flops / latency_stats(cell["seconds"])["p50_ms"] * 1e3
+
+
 def measure_mode(mode: str, runners: list, cells: list, budget: Budget, skipped: dict, ctx: dict,
                  group: int = 0) -> list[dict]:
-    """Run every cell of one mode for one group of runners; rows of raw timings per backend and cell."""
+    """Run every cell of one mode for one group of runners; rows of raw timings per backend and cell.
+    A runner whose untimed first call fails (:func:`prepare_cell`) is removed from ``runners``."""
     rows = []
     reference = "ort-fused" if any(r.key == "ort-fused" for r in runners) else bk.EAGER
     for batch, length in cells:
@@ -135,29 +182,33 @@ def measure_mode(mode: str, runners: list, cells: list, budget: Budget, skipped:
             skipped[runner.key] = msg if runner.key not in skipped else f"{skipped[runner.key]}; {msg}"
             log(f"[{_mode}] {runner.key} failed: {msg}")
 
-        gemm = ctx.get("gemm_probe")
-        gemm_runs: dict[int, list[float]] = {}  # id(rows of an attempt) -> the GEMM probe's seconds in it
+        where = f"{mode} {batch}x{length}"
+        prepare_cell(runners, workload, where, failed)
+        # GEMM probes timed as more contenders of the cell: fp32 always, INT8 when the cell has an INT8 row
+        probes = [p for p, cells_of in ((ctx.get("gemm_probe"), "gemm_cells"), (ctx.get("int8_probe"), "int8_cells"))
+                  if p is not None and (cells_of == "gemm_cells" or any(is_int8(r.precision) for r in runners))]
+        precision = {r.key: r.precision for r in runners}
+        probe_runs: dict[int, dict[str, list[float]]] = {}  # id(rows of an attempt) -> each probe's seconds in it
 
-        def run_once(_workload=workload, _mode=mode, _batch=batch, _length=length, _failed=failed, _gemm=gemm):
-            times, outputs = interleave(runners + ([_gemm] if _gemm else []), _workload, cell_budget(budget, _batch),
-                                        on_error=_failed)
-            gemm_seconds = times.pop(_gemm.key, []) if _gemm is not None else []
+        def run_once(_workload=workload, _mode=mode, _batch=batch, _length=length, _failed=failed, _probes=probes,
+                     _precision=precision, _runs=probe_runs):
+            times, outputs = interleave(runners + _probes, _workload, cell_budget(budget, _batch), on_error=_failed)
+            probe_seconds = {p.key: times.pop(p.key, []) for p in _probes}
             outputs = {k: v for k, v in outputs.items() if v is not None}
             agree = agreement(outputs, reference)
             cell_rows = [{"mode": _mode, "group": group, "batch": _batch, "length": _length, "backend": key,
-                          "seconds": secs, "reference": reference if reference in outputs else None,
+                          "precision": _precision.get(key), "seconds": secs,
+                          "reference": reference if reference in outputs else None,
                           "top1_vs_ref": agree.get(key, (None, None))[0],
                           "max_abs_diff_vs_ref": agree.get(key, (None, None))[1]} for key, secs in times.items()]
-            gemm_runs[id(cell_rows)] = gemm_seconds
+            _runs[id(cell_rows)] = probe_seconds
             return cell_rows
 
         cell_rows = measure_cell(run_once, CpuLoad, log=log)  # disturbed cells are measured again
-        gemm_seconds = gemm_runs.get(id(cell_rows), [])
-        if gemm is not None and gemm_seconds:
-            cell = ctx["gemm_cells"].setdefault(f"{mode} {batch}x{length}", {"n": gemm.n, "seconds": []})
-            cell["seconds"] += gemm_seconds  # several memory groups: one rate over all of them
-            cell["reps"] = len(cell["seconds"])
-            cell["rate"] = gemm.flops / latency_stats(cell["seconds"])["p50_ms"] * 1e3
+        for probe in probes:
+            seconds = probe_runs.get(id(cell_rows), {}).get(probe.key, [])
+            if seconds:
+                record_probe(ctx["int8_cells" if probe.key == Int8GemmProbe.key else "gemm_cells"], where, probe, seconds)
         rows += cell_rows
         times = {r["backend"]: r["seconds"] for r in cell_rows}
         log(f"[{mode}] batch {batch} x length {length}: {time.perf_counter() - t0:.1f} s; p50 "
@@ -181,19 +232,26 @@ def flops_check(model, cfg, manifest, batch: int, length: int) -> dict:
 
 def _gemm(threads: int, quick: bool) -> dict:
     n = 1024 if quick else 2048
-    return {"fp32": gemm_rate(threads, n=n, reps=5), "bf16": gemm_rate(threads, n=n, reps=5, dtype="bfloat16")}
+    return {"fp32": gemm_rate(threads, n=n, reps=5), "bf16": gemm_rate(threads, n=n, reps=5, dtype="bfloat16"),
+            "int8": int8_gemm_rate(threads, n=n, reps=5)}
 
 
 def _combine_gemm(before: dict, after: dict) -> dict:
+    """Each dtype's rate over the calls before and after the sweep (an INT8 rate that could not be measured
+    keeps its ``error`` and has no ``rate``)."""
     import numpy as np
 
     out = {}
-    for dtype in before:
-        secs = before[dtype]["seconds"] + after[dtype]["seconds"]
-        n = before[dtype]["n"]
-        out[dtype] = {"n": n, "dtype": before[dtype]["dtype"], "rate": 2.0 * n ** 3 / float(np.median(secs)),
-                      "best": 2.0 * n ** 3 / min(secs), "before": before[dtype]["median_flops"],
-                      "after": after[dtype]["median_flops"], "seconds": secs}
+    for dtype, b in before.items():
+        a = after[dtype]
+        extra = {k: v for k, v in b.items() if k not in ("median_flops", "best_flops", "seconds", "reps")}
+        if "seconds" not in b or "seconds" not in a:
+            out[dtype] = {**extra, "rate": None, "error": b.get("error") or a.get("error")}
+            continue
+        secs = b["seconds"] + a["seconds"]
+        n = b["n"]
+        out[dtype] = {**extra, "rate": 2.0 * n ** 3 / float(np.median(secs)), "best": 2.0 * n ** 3 / min(secs),
+                      "before": b["median_flops"], "after": a["median_flops"], "seconds": secs}
     return out
 
 
@@ -229,26 +287,39 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise SystemExit(f"error: --length {bad}: must be in 12..{min(max_len, cfg.max_length)} for this bundle")
     cells = [(b, L) for b in batches for L in lengths]
     keys, skipped = bk.available(folder, manifest, [k.strip() for k in args.backends.split(",")] if args.backends else None)
+    if not args.compile and bk.COMPILE in keys:
+        keys.remove(bk.COMPILE)
+        skipped[bk.COMPILE] = "not run: --no-compile, the default with --grid quick (--compile adds it)"
     loader = bk.Loader(folder, manifest, threads)
     eager_model = loader.eager()
 
     log(f"[flops] formula vs FlopCounterMode at batch 1 x length {min(lengths)} ...")
     check = flops_check(eager_model, cfg, manifest, 1, min(lengths))
-    log(f"[gemm] measuring the fp32 / bf16 GEMM rate with {threads} threads ...")
+    log(f"[gemm] measuring the fp32 / bf16 / INT8 GEMM rates with {threads} threads ...")
     gemm_before = _gemm(threads, args.grid == "quick")
 
     image_wh = (160, 120) if args.quick and not args.image_size else (500, 375)
     if args.image_size:
         w, h = (int(v) for v in args.image_size.lower().split("x"))
         image_wh = (w, h)
-    ctx = {"cfg": cfg, "manifest": manifest, "image_wh": image_wh, "gemm_cells": {},
-           "gemm_probe": GemmProbe(1024 if args.grid == "quick" else 2048),
+    gemm_n = 1024 if args.grid == "quick" else 2048
+    ctx = {"cfg": cfg, "manifest": manifest, "image_wh": image_wh, "gemm_cells": {}, "int8_cells": {},
+           "gemm_probe": GemmProbe(gemm_n), "int8_probe": None,
            "crop_wh": (max(image_wh[0] // 3, 1), max(image_wh[1] // 3, 1))}
+    if any(is_int8(bk.precision_of(k)) for k in keys):
+        try:
+            ctx["int8_probe"] = Int8GemmProbe(gemm_n, threads)
+        except BackendUnavailable as exc:
+            log(f"[gemm] no INT8 GEMM rate in the cells: {exc}")
     backends: dict = {}
     memory: dict = {}
     big = (max(batches), max(lengths))
     if not args.no_memory:
         for key in keys:
+            if key == bk.COMPILE:  # a fresh process would compile first: its peak would be the compiler's
+                memory[key] = {"key": key, "error": "not probed: a fresh process would compile the model before "
+                                                    "running it (the peak would be the compiler's)"}
+                continue
             log(f"[memory] {key}: fresh process, load + 1 run at batch {big[0]} x length {big[1]} ...")
             mem = memprobe.run_probe(key, folder, big[0], big[1], threads)
             if mem.get("peak_rss_mb") is not None and mem.get("rss_after_imports_mb") is not None:
@@ -269,15 +340,22 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             ctx["words"] = single_piece_words(ctx["pipeline"].preprocessor.text.tokenizer)
         for g, group in enumerate(groups):
             runners = load_runners(loader, group, mode, skipped, backends)
+            loaded = list(runners)  # measure_mode drops (and closes) a runner whose first call fails
             raw += measure_mode(mode, runners, cells, budget, skipped, ctx, group=g)
+            for r in loaded:
+                if r.report is not None:  # torch.compile's first calls (and its error, if it failed)
+                    backends[r.key].update(r.report())
             for r in runners:  # free the sessions before the next group opens its own
                 r.close()
+            del loaded
             del runners
             gc.collect()
     gemm_after = _gemm(threads, args.grid == "quick")
     gemm = _combine_gemm(gemm_before, gemm_after)
     gemm["per_cell"] = ctx["gemm_cells"]
-    results = summarize(raw, cfg, gemm["fp32"]["rate"], ctx["gemm_cells"])
+    gemm["per_cell_int8"] = ctx["int8_cells"]
+    results = summarize(raw, cfg, gemm["fp32"]["rate"], ctx["gemm_cells"], gemm_int8=gemm["int8"].get("rate"),
+                        int8_cells=ctx["int8_cells"])
 
     for key, entry in backends.items():
         entry["parity"] = parity_of(manifest, entry.get("graph"))

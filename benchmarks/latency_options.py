@@ -24,14 +24,22 @@ GRIDS = {
 EPILOG = """\
 examples:
   python benchmarks/latency.py                      # base preset, full grid (exports bundles/base if needed)
-  python benchmarks/latency.py --quick              # tiny preset, small grid: a smoke run in seconds
-  python benchmarks/latency.py --bundle bundles/base --grid small      # what `make demo` runs
-  python benchmarks/latency.py --bundle B --batch 1 8 --length 80 --backends ort-fused,ort-int8
+  python benchmarks/latency.py --quick              # tiny preset, small grid: a smoke run in minutes
+  python benchmarks/latency.py --quick --compile    # ... with the torch.compile row (compiling: minutes)
+  python benchmarks/latency.py --bundle bundles/tiny-mnre --quick --no-memory   # what `make demo` runs
+  python benchmarks/latency.py --bundle B --batch 1 8 --length 80 --backends ort-fused,ort-int8,eager-compile
 timing: per (batch, length) cell and mode, a warm-up call per backend, then rounds in which every backend
 runs once (order rotated each round) until >= min-reps calls and >= budget seconds (or max-reps); speed-up =
 eager fp32 p50 / backend p50 of the same cell. Efficiency = FLOPs (formula in flops.py) / p50 / fp32 GEMM
 rate, the GEMM (torch 2048^3 matmul, same threads) being timed as one more backend in the same rounds
-(its p50 per cell and mode: contention slows it like the backends it is compared with).
+(its p50 per cell and mode: contention slows it like the backends it is compared with). INT8 rows also
+show "eff int8": the same against the INT8 GEMM rate (ONNX Runtime MatMulInteger u8 x s8 -> s32, same
+size and threads, timed in the rounds of every cell with an INT8 row), named with the CPU's INT8
+instruction class (x86-amx, x86-avx512-vnni, x86-avx2, ...).
+rows: eager-compile is torch.compile (inductor, dynamic shapes) of the eager model; its first call in each
+cell (where it compiles) is untimed and reported as "compile s" (JSON: backends.eager-compile.compile);
+without a C++ compiler it is skipped with the reason; --quick leaves it out unless --compile is given. eager-bf16 is labelled "(emulated)" on CPUs without
+AVX512_BF16 or AMX, where bf16 autocast is slower than fp32.
 """
 
 
@@ -59,6 +67,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="threads for torch, ONNX Runtime and the GEMM rate (default: CPUs available to this process)")
     p.add_argument("--backends", default=None, metavar="K1,K2",
                    help=f"subset of backends (eager-fp32 always runs): {', '.join(bk.KEYS)}, trt-<precision>")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="the torch.compile row (eager-compile; its compiling is untimed but takes minutes on 2 cores): "
+                        "on by default, off with --grid quick unless asked for (--compile, or named in --backends)")
     p.add_argument("--modes", default="model,e2e", metavar="M1,M2", help="model, e2e or both (default)")
     p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds per cell and mode (grid default)")
     p.add_argument("--min-reps", type=int, default=None, metavar="N", help="calls per backend per cell, at least")
@@ -79,6 +90,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick and args.grid is None:
         args.grid = "quick"
     args.grid = args.grid or "full"
+    if args.compile is None:
+        named = bool(args.backends) and bk.COMPILE in [k.strip() for k in args.backends.split(",")]
+        args.compile = named or args.grid != "quick"
     if args.preset is None:
         args.preset = "tiny" if args.quick else "base"
     for name in ("batch", "length"):

@@ -1,4 +1,10 @@
-"""The benchmark's outputs: terminal tables, the JSON file and the PNG plot (latency and speed-up per backend)."""
+"""The benchmark's outputs: terminal tables, the JSON file and the PNG plot (latency and speed-up per backend).
+
+A backend is shown by its key, with ``(emulated)`` after eager bf16 on CPUs without bf16 instructions
+(:func:`shown`). INT8 rows show their efficiency against the INT8 GEMM rate (``eff int8``) beside the one
+against the fp32 GEMM rate; the header names the INT8 rate and the CPU's INT8 instruction class, and the
+backend table the compile seconds of the ``torch.compile`` row.
+"""
 from __future__ import annotations
 
 import json
@@ -29,6 +35,31 @@ def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line([str(h) for h in head]), line(["-" * w for w in widths])] + [line(r) for r in rows])
 
 
+def _pct(value) -> str:
+    return _fmt(None if value is None else 100 * value, ".0f") + ("%" if value is not None else "")
+
+
+def shown(result: Mapping, key: str) -> str:
+    """A backend's name in tables and plots: its key, and ``(emulated)`` when the run marked it so."""
+    return key + (" (emulated)" if ((result.get("backends") or {}).get(key) or {}).get("emulated") else "")
+
+
+def int8_rate_line(gemm: Mapping, markdown: bool = False) -> str | None:
+    """The INT8 GEMM rate sentence of the header (None when the run has no INT8 record)."""
+    i8 = gemm.get("int8") or {}
+    if not i8:
+        return None
+    where = f"CPU class {i8.get('cpu_class')}: {i8.get('instructions')}"
+    if not i8.get("rate"):
+        return f"INT8 GEMM rate: not measured ({i8.get('error')}); {where}"
+    per = gemm.get("per_cell_int8") or {}
+    cells = (("; timed interleaved in each cell with an INT8 row (the rate INT8 efficiency divides by): "
+              if markdown else "; interleaved in each INT8 cell: ")
+             + ", ".join(f"{c} {v['rate'] / 1e9:.0f}" for c, v in per.items()) + " GOP/s") if per else ""
+    return (f"INT8 GEMM rate ({i8.get('op')}, {i8.get('n')}^3, same threads; {where}): "
+            f"{i8['rate'] / 1e9:.0f} GOP/s (before/after the sweep){cells}")
+
+
 def latency_tables(result: Mapping) -> str:
     """One table per mode: every (batch, length) cell, every backend."""
     out = []
@@ -40,39 +71,48 @@ def latency_tables(result: Mapping) -> str:
             if grouped and r.get("group", 0) > 0 and r["backend"] == "eager-fp32":
                 name = f"eager-fp32 [g{r['group']}]"
             else:
-                name = r["backend"] + (f" [g{r.get('group', 0)}]" if grouped else "")
+                name = shown(result, r["backend"]) + (f" [g{r.get('group', 0)}]" if grouped else "")
             if (r.get("disturbance") or {}).get("disturbed"):
                 name += " *"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"),
                          _fmt(r.get("p90_ms"), ".1f"), _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"),
                          str(r.get("n", 0)), _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
                          _fmt(r.get("speedup_min"), ".2f") + "x",
-                         _fmt(r.get("gflops_per_s"), ".0f"), _fmt(100 * r["efficiency"] if r.get("efficiency") is not None else None, ".0f") + "%",
+                         _fmt(r.get("gflops_per_s"), ".0f"), _pct(r.get("efficiency")), _pct(r.get("int8_efficiency")),
                          _fmt(r.get("top1_vs_ref"), ".2f")])
         if rows:
             out.append(f"== {MODE_TITLES.get(mode, mode)}")
             out.append(table(["backend", "BxL", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager",
-                              "(min)", "GFLOP/s", "eff", "top1=ref"], rows))
+                              "(min)", "GFLOP/s", "eff", "eff int8", "top1=ref"], rows))
             if any("*" in r[0] for r in rows):
                 out.append("* disturbed cell (other processes > 10 % of the CPUs, or p50/min > 1.25, after reruns): "
                            "not used for any target")
     return "\n\n".join(out)
 
 
+def compile_seconds(entry: Mapping) -> float | None:
+    """Seconds a backend spent compiling in the run (its untimed first calls; None when it does not compile)."""
+    return (entry.get("compile") or {}).get("compile_seconds")
+
+
 def backend_table(result: Mapping) -> str:
-    """Per backend: file, size, load times, peak memory, parity from the manifest."""
+    """Per backend: file, size, load and compile times, peak memory, parity from the manifest."""
     rows = []
     for key, b in result["backends"].items():
         mem = b.get("memory") or {}
         par = b.get("parity") or {}
         load = b.get("load_seconds") or {}
-        rows.append([key, b.get("graph") or "(torch)", _fmt(b.get("size_bytes", 0) / 2**20, ".0f"),
-                     _fmt(load.get("model"), ".2f"), _fmt(load.get("e2e"), ".2f"),
+        rows.append([shown(result, key), b.get("graph") or "(torch)", _fmt(b.get("size_bytes", 0) / 2**20, ".0f"),
+                     _fmt(load.get("model"), ".2f"), _fmt(load.get("e2e"), ".2f"), _fmt(compile_seconds(b), ".1f"),
                      _fmt(mem.get("peak_rss_mb"), ".0f"), _fmt(mem.get("delta_mb"), ".0f"),
                      _fmt(par.get("max_abs_error"), ".1e"), _fmt(par.get("top1_agreement"), ".3f"),
                      {True: "ok", False: "FAILED"}.get(par.get("guard_passed"), "-")])
-    text = table(["backend", "file", "MiB", "load s (model)", "load s (e2e)", "peak RSS MiB", "RSS delta MiB",
-                  "parity max|err|", "parity top1", "guard"], rows)
+    text = table(["backend", "file", "MiB", "load s (model)", "load s (e2e)", "compile s", "peak RSS MiB",
+                  "RSS delta MiB", "parity max|err|", "parity top1", "guard"], rows)
+    labels = [f"{shown(result, k)}: {b['label']}" for k, b in result["backends"].items()
+              if b.get("emulated") or k == "eager-compile"]
+    if labels:
+        text += "\n" + "; ".join(labels)
     if result.get("skipped"):
         text += "\nnot measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())
     return text
@@ -89,15 +129,18 @@ def targets_table(result: Mapping) -> str:
 def header(result: Mapping) -> str:
     """Machine, bundle, GEMM rate, FLOPs check."""
     m, g, f = result["machine"], result["gemm"], result["flops"]
-    lines = [f"machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs), {m.get('memory_gib')} GiB, "
-             f"threads {result['settings']['threads']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')}",
-             f"bundle: {result['bundle']['path']} (preset {result['bundle']['preset']}, "
-             f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights: {result['bundle'].get('eager_weights')}",
-             f"GEMM rate (torch {g['fp32']['n']}^3 matmul, same threads): fp32 {g['fp32']['rate'] / 1e9:.0f} GFLOP/s"
-             + (f", bf16 {g['bf16']['rate'] / 1e9:.0f} GFLOP/s" if g.get("bf16") else "")
-             + (" (before/after the sweep); fp32 interleaved in each cell: "
-                + ", ".join(f"{c} {v['rate'] / 1e9:.0f}" for c, v in g["per_cell"].items()) + " GFLOP/s"
-                if g.get("per_cell") else "")]
+    lines = [(f"machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs"
+              + (f", class {m['cpu_class']}" if m.get("cpu_class") else "") + f"), {m.get('memory_gib')} GiB, "
+              f"threads {result['settings']['threads']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')}"),
+             (f"bundle: {result['bundle']['path']} (preset {result['bundle']['preset']}, "
+              f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights: {result['bundle'].get('eager_weights')}"),
+             (f"GEMM rate (torch {g['fp32']['n']}^3 matmul, same threads): fp32 {g['fp32']['rate'] / 1e9:.0f} GFLOP/s"
+              + (f", bf16 {g['bf16']['rate'] / 1e9:.0f} GFLOP/s" if g.get("bf16") else "")
+              + (" (before/after the sweep); fp32 interleaved in each cell: "
+                 + ", ".join(f"{c} {v['rate'] / 1e9:.0f}" for c, v in g["per_cell"].items()) + " GFLOP/s"
+                 if g.get("per_cell") else ""))]
+    if int8_rate_line(g):
+        lines.append(int8_rate_line(g))
     use = m.get("cpu_use_during_run") or {}
     if use:
         lines.append(f"CPU use during the run: others {100 * use['others_cpu_fraction']:.0f}% of "
@@ -153,7 +196,7 @@ def plot(result: Mapping, path: Path) -> None:
             for i, key in enumerate(keys):
                 values = [(index.get((key, c)) or {}).get(field) for c in cells]
                 ys = [v if v is not None else np.nan for v in values]
-                ax.bar(x + (i - (len(keys) - 1) / 2) * width, ys, width, label=key, color=colors(i % 10))
+                ax.bar(x + (i - (len(keys) - 1) / 2) * width, ys, width, label=shown(result, key), color=colors(i % 10))
             ax.set_xticks(x, [f"batch {c.split('x')[0]}\nlen {c.split('x')[1]}" for c in cells])
             ax.set_ylabel(ylabel)
             ax.set_title(f"{'latency' if col == 0 else 'speed-up'}: {MODE_TITLES.get(mode, mode)}", fontsize=9)
@@ -187,47 +230,51 @@ def markdown(result: Mapping) -> str:
     """The result as Markdown: setup, one latency table per mode, the backend table, the targets."""
     m, s = result["machine"], result["settings"]
     use = m.get("cpu_use_during_run") or {}
+    int8 = int8_rate_line(result["gemm"], markdown=True)
     lines = [f"Command: `{result['command']}` ({result['started']}, {result['seconds']:.0f} s)  ",
-             f"Machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs ({', '.join(m.get('flags', []))}), "
-             f"{m.get('memory_gib')} GiB; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}; "
-             f"{s['threads']} threads  ",
-             f"Load: other processes used {100 * use.get('others_cpu_fraction', 0):.0f}% of the CPUs during the run "
-             f"(load average {m.get('loadavg_start')} -> {m.get('loadavg_end')})  " if use else "",
-             f"Bundle: `{result['bundle']['path']}` (preset {result['bundle']['preset']}, "
-             f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights {result['bundle'].get('eager_weights')}  ",
-             f"GEMM rate measured in the run: fp32 {result['gemm']['fp32']['rate'] / 1e9:.0f} GFLOP/s, "
-             f"bf16 {result['gemm']['bf16']['rate'] / 1e9:.0f} GFLOP/s (torch {result['gemm']['fp32']['n']}^3 matmul, "
-             f"before and after the sweep); fp32 timed interleaved in each cell (the rate efficiency divides by): "
-             + ", ".join(f"{c}: {v['rate'] / 1e9:.0f}" for c, v in (result["gemm"].get("per_cell") or {}).items())
-             + " GFLOP/s  ",
-             f"Timing: per cell, {s['budget']['warmup']} warm-up call(s) per backend, then interleaved rounds until "
-             f">= {s['budget']['min_reps']} calls and >= {s['budget']['budget_s']} s (at most {s['budget']['max_reps']})"]
+             (f"Machine: {m.get('cpu')}, {m.get('logical_cpus')} logical CPUs ({', '.join(m.get('flags', []))}"
+              + (f"; class {m['cpu_class']}" if m.get("cpu_class") else "") + f"), "
+              f"{m.get('memory_gib')} GiB; torch {m.get('torch')}, onnxruntime {m.get('onnxruntime')}; "
+              f"{s['threads']} threads  "),
+             (f"Load: other processes used {100 * use.get('others_cpu_fraction', 0):.0f}% of the CPUs during the run "
+              f"(load average {m.get('loadavg_start')} -> {m.get('loadavg_end')})  ") if use else "",
+             (f"Bundle: `{result['bundle']['path']}` (preset {result['bundle']['preset']}, "
+              f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights {result['bundle'].get('eager_weights')}  "),
+             (f"GEMM rate measured in the run: fp32 {result['gemm']['fp32']['rate'] / 1e9:.0f} GFLOP/s, "
+              f"bf16 {result['gemm']['bf16']['rate'] / 1e9:.0f} GFLOP/s (torch {result['gemm']['fp32']['n']}^3 matmul, "
+              f"before and after the sweep); fp32 timed interleaved in each cell (the rate efficiency divides by): "
+              + ", ".join(f"{c}: {v['rate'] / 1e9:.0f}" for c, v in (result["gemm"].get("per_cell") or {}).items())
+              + " GFLOP/s  "),
+             f"{int8}  " if int8 else "",
+             (f"Timing: per cell, {s['budget']['warmup']} warm-up call(s) per backend, then interleaved rounds until "
+              f">= {s['budget']['min_reps']} calls and >= {s['budget']['budget_s']} s (at most {s['budget']['max_reps']})")]
     out = ["\n".join(x for x in lines if x)]
     grouped = len(s.get("groups") or [None]) > 1
     for mode in s["modes"]:
         rows = []
         for r in sorted((r for r in result["results"] if r["mode"] == mode),
                         key=lambda r: (r["batch"], r["length"], r.get("group", 0))):
-            name = r["backend"] + (f" [g{r.get('group', 0)}]" if grouped else "")
+            name = shown(result, r["backend"]) + (f" [g{r.get('group', 0)}]" if grouped else "")
             if (r.get("disturbance") or {}).get("disturbed"):
                 name += " *"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"), _fmt(r.get("p90_ms"), ".1f"),
                          _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"), r.get("n", 0),
                          _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
                          _fmt(r.get("speedup_min"), ".2f") + "x", _fmt(r.get("gflops_per_s"), ".0f"),
-                         (_fmt(100 * r["efficiency"], ".0f") + "%") if r.get("efficiency") is not None else "-"])
+                         _pct(r.get("efficiency")), _pct(r.get("int8_efficiency"))])
         if rows:
             out.append(f"**{MODE_TITLES.get(mode, mode)}**\n\n" + _md_table(
                 ["backend", "batch x len", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager (p50)",
-                 "vs eager (min)", "GFLOP/s", "eff. vs fp32 GEMM"], rows))
+                 "vs eager (min)", "GFLOP/s", "eff. vs fp32 GEMM", "eff. vs INT8 GEMM"], rows))
     rows = []
     for key, b in result["backends"].items():
         mem, par, load = b.get("memory") or {}, b.get("parity") or {}, b.get("load_seconds") or {}
-        rows.append([key, f"`{b.get('graph')}`" if b.get("graph") else "(torch)", _fmt(b.get("size_bytes", 0) / 2**20, ".0f"),
-                     _fmt(load.get("model"), ".2f"), _fmt(load.get("e2e"), ".2f"), _fmt(mem.get("peak_rss_mb"), ".0f"),
+        rows.append([shown(result, key), f"`{b.get('graph')}`" if b.get("graph") else "(torch)",
+                     _fmt(b.get("size_bytes", 0) / 2**20, ".0f"), _fmt(load.get("model"), ".2f"),
+                     _fmt(load.get("e2e"), ".2f"), _fmt(compile_seconds(b), ".1f"), _fmt(mem.get("peak_rss_mb"), ".0f"),
                      _fmt(mem.get("delta_mb"), ".0f"), _fmt(par.get("top1_agreement"), ".3f"),
                      {True: "ok", False: "failed"}.get(par.get("guard_passed"), "-")])
-    out.append(_md_table(["backend", "file", "MiB", "load s (model)", "load s (e2e)", "peak RSS MiB",
+    out.append(_md_table(["backend", "file", "MiB", "load s (model)", "load s (e2e)", "compile s", "peak RSS MiB",
                           "RSS delta MiB", "parity top-1", "guard"], rows))
     if result.get("skipped"):
         out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))

@@ -21,8 +21,7 @@ HERE = Path(__file__).resolve().parent
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from dfma.benchmarks.backends import EAGER, REPO, Loader, model_config, read_bundle  # noqa: E402
-
+from dfma.benchmarks.backends import EAGER, REPO, Loader, model_config, read_bundle
 
 # ---------------------------------------------------------------------------- memory plan
 
@@ -85,7 +84,7 @@ def peak_rss_mb() -> float | None:
             import resource
 
             kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        except Exception:
+        except (ImportError, OSError):
             return None
     return kb / 1024
 
@@ -124,7 +123,7 @@ def run_probe(key: str, folder: Path, batch: int, length: int, threads: int, tim
            "--batch", str(batch), "--length", str(length), "--threads", str(threads)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
     except subprocess.TimeoutExpired:
         return {"key": key, "error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import os
+import re
 import sys
 import tempfile
 import time
@@ -27,8 +27,8 @@ HERE = Path(__file__).resolve().parent
 if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
 
-from dfma.benchmarks import backends as bk  # noqa: E402
-from dfma.benchmarks.workload import make_feeds  # noqa: E402
+from dfma.benchmarks import backends as bk
+from dfma.benchmarks.workload import make_feeds
 
 
 def node_parts(path: Path) -> dict[str, str]:

@@ -111,7 +111,6 @@ class GemmProbe:
 
         with torch.inference_mode():
             torch.mm(self.a, self.b, out=self.out)
-        return None
 
 
 def gemm_rate(threads: int, n: int = 2048, reps: int = 5, dtype: str = "float32") -> dict:
@@ -148,7 +147,8 @@ class CpuLoad:
         import os
 
         try:
-            fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:]]
         except (OSError, ValueError):
             return None
         busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle and iowait

@@ -1,25 +1,28 @@
 """benchmarks/latency.py --quick on a tiny bundle: the JSON has every field, every speed-up is eager p50 /
-backend p50 of the same cell of the same run, the plot is a PNG; and the pieces (FLOP formula, memory
-groups, interleaving) on their own."""
+backend p50 of the same cell of the same run, the plot is a PNG, the torch.compile row is timed without its
+compile cost (or skipped with the reason), the INT8 GEMM rate is measured and INT8 rows carry an efficiency
+against it; and the pieces (FLOP formula, memory groups, interleaving, disturbance, bf16 emulation, INT8
+efficiency) on their own."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import fixtures_bundle
 import numpy as np
 import pytest
-
-import fixtures_bundle
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 
-from dfma.benchmarks import backends as bk  # noqa: E402
-from dfma.benchmarks import memory  # noqa: E402
-from dfma.benchmarks.flops import FORMULA, model_flops  # noqa: E402
-from dfma.benchmarks.timing import Budget, interleave, latency_stats  # noqa: E402
+from dfma.benchmarks import backends as bk
+from dfma.benchmarks import isa, memory
+from dfma.benchmarks import latency_report as report
+from dfma.benchmarks.flops import FORMULA, model_flops
+from dfma.benchmarks.timing import Budget, interleave, latency_stats
 
 tiny_bundle = fixtures_bundle.tiny_bundle  # the session fixture (a tiny bundle built by the exporter)
 
@@ -32,10 +35,44 @@ def quick_run(tiny_bundle, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cmd = [sys.executable, str(BENCH / "latency.py"), "--quick", "--bundle", str(tiny_bundle),
            "--out", str(out), "--name", "quick"]
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((out / "quick.json").read_text())
     return result, out, proc.stdout
+
+
+@pytest.fixture(scope="module")
+def compile_run(tiny_bundle, tmp_path_factory):
+    """The torch.compile row against eager at batch 1, lengths 16 and 32, both modes (one graph to compile)."""
+    out = tmp_path_factory.mktemp("bench-compile")
+    cmd = [sys.executable, str(BENCH / "latency.py"), "--quick", "--compile", "--bundle", str(tiny_bundle),
+           "--no-memory", "--backends", "eager-compile", "--batch", "1", "--length", "16", "32",
+           "--out", str(out), "--name", "compile"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1500, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((out / "compile.json").read_text()), proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def int8_run(tiny_bundle, mnre_dir, tmp_path_factory):
+    """A copy of the tiny bundle with its dynamic INT8 graph (export/to_precision.py), benchmarked model-only
+    at one cell against eager: the INT8 rows and the INT8 GEMM rate interleaved with them."""
+    work = tmp_path_factory.mktemp("bench-int8")
+    bundle = work / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    proc = subprocess.run([sys.executable, str(REPO / "export" / "to_precision.py"), str(bundle), "--int8", "dynamic",
+                           "--data", str(mnre_dir), "--guard-samples", "16", "--latency-samples", "2", "--quiet"],
+                          cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = bk.read_bundle(bundle)["files"]
+    keys = [k for k in bk.GRAPHS if k.startswith("ort-int8") and bk.graph_file(k) in files]
+    assert keys, f"to_precision.py wrote no dynamic INT8 graph: {sorted(files)}"
+    cmd = [sys.executable, str(BENCH / "latency.py"), "--quick", "--bundle", str(bundle), "--no-memory",
+           "--modes", "model", "--batch", "1", "--length", "16", "--backends", ",".join(keys),
+           "--out", str(work), "--name", "int8"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads((work / "int8.json").read_text()), keys, proc.stdout
 
 
 def test_quick_run_fields(quick_run):
@@ -92,6 +129,166 @@ def test_speedups_are_from_the_same_run(quick_run):
     assert all(r["speedup"] == 1.0 for r in rows if r["backend"] == "eager-fp32")
 
 
+def _cells(result, modes=("model", "e2e")):
+    return {f"{m} {b}x{L}" for m in modes for b in result["settings"]["batches"] for L in result["settings"]["lengths"]}
+
+
+def test_quick_run_leaves_the_compile_row_out_and_says_so(quick_run):
+    result, _, stdout = quick_run
+    assert "eager-compile" not in result["backends"] and "--compile adds it" in result["skipped"]["eager-compile"]
+    assert "eager-compile: not run" in stdout
+
+
+def test_compile_row_is_timed_without_its_compile_cost(compile_run):
+    from dfma.benchmarks.compiled import compile_unavailable
+
+    result, stdout, stderr = compile_run
+    why = compile_unavailable()
+    if why:  # no inductor here: the row is skipped with the reason, the run still went through
+        assert result["skipped"]["eager-compile"] == why and "eager-compile" not in result["backends"]
+        assert "eager-compile: " in stdout
+        return
+    assert result["settings"]["backends"] == ["eager-fp32", "eager-compile"], result["skipped"]
+    assert "torch.compile to compile" in stderr  # the expected duration says what compiling adds
+    entry = result["backends"]["eager-compile"]
+    assert entry["label"] == "torch.compile (inductor) fp32" and entry["precision"] == "fp32"
+    comp = entry["compile"]
+    assert comp["backend"] == "inductor" and comp["dynamic"] is True and "error" not in comp
+    assert set(comp["first_calls"]) == _cells(result)  # an untimed first call in every cell of both modes
+    compiling = {c: e for c, e in comp["first_calls"].items() if e["graphs_compiled"]}
+    # dynamic shapes: the graph compiled at length 16 serves length 32, and end to end (same shapes) too
+    assert set(compiling) == {"model 1x16"}, comp["first_calls"]
+    assert comp["compile_seconds"] == pytest.approx(compiling["model 1x16"]["first_call_s"], abs=0.01)
+    rows = {f"{r['mode']} {r['batch']}x{r['length']}": r for r in result["results"] if r["backend"] == "eager-compile"}
+    assert set(rows) == _cells(result)
+    assert max(rows["model 1x16"]["seconds"]) < compiling["model 1x16"]["first_call_s"]  # compiling is not timed
+    for r in rows.values():  # the reference is eager fp32: the compiled model computes what it computes
+        assert r["reference"] == "eager-fp32" and r["top1_vs_ref"] == 1.0 and r["max_abs_diff_vs_ref"] < 1e-4
+    assert "compile s" in stdout and "eager-compile" in stdout
+
+
+def test_bf16_row_says_whether_it_is_emulated(quick_run):
+    from dfma.contract.host import host_info
+
+    result, _, stdout = quick_run
+    entry = result["backends"]["eager-bf16"]
+    emulated = isa.bf16_emulated(host_info())
+    assert entry["emulated"] is emulated and ("emulated" in entry["label"]) is emulated
+    assert ("eager-bf16 (emulated)" in stdout) is emulated
+    # the same run on a CPU without bf16 instructions: the terminal table names the row emulated
+    faked = {**result, "backends": {**result["backends"], "eager-bf16": {**entry, "emulated": True}}}
+    assert "eager-bf16 (emulated)" in report.latency_tables(faked)
+    assert "eager-bf16 (emulated)" in report.markdown(faked)
+
+
+def test_bf16_emulation_follows_the_cpu_flags():
+    avx512 = {"machine": "x86_64", "flags": ["avx2", "avx512f", "avx512_vnni"]}
+    label, emulated = bk.bf16_label(avx512)
+    assert emulated and label == "eager PyTorch bf16 autocast (emulated: no AVX512_BF16 or AMX)"
+    for flag in ("avx512_bf16", "amx_bf16"):
+        label, emulated = bk.bf16_label({**avx512, "flags": [*avx512["flags"], flag]})
+        assert not emulated and label == "eager PyTorch bf16 autocast"
+    assert bk.bf16_label({"machine": "x86_64", "flags": ["avx2", "amx_int8", "amx_tile"]})[1]  # AMX-INT8 is not bf16
+    assert bk.bf16_label({"machine": "aarch64", "flags": ["asimddp"]})[1]
+    assert not bk.bf16_label({"machine": "aarch64", "flags": ["asimddp", "bf16"]})[1]
+    assert bk.bf16_label({"machine": "x86_64", "flags": ["bf16"]})[1]  # an Arm flag name means nothing on x86
+    shown = {"backends": {"eager-bf16": {"emulated": True}, "eager-fp32": {}}}
+    assert report.shown(shown, "eager-bf16") == "eager-bf16 (emulated)" and report.shown(shown, "eager-fp32") == "eager-fp32"
+
+
+def test_int8_gemm_rate_is_measured_in_the_run(quick_run):
+    from dfma.contract.host import host_info
+
+    result, _, stdout = quick_run
+    int8 = result["gemm"]["int8"]
+    cls = host_info()["class"]
+    assert int8["rate"] > 0 and int8["best"] >= int8["rate"] and int8["exact"] is True
+    assert int8["cpu_class"] == cls == result["machine"]["cpu_class"]
+    assert int8["instructions"] == isa.int8_instructions(cls) != "unknown instruction class"
+    assert len(int8["seconds"]) == 10 and int8["n"] == result["gemm"]["fp32"]["n"]
+    assert "INT8 GEMM rate" in stdout and f"CPU class {cls}: {int8['instructions']}" in stdout
+
+
+def test_int8_rows_show_their_efficiency_against_the_int8_limit(int8_run):
+    result, keys, stdout = int8_run
+    cell = result["gemm"]["per_cell_int8"]["model 1x16"]  # timed interleaved with the INT8 rows
+    assert cell["rate"] > 0 and cell["reps"] >= result["settings"]["budget"]["min_reps"]
+    rows = {r["backend"]: r for r in result["results"]}
+    assert set(rows) == {"eager-fp32", *keys}
+    for key in keys:
+        r = rows[key]
+        assert r["precision"].startswith("int8") and r["int8_gemm_rate"] == cell["rate"]
+        assert r["int8_efficiency"] == pytest.approx(r["flops"] / (r["p50_ms"] / 1e3) / cell["rate"])
+        assert r["efficiency"] == pytest.approx(r["flops"] / (r["p50_ms"] / 1e3) / r["gemm_rate"])
+        shown = f"{100 * r['int8_efficiency']:.0f}%"
+        line = next(ln for ln in stdout.splitlines() if ln.startswith(key + " ") and "1x16" in ln)
+        assert shown in line.split()  # the terminal table's "eff int8" column
+    assert rows["eager-fp32"]["int8_efficiency"] is None
+    assert "eff int8" in stdout and "interleaved in each INT8 cell: model 1x16" in stdout
+    md = report.markdown(result)  # what benchmarks/latency_report.py prints
+    assert "eff. vs INT8 GEMM" in md and "INT8 GEMM rate" in md and result["gemm"]["int8"]["cpu_class"] in md
+
+
+def test_int8_gemm_probe_is_exact():
+    from dfma.benchmarks.gemm_int8 import (
+        Int8GemmProbe,
+        int8_gemm_rate,
+        matmul_integer_model,
+    )
+
+    probe = Int8GemmProbe(96, threads=1)
+    assert probe.check() and probe.flops == 2.0 * 96 ** 3
+    rate = int8_gemm_rate(1, n=128, reps=3, cpu_class="x86-avx2")
+    assert rate["median_flops"] > 0 and rate["exact"] and "VPMADDUBSW" in rate["instructions"]
+    with pytest.raises(ValueError, match="positive"):
+        matmul_integer_model(0)
+
+
+def test_int8_efficiency_divides_by_the_int8_rate_of_the_cell():
+    from dfma.benchmarks.analysis import summarize
+
+    from dfma.config import preset
+
+    cfg = preset("tiny")
+    rows = [{"mode": "model", "group": 0, "batch": 1, "length": 16, "backend": key, "precision": precision,
+             "seconds": [0.01, 0.011, 0.012]} for key, precision in
+            (("eager-fp32", "fp32"), ("ort-int8", "int8"), ("ort-int8-dynamic", "int8-dynamic"), ("ort-fp16", "fp16"))]
+    flops = model_flops(cfg, 1, 16).total
+    out = {r["backend"]: r for r in summarize(rows, cfg, 1e11, {"model 1x16": {"rate": 5e10}}, gemm_int8=4e11,
+                                              int8_cells={"model 1x16": {"rate": 2e11}})}
+    for key in ("ort-int8", "ort-int8-dynamic"):
+        assert out[key]["int8_gemm_rate"] == 2e11  # timed interleaved in that cell
+        assert out[key]["int8_efficiency"] == pytest.approx(flops / 0.011 / 2e11)
+        assert out[key]["efficiency"] == pytest.approx(flops / 0.011 / 5e10)  # and still against fp32
+    for key in ("eager-fp32", "ort-fp16"):
+        assert out[key]["int8_gemm_rate"] is None and out[key]["int8_efficiency"] is None
+    run_rate = {r["backend"]: r for r in summarize(rows, cfg, 1e11, gemm_int8=4e11)}
+    assert run_rate["ort-int8"]["int8_gemm_rate"] == 4e11  # no cell rate: the run's before/after rate
+    assert summarize(rows, cfg, 1e11)[1]["int8_efficiency"] is None  # no INT8 rate measured at all
+
+
+def test_a_compile_that_fails_drops_the_row_with_its_reason():
+    import torch
+    from dfma.benchmarks.compiled import CompiledModel
+    from dfma.benchmarks.latency import prepare_cell
+
+    from dfma.contract.errors import BackendUnavailable
+
+    compiled = CompiledModel(torch.nn.Linear(2, 2))
+
+    def no_compiler():
+        raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found")
+
+    with pytest.raises(BackendUnavailable, match="torch.compile .inductor. failed: RuntimeError: InvalidCxxCompiler"):
+        compiled.first_call("model 1x16", no_compiler)
+    contender = bk.Contender("eager-compile", "model", "torch.compile", "eager", "fp32", None, 0, 0.0, lambda w: None,
+                             prepare=lambda w: compiled.first_call("model 1x32", lambda: None))
+    runners, reasons = [contender], {}
+    prepare_cell(runners, None, "model 1x32", lambda r, exc: reasons.setdefault(r.key, str(exc)))
+    assert runners == [] and "InvalidCxxCompiler" in reasons["eager-compile"]  # later cells fail at once, no retry
+    assert compiled.describe()["error"] == reasons["eager-compile"] and contender.call is None  # closed
+
+
 def _cfg(result):
     manifest = bk.read_bundle(Path(result["bundle"]["path"]))
     return bk.model_config(manifest)
@@ -107,10 +304,10 @@ def test_plot_is_png(quick_run):
 
 def test_flops_formula_matches_flop_counter():
     import torch
+    from dfma.benchmarks.flops import measured_flops
 
     from dfma.config import preset
     from dfma.model import DFMAModel
-    from dfma.benchmarks.flops import measured_flops
 
     cfg = preset("tiny")
     torch.manual_seed(0)
@@ -199,6 +396,7 @@ def test_a_disturbed_cell_is_measured_again_and_the_quiet_attempt_kept():
 def test_a_cell_disturbed_every_time_never_meets_a_target():
     from dfma.benchmarks.analysis import evaluate_targets, summarize
     from dfma.benchmarks.disturbance import measure_cell
+
     from dfma.config import preset
 
     attempts = iter([_cell(4944, 520), _cell(4800, 510, jitter=2.0), _cell(4900, 500)])
@@ -224,6 +422,6 @@ def test_op_profile_runs_on_a_bundle(tiny_bundle):
     """benchmarks/profile_ops.py as a user types it: a table of op types for the fused graph."""
     proc = subprocess.run([sys.executable, str(BENCH / "profile_ops.py"), "--bundle", str(tiny_bundle), "--graph",
                            "ort-fused", "--batch", "1", "--length", "16", "--reps", "2", "--warmup", "1"],
-                          cwd=REPO, capture_output=True, text=True, timeout=300)
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "op type" in proc.stdout and "MultiHeadAttention" in proc.stdout
