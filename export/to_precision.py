@@ -237,6 +237,7 @@ def ctx_manifest_keys(bundle: Path) -> set[str]:
 def run(args) -> dict:
     """Build the requested graphs and update the bundle; returns the new manifest."""
     from dfma.contract.bundle_writer import update_bundle
+    from dfma.contract.stale_temps import temp_prefix
 
     check_args(args)
     everything = not args.fp16 and args.int8 is None
@@ -244,7 +245,7 @@ def run(args) -> dict:
             "int8-dynamic": everything or args.int8 in ("dynamic", "both")}
     started = _dt.datetime.now(_dt.timezone.utc)
     parent = Path(args.bundle).absolute().parent
-    with tempfile.TemporaryDirectory(prefix=f".{Path(args.bundle).name}.precision-", dir=parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=temp_prefix(Path(args.bundle).absolute(), "precision"), dir=parent) as tmp:
         ctx = Context(args, Path(tmp), sum(want.values()) + int(want["int8"] or want["int8-dynamic"])
                       + int("golden" in ctx_manifest_keys(args.bundle)))
         for key, build in (("fp16", build_fp16), ("int8", build_static), ("int8-dynamic", build_dynamic)):

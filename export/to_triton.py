@@ -178,6 +178,8 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
     """Write every model folder of the repository under ``root``."""
     from dfma.export import triton_config as tc
 
+    from dfma.contract.manifest_digest import copy_manifest
+
     manifest, n = bundle.manifest, opts.name
     io, labels = manifest["io"], manifest["labels"]
     max_batch = _max_batch(opts, manifest)
@@ -208,13 +210,13 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
     (version / "model.py").write_text(_template("preprocess.py"), encoding="utf-8")
     for rel in tokenizer_files:
         _copy_verified(bundle, rel, version / BUNDLE_DIR / rel)
-    shutil.copyfile(bundle.folder / "manifest.json", version / BUNDLE_DIR / "manifest.json")
+    copy_manifest(bundle.folder, version / BUNDLE_DIR)  # with its digest (and signature)
 
     version = _write_model(root, post, tc.postprocess_config(
         post, io, num_labels=len(labels), max_batch=max_batch, instances=opts.preprocess_instances))
     (version / "model.py").write_text(_template("postprocess.py"), encoding="utf-8")
     (version / BUNDLE_DIR).mkdir()
-    shutil.copyfile(bundle.folder / "manifest.json", version / BUNDLE_DIR / "manifest.json")
+    copy_manifest(bundle.folder, version / BUNDLE_DIR)  # with its digest (and signature)
 
     _write_model(root, n, tc.ensemble_config(n, io, num_labels=len(labels), max_batch=max_batch,
                                              preprocess=pre, network=onnx_name, postprocess=post))

@@ -5,13 +5,15 @@
     p = extractor.predict({"text": "Obama visits Paris", "head": (0, 5), "tail": (13, 18),
                            "image": "post.jpg"})
     p.relation, p.probability, p.probabilities
+    rt.load("bundle/", limits={"max_text_chars": 2000})  # request limits (rt.Limits; docs/contract.md 3.1)
 
 See ``runtime/README.md`` and ``python -m dfma.runtime --help``.
 """
 from dfma.contract.errors import BackendUnavailable, BundleError, DFMAError, ImageError, InputError
+from dfma.contract.limits import Limits
 from dfma.contract.prediction import Prediction
 from dfma.contract.samples import ImageFolders, Sample, as_sample
 from dfma.runtime.extractor import Extractor, load
 
-__all__ = ["load", "Extractor", "Prediction", "Sample", "ImageFolders", "as_sample", "DFMAError",
+__all__ = ["load", "Extractor", "Prediction", "Sample", "ImageFolders", "as_sample", "Limits", "DFMAError",
            "InputError", "ImageError", "BundleError", "BackendUnavailable"]

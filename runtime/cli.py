@@ -2,28 +2,36 @@
 
 ``predict`` writes one JSON line per input line (the prediction, or the error of a bad line);
 ``evaluate`` prints micro P/R/F1 over non-"None" relations and a per-relation table against the gold
-``relation`` of every line. Bad lines are reported on stderr with their line number and skipped; the
-exit status is 0 when every line was used, 1 when some were bad, 2 when nothing could run (bundle,
-backend, unreadable input file, usage).
+``relation`` of every line. Bad lines (undecodable and over-long ones included) are reported on stderr
+with their line number and skipped, and the good lines of the same batch are still predicted; input
+streams (``--input -`` or a pipe). The output is written under a temporary name and renamed into place
+when the run ends, and only once the bundle has loaded. Exit status 0 when every line was used, 1 when
+some were bad, 2 when nothing could run (bundle, backend, unreadable input, usage): one line on
+stderr, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from dfma.runtime.backend_choice import BACKEND_NAMES
+from dfma.runtime.edge import request_error
+from dfma.runtime.extractor import Extractor, load
+from dfma.runtime.line_source import check_input
+from dfma.runtime.output_file import OutputFile, check_output
+from dfma.runtime.request_file import FORMATS, RequestLine, count_lines, read_requests
 
 from dfma.contract.errors import DataError, DFMAError
-
 from dfma.contract.graphs import AUTO, PRECISIONS
-from dfma.runtime.backend_choice import BACKEND_NAMES
-from dfma.runtime.extractor import Extractor, load
+from dfma.contract.limits import LIMIT_NAMES, Limits
 from dfma.contract.prediction import Prediction
 from dfma.contract.progress import Progress
-from dfma.runtime.request_file import FORMATS, RequestLine, count_lines, read_requests
 from dfma.contract.samples import ImageFolders
 
 EXIT_OK, EXIT_BAD_LINES, EXIT_FATAL = 0, 1, 2
@@ -48,13 +56,15 @@ def _run_in_order(extractor: Extractor, lines: Iterable[RequestLine], batch_size
         good = [(i, f) for i, (_, f) in enumerate(pending) if not isinstance(f, BaseException)]
         preds: dict[int, Any] = {}
         try:
-            preds = dict(zip([i for i, _ in good], extractor.run([f for _, f in good])))
-        except DFMAError:
-            for i, f in good:  # isolate the sample the batch failed on
+            preds = dict(zip([i for i, _ in good], extractor.run([f for _, f in good]), strict=True))
+        except Exception:  # noqa: BLE001  isolate the sample the batch failed on; the others still run
+            for i, f in good:
                 try:
                     preds[i] = extractor.run([f])[0]
                 except DFMAError as e:
                     preds[i] = e
+                except Exception as e:  # noqa: BLE001
+                    preds[i] = request_error(e)
         for i, (line, f) in enumerate(pending):
             out = preds.get(i, f)
             yield (line, None, out) if isinstance(out, BaseException) else (line, out, None)
@@ -69,14 +79,22 @@ def _run_in_order(extractor: Extractor, lines: Iterable[RequestLine], batch_size
                 item = extractor.prepare(line.sample)
             except DFMAError as e:
                 item = e
+            except Exception as e:  # noqa: BLE001  one line's untyped error is that line's, never the run's
+                item = request_error(e)
         pending.append((line, item))
         if sum(not isinstance(f, BaseException) for _, f in pending) >= batch_size:
             yield from flush()
     yield from flush()
 
 
+def _limits(args) -> Limits:
+    """The --max-* flags over the defaults."""
+    return Limits().merged({k: v for k, v in vars(args).items() if k in LIMIT_NAMES and v is not None})
+
+
 def _open_extractor(args) -> Extractor:
-    ex = load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads)
+    ex = load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+              limits=_limits(args))
     info = ex.describe()
     skipped = f"; skipped {'; '.join(info['skipped'])}" if info["skipped"] else ""
     print(f"dfma.runtime: {args.bundle}: {info['backend']} ({info['graph']}, {info['precision']}){skipped}",
@@ -84,19 +102,19 @@ def _open_extractor(args) -> Extractor:
     return ex
 
 
-def _requests(args) -> tuple[Iterator[RequestLine], int]:
+def _requests(args, limits: Limits) -> tuple[Iterator[RequestLine], int | None]:
     folders = ImageFolders(images=args.images, crops=args.crops, strict=args.strict_images)
-    total = count_lines(args.input)
-    lines = read_requests(args.input, args.format, folders)
+    total = count_lines(args.input, limits.max_line_bytes)  # None for a pipe: it is read once
+    lines = read_requests(args.input, args.format, folders, limits)
     if args.limit is not None:
-        total = min(total, args.limit)
-        lines = (line for i, line in zip(range(args.limit), lines))
+        total = min(total, args.limit) if total is not None else None
+        lines = (line for _, line in zip(range(args.limit), lines))
     return lines, total
 
 
 def _process(args, ex: Extractor, label: str, check=None, on_result=None) -> tuple[int, int, int]:
     """Run every line; returns (lines, bad, missing images); ``on_result(line, pred, err)`` per line."""
-    lines, total = _requests(args)
+    lines, total = _requests(args, ex.limits)
     progress = Progress(label, total, enabled=not args.quiet)
     n = bad = missing = 0
     with ex:
@@ -119,12 +137,15 @@ def _process(args, ex: Extractor, label: str, check=None, on_result=None) -> tup
 
 
 def _output(path: str | None):
-    if path is None:
-        return nullcontext(None)
-    if path == "-":
-        return nullcontext(sys.stdout)
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "w", encoding="utf-8")
+    """Where predictions go: nothing, stdout (``-``) or an :class:`OutputFile` (opened after the load)."""
+    return nullcontext(None) if path is None else OutputFile(path)
+
+
+def _check_paths(args) -> None:
+    """Input and output paths refused before the bundle loads (so nothing is touched on a bad path)."""
+    check_input(args.input)
+    if args.output is not None:
+        check_output(args.output)
 
 
 def _writer(out):
@@ -141,8 +162,10 @@ def _writer(out):
 
 def cmd_predict(args) -> int:
     """Predict every line of --input into --output (JSON lines)."""
+    _check_paths(args)
+    ex = _open_extractor(args)
     with _output(args.output) as out:
-        n, bad, _ = _process(args, _open_extractor(args), "predict", on_result=_writer(out))
+        n, bad, _ = _process(args, ex, "predict", on_result=_writer(out))
     print(f"dfma.runtime: {n} line(s), {n - bad} predicted, {bad} bad; wrote {args.output}", file=sys.stderr)
     return EXIT_BAD_LINES if bad else EXIT_OK
 
@@ -151,6 +174,7 @@ def cmd_evaluate(args) -> int:
     """Score every line of --input against its gold relation; print micro P/R/F1 and a table."""
     from dfma.contract.metrics import evaluate, format_report
 
+    _check_paths(args)
     ex = _open_extractor(args)
     names = ex.labels.names
     gold: list[int] = []
@@ -173,7 +197,7 @@ def cmd_evaluate(args) -> int:
 
     with _output(args.output) as out:
         write = _writer(out)
-        n, bad, _ = _process(args, ex, "evaluate", check=check, on_result=collect)
+        _, bad, _ = _process(args, ex, "evaluate", check=check, on_result=collect)
     if not gold:
         print(f"dfma.runtime: no usable line in {args.input}", file=sys.stderr)
         return EXIT_FATAL
@@ -191,7 +215,8 @@ def cmd_evaluate(args) -> int:
 
 def cmd_info(args) -> int:
     """Load the bundle and print what would run (backend, graph, skipped candidates) as JSON."""
-    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads) as ex:
+    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+              limits=_limits(args)) as ex:
         print(json.dumps(ex.describe(), indent=2))
     return EXIT_OK
 
@@ -206,19 +231,36 @@ def cmd_verify(args) -> int:
     return EXIT_OK if all(r["passed"] is not False for r in report["graphs"]) else EXIT_BAD_LINES
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (exit 2), like every other fatal error of the command line."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: usage error: message`` and exit 2."""
+        self.exit(EXIT_FATAL, f"dfma.runtime: usage error: {message} (see {self.prog} --help)\n")
+
+
+def _limit_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("request limits (docs/contract.md section 3.1; the same flags as dfma_cli)")
+    for f in dataclasses.fields(Limits):
+        kind = float if f.type == "float" else int
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None,
+                           metavar="N", help=f"default {f.default}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m dfma.runtime`` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m dfma.runtime",
-                                     description="Torch-free DFMA relation extraction over a bundle.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    parser = _Parser(prog="python -m dfma.runtime",
+                     description="Torch-free DFMA relation extraction over a bundle.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = _Parser(add_help=False)
     common.add_argument("bundle", help="bundle folder (manifest.json, model graphs, tokenizer)")
     common.add_argument("--backend", default="auto", choices=BACKEND_NAMES)
     common.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
                         help="graph precision (default auto: the bundle's guarded default for this device, else fp32)")
     common.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
-    io = argparse.ArgumentParser(add_help=False)
-    io.add_argument("--input", required=True, help="MNRE annotation file or JSON lines")
+    _limit_flags(common)
+    io = _Parser(add_help=False)
+    io.add_argument("--input", required=True, help="MNRE annotation file or JSON lines ('-': stdin; a pipe works)")
     io.add_argument("--format", default="auto", choices=FORMATS)
     io.add_argument("--images", default=None, help="folder of the posts' images (MNRE img_id, relative paths)")
     io.add_argument("--crops", default=None, help="folder of object crops: <img stem>-<k>.<ext>")
@@ -241,17 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fatal(error: BaseException) -> int:
+    """Report a fatal error on one line of stderr; returns EXIT_FATAL."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    kind = type(error).__name__ if isinstance(error, DFMAError) else f"internal error ({type(error).__name__})"
+    print(f"dfma.runtime: {kind}: {text}", file=sys.stderr)
+    return EXIT_FATAL
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status (0 ok, 1 bad lines, 2 fatal)."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "batch_size", 1) < 1:
-        print("dfma.runtime: --batch-size must be >= 1", file=sys.stderr)
-        return EXIT_FATAL
+    """Entry point; returns the exit status (0 ok, 1 bad lines, 2 fatal: one line on stderr, no traceback)."""
     try:
+        args = build_parser().parse_args(argv)
+        if getattr(args, "batch_size", 1) < 1:
+            raise DataError(f"must be >= 1, got {args.batch_size}", field="--batch-size")
+        _limits(args)  # a bad --max-* value is a usage error before anything loads
         return args.func(args)
     except DFMAError as e:
-        print(f"dfma.runtime: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_FATAL
+        return _fatal(e)
     except KeyboardInterrupt:
         print("dfma.runtime: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader of stdout went away (| head)
+        return EXIT_FATAL
+    except Exception as e:  # noqa: BLE001  the promise: one line, exit 2, never a traceback
+        return _fatal(e)

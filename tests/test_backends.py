@@ -17,6 +17,7 @@ from dfma.backends.registry import BACKENDS, auto_chain, backend
 from dfma.contract.bundle import read_manifest
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
 from dfma.contract.graphs import CATALOGUE, PRECISIONS, engine_row, graph_kind, of_precision
+from dfma.contract.manifest_digest import write_digest
 
 REQUESTS = [{"words": ["Obama", "meets", "Merkel", "in", "Berlin"], "head": [0, 1], "tail": [2, 3]},
             {"words": ["the", "rocket", "of", "NASA", "flies", "again", "today"], "head": [3, 4], "tail": [1, 2]},
@@ -141,6 +142,7 @@ def _with_auto(bundle, tmp_path, record):
     manifest = json.loads((out / "manifest.json").read_text())
     manifest.setdefault("defaults", {})["auto"] = record
     (out / "manifest.json").write_text(json.dumps(manifest))  # the manifest is not in `files`
+    write_digest(out)  # a deliberate edit: re-digested
     return out
 
 
@@ -170,6 +172,7 @@ def test_old_manifests_without_catalogue_columns_load_and_agree(tiny_bundle, tmp
         entry.pop("devices", None)
     manifest.pop("defaults", None)
     (old / "manifest.json").write_text(json.dumps(manifest))
+    write_digest(old)
     with rt.load(old, threads=1) as a, rt.load(tiny_bundle, threads=1) as b:
         assert a.describe()["graph"] == b.describe()["graph"]
         np.testing.assert_array_equal(a.logits(REQUESTS), b.logits(REQUESTS))

@@ -5,18 +5,24 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from dfma.contract.errors import BundleError, ExportError
 from dfma.contract.bundle_writer import BundleWriter, check_target, update_bundle
 from dfma.contract.bundle import open_bundle, read_manifest, sha256_file, verify_bundle
+from dfma.contract.io_spec import io_manifest
+from dfma.contract.manifest_digest import write_digest
 
 
 def _manifest(**extra) -> dict:
+    """A small manifest whose preprocess, limits and io agree (the reader checks they do)."""
+    io = io_manifest(SimpleNamespace(image_size=8, num_images=4, num_labels=2))
     base = {"format": "dfma-bundle", "format_version": 1, "created": "2026-01-01T00:00:00+00:00",
             "model": {"preset": "tiny", "config": {"num_layers": 2}}, "labels": ["None", "r"],
-            "preprocess": {"max_length": 80}, "io": {"inputs": [], "outputs": []},
+            "preprocess": {"max_length": 80, "image_size": 8, "resize_size": 10, "mean": [0.5, 0.5, 0.5],
+                           "std": [0.25, 0.25, 0.25], "num_crops": 3}, "io": io,
             "limits": {"max_batch": 4, "max_length": 80}, "opset": 23,
             "graphs": {"portable": {"file": "model.onnx", "precision": "fp32", "kind": "portable"}},
             "files": {}, "tools": {}, "parity": {"portable": {"max_abs_error": 0.0}}}
@@ -114,6 +120,7 @@ def test_read_manifest_rejects_bad_manifests(tmp_path, edit, message):
     manifest = json.loads((out / "manifest.json").read_text())
     edit(manifest)
     (out / "manifest.json").write_text(json.dumps(manifest))
+    write_digest(out)  # a deliberate edit: the error must be about the field, not the digest
     with pytest.raises(BundleError, match=message) as info:
         read_manifest(out)
     assert "manifest.json" in str(info.value)
@@ -126,6 +133,9 @@ def test_reader_errors_name_the_file(tmp_path):
     with pytest.raises(BundleError, match="manifest.json: missing"):
         read_manifest(tmp_path / "b")
     (tmp_path / "b" / "manifest.json").write_text("{oops")
+    with pytest.raises(BundleError, match="manifest.sha256: missing"):
+        read_manifest(tmp_path / "b")
+    write_digest(tmp_path / "b")
     with pytest.raises(BundleError, match="unreadable"):
         read_manifest(tmp_path / "b")
 

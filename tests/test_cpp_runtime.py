@@ -307,10 +307,13 @@ def test_bad_requests_and_broken_bundles(cli, tiny_bundle, e2e_requests, tmp_pat
     proc = _run([cli, "predict", "--bundle", tiny_bundle, "--batch", 8, "--input", bad], timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert "head: span (0, 99) must satisfy" in out[0]["error"]
-    assert "truncated or corrupt" in out[1]["error"]
-    assert "no such image file" in out[2]["error"]
-    assert "at most 3 allowed" in out[3]["error"]
+    assert [r["line"] for r in out] == [1, 2, 3, 4, 5]
+    assert out[0]["error"] == {"type": "InputError", "field": "head", "message": out[0]["error"]["message"]}
+    assert "head: span (0, 99) must satisfy" in out[0]["error"]["message"]
+    assert (out[1]["error"]["type"], out[1]["error"]["field"]) == ("ImageError", "image")
+    assert "truncated or corrupt" in out[1]["error"]["message"]
+    assert "no such image file" in out[2]["error"]["message"]
+    assert "at most 3 allowed" in out[3]["error"]["message"] and out[3]["error"]["field"] == "crops"
     assert "label" in out[4]
 
     broken = tmp_path / "bundle"

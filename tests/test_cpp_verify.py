@@ -12,6 +12,8 @@ import pytest
 from fixtures_bundle import tiny_bundle  # noqa: F401
 from fixtures_cpp import _run
 
+from dfma.contract.manifest_digest import write_digest
+
 
 # ---------------------------------------------------------------- golden set: verify, auto (C++ vs Python)
 
@@ -31,6 +33,7 @@ def _write_manifest(folder: Path, manifest: dict, *rehash: str) -> None:
         data = (folder / name).read_bytes()
         manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, allow_nan=False))
+    write_digest(folder)
 
 
 def _python_golden(folder: Path, manifest: dict, key: str) -> dict:

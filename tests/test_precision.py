@@ -18,25 +18,25 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto
-
+from dfma.export import accuracy_guard as guard
+from dfma.export import calibration as cal
+from dfma.export import fp16
+from dfma.export import quantize as q
 from fixtures_bundle import jpeg_bytes, tiny_bundle, tiny_eager  # noqa: F401
+from onnx import TensorProto
 
 from dfma.backends.compare import compare_with_labels
 from dfma.backends.ort_runner import OrtRunner
 from dfma.backends.reference_runner import ReferenceRunner
 from dfma.contract.errors import DataError
-from dfma.export import accuracy_guard as guard
-from dfma.export import calibration as cal
-from dfma.export import fp16
-from dfma.export import quantize as q
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _feeds(bundle: Path, batch: int, length: int, seed: int) -> dict:
-    from dfma.config import DFMAConfig
     from dfma.export.random_feeds import random_inputs
+
+    from dfma.config import DFMAConfig
 
     manifest = json.loads((bundle / "manifest.json").read_text())
     cfg = DFMAConfig.from_dict(manifest["model"]["config"])
@@ -307,3 +307,49 @@ def test_to_precision_cli_updates_the_bundle(tiny_bundle, mnre_dir, tmp_path):
     assert again["graphs"]["int8"]["quantization"]["calibration"]["reused_from"].endswith("calibration.json")
     bad = subprocess.run(cmd[:3] + ["--target-agreement", "1.5"], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--target-agreement" in bad.stderr
+    assert again["graphs"]["int8"]["quantization"]["search_by"] == "kind"
+    # the end-to-end probe: one kind INT8 at a time, worst (largest logit error) first, bundle untouched
+    from dfma.export.sensitivity_probe import probe
+
+    rows = probe(bundle, samples=16, by="kind", progress=False)
+    assert any(".*." in r["unit"] for r in rows) and sum(r["nodes"] for r in rows) >= 20
+    errors = [r["mean_abs_error"] for r in rows]
+    assert errors == sorted(errors, reverse=True) and all(0 <= r["top1_agreement"] <= 1 for r in rows)
+    assert verify_bundle(bundle, strict=True) == again
+
+
+def test_guard_search_also_holds_f1_within_tolerance():
+    """An agreement above target with F1 off by more than the tolerance is not met: the search goes on."""
+    def evaluate(excluded):
+        return {"top1_agreement": 0.995, "max_abs_error": 0.1, "mean_abs_error": 0.01,
+                "f1_delta_points": -1.2 if len(excluded) < 3 else -0.3}
+
+    ranking = [{"node": f"n{i}", "sqnr_db": float(i), "activation_sqnr_db": float(i), "weight_sqnr_db": 99.0}
+               for i in range(8)]
+    found = guard.search(evaluate, lambda: ranking, target=0.99, budget=5, f1_tolerance=0.5)
+    assert found["met"] and [r["kept_fp32"] for r in found["rounds"]] == [0, 1, 3]
+    assert found["excluded"] == ["n0", "n1", "n2"] and "F1 delta -1.20" in found["kept"][0]["reason"]
+    alone = guard.search(evaluate, lambda: ranking, target=0.99, budget=5)  # agreement only: met at once
+    assert alone["met"] and alone["rounds"][-1]["round"] == 0
+
+
+def test_guard_search_by_kind_keeps_every_layers_instance_at_once():
+    """by="kind": one round keeps every layer's node of the most sensitive role, ranked by its worst member."""
+    def row(node, module, db):
+        return {"node": node, "module": module, "sqnr_db": db, "activation_sqnr_db": db, "weight_sqnr_db": 99.0}
+
+    ranking = [row("a", "text.encoder.layer.0.output.dense", 20.0), row("b", "text.encoder.layer.1.intermediate.dense", 21.0),
+               row("c", "text.encoder.layer.1.output.dense", 22.0), row("d", "classifier", 23.0),
+               row("e", "", 24.0)]
+    assert [[r["node"] for r in g] for g in guard.group_ranking(ranking, "kind")] == [["a", "c"], ["b"], ["d"], ["e"]]
+    assert guard.kind_of(ranking[0]) == "text.encoder.layer.*.output.dense" and guard.kind_of(ranking[4]) == "e"
+
+    def evaluate(excluded):
+        return {"top1_agreement": 0.999 if {"a", "c"} <= set(excluded) else 0.97, "max_abs_error": 0.1,
+                "mean_abs_error": 0.01, "f1_delta_points": 0.0}
+
+    found = guard.search(evaluate, lambda: ranking, target=0.99, budget=3, by="kind")
+    assert found["met"] and found["excluded"] == ["a", "c"] and found["rounds"][-1]["kept_fp32"] == 2
+    assert all(k["kind"] == "text.encoder.layer.*.output.dense" for k in found["kept"])
+    by_node = guard.search(evaluate, lambda: ranking, target=0.99, budget=3, by="node")
+    assert by_node["met"] and by_node["excluded"] == ["a", "b", "c"]  # 1 then 2 more: c comes in round 2

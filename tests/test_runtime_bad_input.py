@@ -13,6 +13,7 @@ from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F4
 
 import dfma.runtime as rt
 from dfma.contract.errors import BundleError, ImageError, InputError
+from dfma.contract.manifest_digest import write_digest
 
 GOOD = {"text": "Obama visits Paris with Merkel", "head": [0, 5], "tail": [13, 18]}
 
@@ -148,10 +149,12 @@ def test_damaged_bundle(tiny_bundle, tmp_path, extractor, baseline, damage):
         (b / "manifest.json").unlink()
     elif damage == "manifest not json":
         (b / "manifest.json").write_text("{ not json")
+        write_digest(b)
     elif damage == "file outside the bundle":
         (tmp_path / "evil.onnx").write_bytes(b"x")
         manifest["files"]["../evil.onnx"] = {"sha256": "0" * 64, "bytes": 1}
         (b / "manifest.json").write_text(json.dumps(manifest))
+        write_digest(b)
     with pytest.raises(BundleError) as info:
         rt.load(b)
     names = {"missing graph": "model.onnx", "missing tokenizer": "tokenizer.json",

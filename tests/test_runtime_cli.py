@@ -117,7 +117,9 @@ def test_evaluate_on_mnre_val(tiny_bundle, mnre_dir, tmp_path):
 
 
 def test_fatal_errors_exit_two(tiny_bundle, tmp_path, capsys):
-    assert main(["predict", str(tmp_path / "no-bundle"), "--input", "x", "--output", "y"]) == 2
+    (tmp_path / "x.jsonl").write_text('{"text": "a b", "head": [0, 1], "tail": [2, 3]}\n')
+    assert main(["predict", str(tmp_path / "no-bundle"), "--input", str(tmp_path / "x.jsonl"), "--output",
+                 str(tmp_path / "y")]) == 2
     assert main(["predict", str(tiny_bundle), "--input", str(tmp_path / "missing.txt"),
                  "--output", str(tmp_path / "o.jsonl")]) == 2
     err = capsys.readouterr().err

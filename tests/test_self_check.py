@@ -20,6 +20,7 @@ from dfma.contract.bundle import sha256_file
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import GOLDEN_FILE, judge, load_golden
 from dfma.contract.host import cpu_class
+from dfma.contract.manifest_digest import write_digest
 from dfma.contract.tensor_file import read_tensors, write_tensors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,6 +139,7 @@ def _bundle_with_a_broken_int8(tiny_bundle, tmp_path) -> Path:
                       {"label": "fp32", "backend": "onnxruntime-cpu", "graph": "ort", "precision": "fp32"}]}
     manifest["defaults"] = {"auto": {"cpu": rec, "onnxruntime-cpu": rec}}
     (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_digest(bundle)
     return bundle
 
 
@@ -164,6 +166,7 @@ def test_auto_serves_an_int8_graph_that_passes_here_and_says_so(tiny_bundle, tmp
     manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["files"]["model.int8.onnx"] = manifest["files"]["model.onnx"]
     (bundle / "manifest.json").write_text(json.dumps(manifest))
+    write_digest(bundle)
     with rt.load(bundle, threads=1) as ex:
         assert ex.precision == "int8" and "int8 passed its golden set here" in ex.describe()["precision_reason"]
     with pytest.raises(Exception, match="self_check"):

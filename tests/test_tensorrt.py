@@ -72,18 +72,8 @@ def test_profile_and_source_graph_come_from_the_manifest():
 def test_to_tensorrt_without_tensorrt_says_so_in_one_line(tmp_path):
     if _has_tensorrt():
         pytest.skip("TensorRT is installed here: the missing-TensorRT path cannot be exercised")
-    bundle = tmp_path / "b"
-    bundle.mkdir()
-    (bundle / "manifest.json").write_text(json.dumps({
-        "format": "dfma-bundle", "format_version": 1, "created": "", "model": {}, "labels": [], "preprocess": {},
-        "io": {"inputs": []}, "limits": {"max_batch": 2, "max_length": 8}, "opset": 23,
-        "graphs": {}, "files": {}, "tools": {}, "parity": {}}))
-    (bundle / "model.onnx").write_bytes(b"")
-    m = json.loads((bundle / "manifest.json").read_text())
-    import hashlib
-    m["files"]["model.onnx"] = {"sha256": hashlib.sha256(b"").hexdigest(), "bytes": 0}
-    m["graphs"]["portable"] = {"file": "model.onnx", "precision": "fp32", "kind": "portable"}
-    (bundle / "manifest.json").write_text(json.dumps(m))
+    bundle = tmp_path / "b"  # a small valid bundle (the C++ tests' toy): to_tensorrt opens and verifies it first
+    shutil.copytree(REPO / "runtime" / "cpp" / "tests" / "data" / "toy_bundle", bundle)
     proc = subprocess.run([sys.executable, str(REPO / "export" / "to_tensorrt.py"), str(bundle), "--precision", "fp32"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3

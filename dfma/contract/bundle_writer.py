@@ -4,7 +4,11 @@
 one (the precision step writes ``model.fp16.onnx`` / ``model.int8*.onnx`` this way) and re-writes the
 manifest with the same hashing. Either leaves no half bundle: until the final rename the work lives in a
 hidden sibling folder that is removed on any failure. :class:`AtomicFolder` is the same temp-and-rename
-for any folder (the Triton repository, a slimmed bundle). Reading and verification live in
+for any folder (the Triton repository, a slimmed bundle). Every manifest goes through
+:func:`write_manifest`, which also writes its digest ``manifest.sha256`` and, with a key (argument or
+``DFMA_BUNDLE_KEY_FILE``), its signature ``manifest.sig`` (``dfma.contract.manifest_digest``). The hidden
+siblings are named after their owner (``dfma.contract.stale_temps``), and each writer first removes the
+stale ones of its target that a killed run left behind. Reading and verification live in
 ``dfma.contract.bundle``, re-exported here for convenience.
 """
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 from dfma.contract.bundle import (FORMAT, FORMAT_VERSION, MANIFEST, check_relative_path, open_bundle,
                                  read_manifest, sha256_file, verify_bundle)
 from dfma.contract.errors import BundleError, ExportError
+from dfma.contract.manifest_digest import OWN_FILES, key_from_env, write_digest
+from dfma.contract.stale_temps import remove_stale_temps, temp_prefix
 
 __all__ = ["AtomicFolder", "BundleWriter", "check_target", "update_bundle", "hash_files", "write_manifest",
            "normalize_modes", "link_or_copy",
@@ -41,18 +47,19 @@ def check_target(out: str | os.PathLike, *, force: bool = False) -> Path:
     if not ancestor.is_dir():
         raise ExportError(f"{ancestor}: is not a folder, cannot create {out}")
     try:  # a real probe: access() says yes to root even on read-only file systems
-        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.probe-", dir=ancestor))
+        os.rmdir(tempfile.mkdtemp(prefix=temp_prefix(out, "probe"), dir=ancestor))
     except OSError as exc:
         raise ExportError(f"{ancestor}: not writable ({exc.strerror or exc}), cannot create {out}") from None
     return out
 
 
 def hash_files(folder: Path) -> dict[str, dict]:
-    """``relative path -> {sha256, bytes}`` for every regular file under ``folder`` but the manifest."""
+    """``relative path -> {sha256, bytes}`` for every regular file under ``folder`` but the manifest and its
+    digest and signature."""
     files = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if rel != MANIFEST:
+        if rel not in OWN_FILES:
             files[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     return files
 
@@ -72,20 +79,22 @@ def normalize_modes(folder: Path) -> None:
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
-def write_manifest(folder: Path, manifest: Mapping) -> None:
-    """Write ``manifest.json`` (sorted keys stay as given; 2-space indent) and fsync it."""
+def write_manifest(folder: Path, manifest: Mapping, *, key: bytes | None = None) -> None:
+    """Write ``manifest.json`` (keys stay as given; 2-space indent), fsync it, then its digest
+    ``manifest.sha256`` and, with ``key`` (default: ``DFMA_BUNDLE_KEY_FILE``'s, if set), ``manifest.sig``."""
     text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     path = folder / MANIFEST
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
         f.flush()
         os.fsync(f.fileno())
+    write_digest(folder, key=key if key is not None else key_from_env())
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
     """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed after."""
     if out.exists():
-        old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+        old = out.with_name(f"{temp_prefix(out, 'old')}{uuid.uuid4().hex[:8]}")
         os.replace(out, old)
         try:
             os.replace(tmp, out)
@@ -104,7 +113,9 @@ class AtomicFolder:
     ...     (folder.tmp / "model").mkdir()
     ...     folder.commit()
     Leaving the block without :meth:`commit` (or by an exception) removes everything it wrote, including
-    parent folders it had to create. Every step of the project that writes a folder uses it.
+    parent folders it had to create; entering it first removes the stale work folders a killed run left
+    beside the same target (``dfma.contract.stale_temps``). Every step of the project that writes a folder
+    uses it.
     """
 
     def __init__(self, out: str | os.PathLike, *, force: bool = False):
@@ -124,7 +135,8 @@ class AtomicFolder:
             for folder in reversed(missing):
                 folder.mkdir()
                 self._created.append(folder)
-            self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.tmp-", dir=self.out.parent))
+            remove_stale_temps(self.out)
+            self.tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(self.out, "tmp"), dir=self.out.parent))
             self.tmp.chmod(0o755)  # mkdtemp makes 0700; the folder is meant to be shipped
         except OSError as exc:
             self._cleanup()
@@ -179,12 +191,18 @@ class BundleWriter(AtomicFolder):
     ...     w.commit(manifest)      # hashes every file, writes manifest.json, renames
     """
 
+    def __init__(self, out: str | os.PathLike, *, force: bool = False, key: bytes | None = None):
+        """As :class:`AtomicFolder`; ``key`` signs the manifest (default: ``DFMA_BUNDLE_KEY_FILE``'s, if set)."""
+        super().__init__(out, force=force)
+        self.key = key
+
     def __enter__(self) -> "BundleWriter":
         super().__enter__()
         return self
 
     def commit(self, manifest: Mapping) -> Path:  # type: ignore[override]
-        """Hash the files, write the manifest (its ``files`` filled in), rename into place; returns ``out``."""
+        """Hash the files, write the manifest (its ``files`` filled in) and its digest, rename into place;
+        returns ``out``."""
         if self.tmp is None:
             raise ExportError("BundleWriter.commit() called outside its `with` block")
         manifest = dict(manifest)
@@ -192,8 +210,8 @@ class BundleWriter(AtomicFolder):
         for key, graph in manifest.get("graphs", {}).items():
             if graph.get("file") not in manifest["files"]:
                 raise ExportError(f"manifest graphs[{key!r}]: file {graph.get('file')!r} was not written")
-        write_manifest(self.tmp, manifest)
-        read_manifest(self.tmp)  # the reader the runtimes use must accept what we wrote
+        write_manifest(self.tmp, manifest, key=self.key)
+        read_manifest(self.tmp, key=self.key)  # the reader the runtimes use must accept what we wrote
         return super().commit()
 
 
@@ -208,23 +226,29 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.PathLike],
                   update: Callable[[dict], dict | None] | Mapping | None = None, *,
-                  remove: Iterable[str] = (), verify: bool = True) -> dict:
+                  remove: Iterable[str] = (), verify: bool = True, key: bytes | None = None) -> dict:
     """Add or replace files in an existing bundle and re-write its manifest, atomically.
 
     ``new_files`` maps bundle-relative names (``model.fp16.onnx``, ``engines/x.plan``) to source paths;
     ``remove`` names files to drop. ``update`` is either a function that edits the manifest dict in place
     (or returns a new one) or a mapping merged one level deep (e.g. ``{"graphs": {"fp16": {...}},
     "parity": {"fp16": {...}}}``). The existing files are verified first (``verify``); ``files`` is
-    recomputed from what the new folder holds. Returns the new manifest. Raises BundleError.
+    recomputed from what the new folder holds; the new manifest gets its digest (and, with ``key`` or
+    ``DFMA_BUNDLE_KEY_FILE``, a signature; the old one is checked first). Returns the new manifest.
+    Raises BundleError.
     """
     folder = Path(folder)
-    manifest = verify_bundle(folder) if verify else read_manifest(folder)
+    sign_key = key if key is not None else key_from_env()
+    manifest = read_manifest(folder, key=sign_key)
+    if verify:
+        verify_bundle(folder, manifest)
     removed = set(remove)
     for rel in list(new_files) + list(removed):
         check_relative_path(rel, where="update_bundle")
         if rel == MANIFEST:
             raise BundleError(f"{folder}: update_bundle cannot replace {MANIFEST} as a file")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    remove_stale_temps(folder.absolute())
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.absolute(), "tmp"), dir=folder.parent))
     tmp.chmod(0o755)
     try:
         for rel in manifest["files"]:
@@ -240,18 +264,18 @@ def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.Pa
         if callable(update):
             new = update(new) or new
         elif update:
-            for key, value in update.items():
-                if isinstance(value, Mapping) and isinstance(new.get(key), dict):
-                    new[key].update(copy.deepcopy(dict(value)))
+            for section, value in update.items():
+                if isinstance(value, Mapping) and isinstance(new.get(section), dict):
+                    new[section].update(copy.deepcopy(dict(value)))
                 else:
-                    new[key] = copy.deepcopy(value)
+                    new[section] = copy.deepcopy(value)
         new["files"] = hash_files(tmp)
-        for key, graph in list(new.get("graphs", {}).items()):
+        for graph_key, graph in list(new.get("graphs", {}).items()):
             if graph.get("file") in removed:
-                del new["graphs"][key]
-                new.get("parity", {}).pop(key, None)
-        write_manifest(tmp, new)
-        read_manifest(tmp)
+                del new["graphs"][graph_key]
+                new.get("parity", {}).pop(graph_key, None)
+        write_manifest(tmp, new, key=sign_key)
+        read_manifest(tmp, key=sign_key)
         normalize_modes(tmp)
         _swap_into_place(tmp, folder)
     except BaseException:

@@ -39,7 +39,15 @@ class CheckpointError(DFMAError):
 
 
 class BundleError(DFMAError):
-    """A bundle folder with a missing file, a hash mismatch or an invalid manifest."""
+    """A bundle folder with a missing file, a hash mismatch or an invalid manifest.
+
+    The message names the file and field; ``file`` and ``field`` (manifest field path such as
+    ``preprocess.image_size``) repeat them for programs, where the raiser knows them (else None).
+    """
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
+        self.file, self.field = file, field
+        super().__init__(message)
 
 
 class ExportError(DFMAError):

@@ -15,9 +15,9 @@ from tokenizers import Tokenizer
 
 from dfma.contract.errors import BundleError, InputError
 from dfma.contract.images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
-from dfma.contract.text import Encoded, TextEncoder
-
+from dfma.contract.limits import Limits, check_text, check_words
 from dfma.contract.samples import Sample, as_sample
+from dfma.contract.text import Encoded, TextEncoder, text_to_words
 
 
 @dataclass(frozen=True)
@@ -40,25 +40,33 @@ class Preprocessor:
     """Turns requests into the contract's four input arrays, padded to the longest row of a batch."""
 
     def __init__(self, text: TextEncoder, images: ImagePreprocessor, num_crops: int):
-        """Wrap a text encoder and an image preprocessor; ``num_crops`` crop slots follow the main image."""
+        """Wrap a text encoder and an image preprocessor; ``num_crops`` crop slots follow the main image.
+
+        The request limits (text length, word count) are the image preprocessor's ``limits``.
+        """
         self.text = text
         self.images = images
         self.num_crops = num_crops
 
+    @property
+    def limits(self) -> Limits:
+        """The limits every request is checked against (:mod:`dfma.contract.limits`)."""
+        return self.images.limits
+
     @classmethod
-    def from_manifest(cls, preprocess: Mapping, tokenizer: Tokenizer) -> Preprocessor:
-        """Configure from a manifest ``preprocess`` section and the bundle's tokenizer."""
+    def from_manifest(cls, preprocess: Mapping, tokenizer: Tokenizer, limits: Limits | None = None) -> Preprocessor:
+        """Configure from a manifest ``preprocess`` section, the bundle's tokenizer and request limits."""
         try:
             text = TextEncoder(tokenizer, int(_need(preprocess, "max_length")))
             images = ImagePreprocessor(
                 int(_need(preprocess, "image_size")), int(_need(preprocess, "resize_size")),
                 tuple(_need(preprocess, "mean")), tuple(_need(preprocess, "std")),
-                int(preprocess.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)))
+                int(preprocess.get("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS)), limits)
             num_crops = int(_need(preprocess, "num_crops"))
             recorded = {k: v.get("id") for k, v in (preprocess.get("special_tokens") or {}).items()
                         if isinstance(v, Mapping)}
-        except (InputError, TypeError, ValueError) as e:
-            if isinstance(e, BundleError):
+        except (InputError, TypeError, ValueError, OverflowError) as e:
+            if isinstance(e, BundleError) or getattr(e, "field", None) == "limits":
                 raise
             raise BundleError(f"manifest.json: invalid preprocess section ({e})") from None
         wrong = {k: (i, text.special.get(k)) for k, i in recorded.items() if text.special.get(k) != i}
@@ -68,18 +76,33 @@ class Preprocessor:
         return cls(text, images, num_crops)
 
     def encode_text(self, sample: Sample) -> Encoded:
-        """The ``[CLS] ... [SEP]`` row of a sample (word spans or character spans)."""
+        """The ``[CLS] ... [SEP]`` row of a sample (word spans or character spans), within the limits."""
         if sample.words is not None:
+            check_words(sample.words, self.limits)
             return self.text.encode_words(sample.words, sample.head, sample.tail)
-        return self.text.encode_text(sample.text, sample.head, sample.tail)
+        check_text(sample.text, self.limits)
+        words, head, tail = text_to_words(sample.text, sample.head, sample.tail)
+        check_words(words, self.limits, field="text")
+        return self.text.encode_words(words, head, tail)
 
     def prepare(self, request: Any) -> Features:
         """Check and preprocess one request (any form :func:`as_sample` accepts).
 
         Raises InputError / ImageError naming the field; nothing is kept between calls.
         """
+        return self.add_images(self.prepare_text(request))
+
+    def prepare_text(self, request: Any) -> tuple[Sample, Encoded]:
+        """The cheap half of :meth:`prepare`: the request read, its text encoded and its crops counted."""
         sample = as_sample(request)
         encoded = self.encode_text(sample)
+        if len(sample.crops) > self.num_crops:
+            raise InputError(f"got {len(sample.crops)} crops, at most {self.num_crops} allowed", field="crops")
+        return sample, encoded
+
+    def add_images(self, text: tuple[Sample, Encoded]) -> Features:
+        """The other half: decode the images of a :meth:`prepare_text` result into :class:`Features`."""
+        sample, encoded = text
         pixels, mask = self.images.stack(sample.image, sample.crops, self.num_crops)
         return Features(encoded, pixels, mask, sample.id)
 

@@ -1,7 +1,8 @@
 """Image preprocessing of contract section 3 (torch-free).
 
-decode (refusing images over ``max_image_pixels`` from the header, before the pixels are decoded)
--> 8-bit RGB (alpha dropped, grey replicated, no EXIF rotation) -> resize so the shorter side is
+decode (refusing, before the pixels are decoded, what :mod:`dfma.contract.limits` bounds: a file that is
+not a regular file or is over ``max_image_bytes``, PNG text / ICC chunks that inflate past their limits,
+and from the header a side, aspect ratio, pixel count or resized size over its limit) -> 8-bit RGB (alpha dropped, grey replicated, no EXIF rotation) -> resize so the shorter side is
 ``resize_size`` (Pillow bilinear) -> center crop ``S x S`` -> ``(pixel / 255 - mean) / std`` in float32,
 layout ``3 x S x S``. Absent images and crops are zeros with mask 0.
 
@@ -16,24 +17,41 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from dfma.contract.errors import ImageError, InputError
+from dfma.contract.image_files import read_image_file
+from dfma.contract.limits import (
+    DEFAULT_LIMITS,
+    Limits,
+    check_image_bytes,
+    check_image_size,
+    check_resized_size,
+)
+from dfma.contract.png_chunks import check_ancillary
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")  # the Pillow plugins tried (never EPS & co)
 CROP_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".JPG", ".JPEG", ".PNG")
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | memoryview | Image.Image | np.ndarray
+
+
+def _formats() -> list[str]:
+    """The IMAGE_FORMATS this Pillow build can open."""
+    Image.init()
+    return [f for f in IMAGE_FORMATS if f in Image.OPEN]
 
 
 def _describe(source: Any) -> str:
     if isinstance(source, (str, os.PathLike)):
-        return str(source)
+        name = str(source)
+        return name if len(name) <= 200 else f"{name[:120]}...{name[-60:]} ({len(name)} characters)"
     if isinstance(source, (bytes, bytearray, memoryview)):
         return f"<{len(source)} bytes>"
     return f"<{type(source).__name__}>"
@@ -43,40 +61,60 @@ class ImagePreprocessor:
     """Turns one image (path, bytes, PIL image or RGB uint8 array) into a normalised ``(3, S, S)`` array."""
 
     def __init__(self, image_size: int, resize_size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                 std: Sequence[float] = IMAGENET_STD, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
-        """``image_size`` = S (crop side), ``resize_size`` = shorter side after resizing (>= S)."""
+                 std: Sequence[float] = IMAGENET_STD, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                 limits: Limits | None = None):
+        """``image_size`` = S (crop side), ``resize_size`` = shorter side after resizing (>= S).
+
+        ``max_image_pixels`` (the manifest's) and ``limits`` (:class:`dfma.contract.limits.Limits`,
+        default its defaults) bound the work per image; the smaller pixel limit applies.
+        """
         for name, v in (("image_size", image_size), ("resize_size", resize_size),
                         ("max_image_pixels", max_image_pixels)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise InputError(f"must be a positive int, got {v!r}", field=name)
         if resize_size < image_size:
             raise InputError(f"must be >= image_size {image_size}, got {resize_size}", field="resize_size")
+        if limits is not None and not isinstance(limits, Limits):
+            raise InputError(f"expected a Limits, got {type(limits).__name__}", field="limits")
         if len(mean) != 3 or len(std) != 3 or any(s == 0 for s in std):
             raise InputError(f"mean and std need 3 values, std non-zero: {mean!r} {std!r}", field="std")
         self.image_size = image_size
         self.resize_size = resize_size
         self.mean = tuple(float(m) for m in mean)
         self.std = tuple(float(s) for s in std)
-        self.max_image_pixels = max_image_pixels
+        self.limits = limits or DEFAULT_LIMITS
+        self.max_image_pixels = min(max_image_pixels, self.limits.max_image_pixels)
         self._mean = np.asarray(self.mean, dtype=np.float32)
         self._std = np.asarray(self.std, dtype=np.float32)
 
     # ------------------------------------------------------------ decoding
 
-    def _check_pixels(self, size: tuple[int, int], name: str) -> None:
+    def _check_size(self, size: tuple[int, int], name: str) -> None:
+        """Every header limit, and the size the resize step would make (ImageError before any decoding)."""
         w, h = size
-        if w <= 0 or h <= 0:
-            raise ImageError(f"{name}: empty image ({w}x{h})", field="image")
-        if w * h > self.max_image_pixels:
-            raise ImageError(f"{name}: {w}x{h} = {w * h} pixels exceeds the limit of "
-                             f"{self.max_image_pixels}", field="image")
+        check_image_size(w, h, name, self.limits, self.max_image_pixels)
+        check_resized_size(*self.resized_size(w, h), name, self.limits)
 
     def _from_array(self, arr: np.ndarray) -> Image.Image:
         if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
             raise ImageError(f"expected a uint8 array of shape (H, W, 3) in RGB order, got shape "
                              f"{arr.shape} dtype {arr.dtype}", field="image")
-        self._check_pixels((arr.shape[1], arr.shape[0]), "array")
+        self._check_size((arr.shape[1], arr.shape[0]), "array")
         return Image.fromarray(np.ascontiguousarray(arr))
+
+    def read(self, source: ImageSource) -> bytes:
+        """The encoded bytes of a path or bytes-like source, within ``max_image_bytes`` (ImageError)."""
+        name = _describe(source)
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+            check_image_bytes(len(data), name, self.limits)
+        elif isinstance(source, (str, os.PathLike)):
+            data = read_image_file(source, self.limits)
+        else:
+            raise ImageError(f"unsupported image source {type(source).__name__} (expected a path, "
+                             "bytes, a PIL image or a uint8 (H, W, 3) array)", field="image")
+        check_ancillary(data, name, self.limits)
+        return data
 
     def decode(self, source: ImageSource) -> Image.Image:
         """Decode ``source`` to an 8-bit RGB PIL image; raises ImageError naming the source."""
@@ -85,31 +123,24 @@ class ImagePreprocessor:
         name = _describe(source)
         if isinstance(source, Image.Image):
             return self._decode_opened(source, name)
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            fp: Any = io.BytesIO(bytes(source))
-        elif isinstance(source, (str, os.PathLike)):
-            path = Path(source)
-            if not path.is_file():
-                raise ImageError(f"{name}: no such image file", field="image")
-            fp = path
-        else:
-            raise ImageError(f"unsupported image source {type(source).__name__} (expected a path, "
-                             "bytes, a PIL image or a uint8 (H, W, 3) array)", field="image")
+        data = self.read(source)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(fp)  # lazy: reads the header only
+                img = Image.open(io.BytesIO(data), formats=_formats())  # lazy: reads the header only
         except UnidentifiedImageError:
             raise ImageError(f"{name}: not a recognised image file", field="image") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(f"{name}: refused as a decompression bomb ({e})", field="image") from None
-        except OSError as e:
-            raise ImageError(f"{name}: cannot open ({e})", field="image") from None
+        except MemoryError:
+            raise ImageError(f"{name}: out of memory reading the header", field="image") from None
+        except Exception as e:  # noqa: BLE001  Pillow's plugins raise OSError, ValueError (text chunk limits), SyntaxError, ...
+            raise ImageError(f"{name}: cannot open ({type(e).__name__}: {e})", field="image") from None
         with img:
             return self._decode_opened(img, name)
 
     def _decode_opened(self, img: Image.Image, name: str) -> Image.Image:
-        self._check_pixels(img.size, name)  # from the header: nothing decoded yet
+        self._check_size(img.size, name)  # from the header: nothing decoded yet
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -117,8 +148,13 @@ class ImagePreprocessor:
                 return img.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
             raise ImageError(f"{name}: refused as a decompression bomb ({e})", field="image") from None
+        except MemoryError:
+            raise ImageError(f"{name}: out of memory decoding", field="image") from None
         except (OSError, SyntaxError, ValueError, EOFError) as e:
             raise ImageError(f"{name}: cannot decode, truncated or corrupt ({e})", field="image") from None
+        except Exception as e:  # noqa: BLE001  a plugin's IndexError, struct.error, TypeError on a malformed file
+            raise ImageError(f"{name}: cannot decode, truncated or corrupt ({type(e).__name__}: {e})",
+                             field="image") from None
 
     # ------------------------------------------------------------ transform
 
@@ -170,10 +206,18 @@ def _plain_name(img_id: str) -> str:
     return img_id
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the OS refuses the name (too long, invalid)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def find_image(images_dir: str | os.PathLike, img_id: str) -> Path | None:
     """``images_dir/img_id`` when it is a file, else None; ``img_id`` must be a plain file name."""
     path = Path(images_dir) / _plain_name(img_id)
-    return path if path.is_file() else None
+    return path if _is_file(path) else None
 
 
 def find_crops(crops_dir: str | os.PathLike, img_id: str, num_crops: int = 3) -> list[Path | None]:
@@ -189,7 +233,7 @@ def find_crops(crops_dir: str | os.PathLike, img_id: str, num_crops: int = 3) ->
         hit = None
         for ext in CROP_EXTENSIONS:
             candidate = folder / f"{stem}-{k}{ext}"
-            if candidate.is_file():
+            if _is_file(candidate):
                 hit = candidate
                 break
         found.append(hit)

@@ -45,21 +45,25 @@ class Sample:
     id: Any = None
 
     def __post_init__(self):
-        if (self.words is None) == (self.text is None):
+        if self.words is not None and self.text is not None:
+            raise InputError("got both 'text' (character spans) and 'words' (word spans); give one",
+                             field="text")
+        if self.words is None and self.text is None:
             raise InputError("give exactly one of 'words' (word spans) or 'text' (character spans)",
                              field="sample")
+        object.__setattr__(self, "crops", _crops(self.crops))
 
     @classmethod
     def from_text(cls, text: str, head: Span, tail: Span, image: Any = None,
                   crops: Sequence[Any] = (), id: Any = None) -> Sample:
         """A raw-text request with character spans ``[start, end)``."""
-        return cls(head=head, tail=tail, text=text, image=image, crops=tuple(crops), id=id)
+        return cls(head=head, tail=tail, text=text, image=image, crops=crops, id=id)
 
     @classmethod
     def from_words(cls, words: Sequence[str], head: Span, tail: Span, image: Any = None,
                    crops: Sequence[Any] = (), id: Any = None) -> Sample:
         """A word-list request with word spans ``[start, end)`` (the MNRE form)."""
-        return cls(head=head, tail=tail, words=words, image=image, crops=tuple(crops), id=id)
+        return cls(head=head, tail=tail, words=words, image=image, crops=crops, id=id)
 
 
 def _mnre_span(entity: Any, field: str) -> Any:
@@ -104,6 +108,7 @@ def _resolve_image_id(img_id: Any, folders: ImageFolders | None) -> tuple[Any, t
 
 
 def _crops(value: Any) -> tuple:
+    """The crops of a request as a tuple: None -> (); a list or tuple as is; anything else InputError."""
     if value is None:
         return ()
     if isinstance(value, (list, tuple)):
@@ -112,11 +117,18 @@ def _crops(value: Any) -> tuple:
                      field="crops")
 
 
+_TEXT_KEYS = ("text", "words", "token")
+
+
 def _under(root: str | os.PathLike | None, value: Any) -> Any:
     return Path(root) / value if root is not None and isinstance(value, str) else value
 
 
 def _from_mapping(rec: Mapping, folders: ImageFolders | None) -> Sample:
+    given = [k for k in _TEXT_KEYS if k in rec]
+    if len(given) > 1:
+        raise InputError(f"got {' and '.join(repr(k) for k in given)}; give one of 'text' (character "
+                         "spans), 'words' or MNRE 'token' (word spans)", field=given[0])
     image, crops = rec.get("image"), _crops(rec.get("crops"))
     if image is None and not crops and "img_id" in rec:
         image, crops = _resolve_image_id(rec.get("img_id"), folders)

@@ -9,6 +9,7 @@ the first ``<s>`` and ``<o>`` after it.
 """
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 from bisect import bisect_left
@@ -20,7 +21,15 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from dfma.contract.errors import InputError
-from dfma.contract.tokenizer import HEAD_CLOSE, HEAD_OPEN, TAIL_CLOSE, TAIL_OPEN, load_tokenizer, special_ids
+from dfma.contract.reprs import short_repr
+from dfma.contract.tokenizer import (
+    HEAD_CLOSE,
+    HEAD_OPEN,
+    TAIL_CLOSE,
+    TAIL_OPEN,
+    load_tokenizer,
+    special_ids,
+)
 
 T = TypeVar("T")
 Span = tuple[int, int]
@@ -29,15 +38,34 @@ MIN_MAX_LENGTH = 4  # [CLS] + two pieces + [SEP]: the two-segment branch keeps b
 
 # ---------------------------------------------------------------- validation
 
+def _surrogate_at(text: str) -> int | None:
+    """Index of the first unpaired surrogate (a str UTF-8 cannot encode), or None."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return e.start
+    return None
+
+
+def check_encodable(text: str, field: str, what: str = "the text") -> None:
+    """Refuse a string holding an unpaired surrogate (InputError naming the field and the index)."""
+    at = _surrogate_at(text)
+    if at is not None:
+        raise InputError(f"{what} holds an unpaired surrogate U+{ord(text[at]):04X} at index {at} "
+                         "(not valid Unicode text)", field=field)
+
+
 def _check_span(span: Any, limit: int, field: str, unit: str) -> Span:
     if not isinstance(span, (tuple, list)) or len(span) != 2:
-        raise InputError(f"expected a (start, end) pair, got {span!r:.80}", field=field)
+        raise InputError(f"expected a (start, end) pair, got {short_repr(span)}", field=field)
     try:
         if any(isinstance(x, bool) for x in span):
             raise TypeError
         s, e = operator.index(span[0]), operator.index(span[1])
     except TypeError:
-        raise InputError(f"start and end must be ints, got {span!r:.80}", field=field) from None
+        raise InputError(f"start and end must be ints, got {short_repr(span)}", field=field) from None
     if not 0 <= s < e <= limit:
         raise InputError(f"span ({s}, {e}) must satisfy 0 <= start < end <= {limit} ({unit})",
                          field=field)
@@ -52,12 +80,13 @@ def validate_words(words: Any, head: Any, tail: Any) -> tuple[list[str], Span, S
         raise InputError("the word list is empty", field="words")
     for i, w in enumerate(words):
         if not isinstance(w, str):
-            raise InputError(f"word {i} is {type(w).__name__} {w!r:.40}, not a string", field="words")
+            raise InputError(f"word {i} is {type(w).__name__} {short_repr(w, 40)}, not a string", field="words")
+        check_encodable(w, "words", f"word {i}")
     spans = []
     for field, span in (("head", head), ("tail", tail)):
         s, e = _check_span(span, len(words), field, "word indices")
         if not "".join(words[s:e]).strip():
-            raise InputError(f"span ({s}, {e}) covers only whitespace: {words[s:e]!r:.80}", field=field)
+            raise InputError(f"span ({s}, {e}) covers only whitespace: {short_repr(words[s:e])}", field=field)
         spans.append((s, e))
     return list(words), spans[0], spans[1]
 
@@ -98,18 +127,19 @@ def text_to_words(text: str, head_chars: Any, tail_chars: Any) -> tuple[list[str
     """Cut ``text`` at the span boundaries, split each piece on whitespace; spans become word ranges."""
     if not isinstance(text, str):
         raise InputError(f"expected a string, got {type(text).__name__}", field="text")
+    check_encodable(text, "text")
     if not text.strip():
-        raise InputError(f"the text is empty or whitespace only: {text!r:.40}", field="text")
+        raise InputError(f"the text is empty or whitespace only: {short_repr(text, 40)}", field="text")
     spans = []
     for field, span in (("head", head_chars), ("tail", tail_chars)):
         s, e = _check_span(span, len(text), field, "character offsets")
         if not text[s:e].strip():
-            raise InputError(f"span ({s}, {e}) covers only whitespace: {text[s:e]!r:.80}", field=field)
+            raise InputError(f"span ({s}, {e}) covers only whitespace: {short_repr(text[s:e])}", field=field)
         spans.append((s, e))
     cuts = sorted({0, len(text), *spans[0], *spans[1]})
     words: list[str] = []
     word_at: dict[int, int] = {0: 0}
-    for a, b in zip(cuts, cuts[1:]):
+    for a, b in itertools.pairwise(cuts):
         words.extend(text[a:b].split())
         word_at[b] = len(words)
     (hs, he), (ts, te) = spans

@@ -2,13 +2,17 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
 
 #include "dfma/errors.hpp"
+#include "manifest_checks.hpp"
+#include "manifest_digest.hpp"
 #include "sha256.hpp"
 
 namespace dfma::detail {
@@ -48,39 +52,148 @@ std::string read_file(const std::string& path) {
     return data;
 }
 
-Bundle Bundle::open(const std::string& dir) {
+namespace {
+
+// The required top-level keys and their JSON types, in the order of dfma.contract.bundle.REQUIRED_KEYS.
+enum class Kind { string, integer, object, array };
+const std::pair<const char*, Kind> kRequired[] = {
+    {"format", Kind::string},  {"format_version", Kind::integer}, {"created", Kind::string},
+    {"model", Kind::object},   {"labels", Kind::array},           {"preprocess", Kind::object},
+    {"io", Kind::object},      {"limits", Kind::object},          {"opset", Kind::integer},
+    {"graphs", Kind::object},  {"files", Kind::object},           {"tools", Kind::object},
+    {"parity", Kind::object}};
+const char* const kKindName[] = {"str", "int", "dict", "list"};
+const char* const kOwnFiles[] = {"manifest.json", "manifest.sha256", "manifest.sig"};
+
+bool has_kind(const nlohmann::json& v, Kind k) {
+    switch (k) {
+        case Kind::string: return v.is_string();
+        case Kind::integer: return v.is_number_integer();
+        case Kind::object: return v.is_object();
+        case Kind::array: return v.is_array();
+    }
+    return false;
+}
+
+std::string type_name(const nlohmann::json& v) {
+    if (v.is_null()) return "NoneType";
+    if (v.is_boolean()) return "bool";
+    if (v.is_number_integer()) return "int";
+    if (v.is_number()) return "float";
+    if (v.is_string()) return "str";
+    if (v.is_array()) return "list";
+    return "dict";
+}
+
+bool is_hex64(const std::string& s) {
+    if (s.size() != 64) return false;
+    for (char c : s)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+[[noreturn]] void fail(const std::string& mpath, const std::string& field, const std::string& message) {
+    throw BundleError(mpath + ": field '" + field + "' " + message);
+}
+
+nlohmann::json parse_bounded(const std::string& data, const std::string& mpath) {
+    // The callback sees every container as it opens: refuse the one past kMaxDepth before it is built.
+    auto depth_limit = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+        if ((event == nlohmann::json::parse_event_t::object_start || event == nlohmann::json::parse_event_t::array_start) &&
+            depth >= kMaxDepth)
+            throw BundleError(mpath + ": nested more than " + std::to_string(kMaxDepth) + " levels deep");
+        return true;
+    };
+    try {
+        return nlohmann::json::parse(data, depth_limit);
+    } catch (const nlohmann::json::exception& e) {
+        throw BundleError(mpath + ": not valid JSON (" + e.what() + ")");
+    }
+}
+
+}  // namespace
+
+Bundle Bundle::open(const std::string& dir, const std::string& key_file) {
     Bundle b;
     b.dir_ = dir;
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw BundleError(dir + ": not a bundle folder (no such directory)");
     const std::string mpath = join(dir, "manifest.json");
-    if (!fs::is_regular_file(mpath, ec)) throw BundleError(mpath + ": missing");
-    try {
-        b.manifest_ = nlohmann::json::parse(read_file(mpath));
-    } catch (const nlohmann::json::exception& e) {
-        throw BundleError(mpath + ": not valid JSON (" + e.what() + ")");
+    const std::string data = read_small_file(mpath, kMaxManifestBytes, "every bundle has a manifest");
+    check_digest(dir, data);
+    std::string key_path = key_file, key_where = "key_file";
+    if (key_path.empty()) {
+        const char* env = std::getenv(kKeyEnv);
+        if (env && *env) key_path = env, key_where = kKeyEnv;
     }
+    if (!key_path.empty()) check_signature(dir, data, load_key(key_path, key_where));
+    b.manifest_ = parse_bounded(data, mpath);
     const auto& m = b.manifest_;
     if (!m.is_object() || m.value("format", "") != "dfma-bundle")
         throw BundleError(mpath + ": not a dfma-bundle manifest (\"format\" must be \"dfma-bundle\")");
-    if (!m.contains("format_version") || m["format_version"] != 1)
-        throw BundleError(mpath + ": field 'format_version' is " + (m.contains("format_version") ? m["format_version"].dump() : "missing") +
+    if (!m.contains("format_version") || m["format_version"] != 1 || m["format_version"].is_boolean())
+        throw BundleError(mpath + ": field 'format_version' is " + (m.contains("format_version") ? short_json(m["format_version"]) : "missing") +
                           "; this reader understands 1");
-    auto files = m.find("files");
-    if (files == m.end() || !files->is_object() || files->empty())
-        throw BundleError(mpath + ": no \"files\" table");
-    for (const auto& [rel, meta] : files->items()) {
+    for (const auto& [key, kind] : kRequired) {
+        if (!m.contains(key)) fail(mpath, key, "missing");
+        if (!has_kind(m[key], kind))
+            fail(mpath, key, std::string("must be of type ") + kKindName[static_cast<int>(kind)] + ", got " + type_name(m[key]));
+    }
+    const auto& files = m["files"];
+    for (const auto& [rel, meta] : files.items()) {
         if (!safe_relative(rel)) throw BundleError(mpath + ": file name " + rel + " points outside the bundle");
+        for (const char* own : kOwnFiles)
+            if (rel == own) fail(mpath, "files." + rel, "lists " + rel + ", which is not a file the manifest can list");
         FileEntry e;
-        if (!meta.is_object() || !meta.contains("sha256") || !meta["sha256"].is_string())
-            throw BundleError(mpath + ": files[\"" + rel + "\"] has no sha256");
+        if (!meta.is_object() || !meta.contains("sha256") || !meta["sha256"].is_string() || !meta.contains("bytes") ||
+            !meta["bytes"].is_number_integer())
+            fail(mpath, "files." + rel, "needs 'sha256' (str) and 'bytes' (int)");
         e.sha256 = meta["sha256"].get<std::string>();
-        if (!meta.contains("bytes") || !meta["bytes"].is_number_integer())
-            throw BundleError(mpath + ": files[\"" + rel + "\"] needs 'bytes' (an integer)");
-        e.bytes = meta["bytes"].get<std::int64_t>();
+        if (!is_hex64(e.sha256)) fail(mpath, "files." + rel + ".sha256", "is " + short_json(meta["sha256"]) + ", expected 64 lower-case hex digits");
+        if (!as_int64(meta["bytes"], e.bytes) || e.bytes < 0)
+            fail(mpath, "files." + rel + ".bytes", "is " + short_json(meta["bytes"]) + ", must be >= 0");
         b.files_.emplace(rel, std::move(e));
     }
+    const auto& graphs = m["graphs"];
+    if (graphs.empty()) fail(mpath, "graphs", "is empty (every bundle holds at least one graph)");
+    for (const auto& [key, g] : graphs.items()) {
+        if (!g.is_object() || !g.contains("file") || !g.contains("precision") || !g.contains("kind"))
+            fail(mpath, "graphs." + key, "needs ['file', 'precision', 'kind']");
+        for (const char* k : {"file", "precision", "kind"})
+            if (!g[k].is_string()) fail(mpath, "graphs." + key + "." + k, "must be a string, got " + short_json(g[k]));
+        if (!files.contains(g["file"].get<std::string>()))
+            fail(mpath, "graphs." + key + ".file", "is " + short_json(g["file"]) + ", not listed in files");
+    }
+    check_consistency(m, mpath);
     return b;
+}
+
+std::vector<std::string> Bundle::unlisted_files() const {
+    std::vector<std::string> out;
+    std::error_code ec;
+    const fs::path root(dir_);
+    for (auto it = fs::recursive_directory_iterator(root, fs::directory_options::none, ec);
+         !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        const auto status = it->symlink_status(ec);
+        if (ec) break;
+        if (fs::is_directory(status)) continue;  // a folder (a link to one is not followed, and counts below)
+        const std::string rel = it->path().lexically_relative(root).generic_string();
+        bool own = false;
+        for (const char* f : kOwnFiles) own = own || rel == f;
+        if (!own && !files_.count(rel)) out.push_back(rel);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+void Bundle::check_no_unlisted() const {
+    const auto extra = unlisted_files();
+    if (extra.empty()) return;
+    std::string list;
+    for (std::size_t i = 0; i < extra.size() && i < 5; ++i) list += (i ? ", " : "") + extra[i];
+    throw BundleError(dir_ + ": file(s) not listed in manifest.json: " + list +
+                      " (a bundle holds only what its manifest lists; DFMA_BUNDLE_ALLOW_UNLISTED=1 or "
+                      "Options::allow_unlisted_files accepts them)");
 }
 
 std::string Bundle::verified_path(const std::string& rel) const {
@@ -99,7 +212,7 @@ std::string Bundle::verified_path(const std::string& rel) const {
         throw BundleError(path + ": resolves outside the bundle folder (" + real.string() + ")");
     if (!fs::is_regular_file(path, ec)) throw BundleError(path + ": not a regular file");
     const auto size = static_cast<std::int64_t>(fs::file_size(path, ec));
-    if (it->second.bytes >= 0 && size != it->second.bytes)
+    if (size != it->second.bytes)
         throw BundleError(path + ": size " + std::to_string(size) + " bytes does not match the manifest (" +
                           std::to_string(it->second.bytes) + " bytes)");
     const std::string actual = sha256_file(path);

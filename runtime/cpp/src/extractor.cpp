@@ -11,7 +11,9 @@
 #include "dfma/host.hpp"
 #include "golden.hpp"
 #include "graph_rows.hpp"
+#include "manifest_digest.hpp"
 #include "onnx_session.hpp"
+#include "request_limits.hpp"
 
 namespace dfma {
 namespace {
@@ -228,7 +230,7 @@ struct Extractor::Impl {
     std::unique_ptr<detail::OnnxSession> session;
 
     Impl(BundleInfo i, TextEncoder t, const std::string& model_path, std::unique_ptr<detail::OnnxSession> s)
-        : info(std::move(i)), text(std::move(t)), images(info.image), session(std::move(s)) {
+        : info(std::move(i)), text(std::move(t)), images(info.image, info.limits), session(std::move(s)) {
         // The graph's static pixel_values dims must agree with the manifest's preprocess section.
         const auto& shape = session->pixel_shape();
         const std::int64_t want[] = {-1, 1 + info.num_crops, 3, info.image.image_size, info.image.image_size};
@@ -241,12 +243,14 @@ struct Extractor::Impl {
         }
     }
 
-    // Checks the crop count and encodes the text of one sample.
+    // Checks the word limits, encodes the text of one sample and checks its crop count (Python's order).
     Encoded encode(const Sample& s) const {
+        detail::check_words(s.words, info.limits);
+        Encoded e = text.encode(s.words, s.head, s.tail);
         if (static_cast<int>(s.crops.size()) > info.num_crops)
             throw InputError("crops: got " + std::to_string(s.crops.size()) + " crops, at most " +
                              std::to_string(info.num_crops) + " allowed");
-        return text.encode(s.words, s.head, s.tail);
+        return e;
     }
 
     // Writes the image slots of one sample into `pixels` (slots x 3 x S x S, zeros) and `mask`.
@@ -270,10 +274,12 @@ struct Extractor::Impl {
             step();
         } catch (const ImageError& e) {
             if (!batch) throw;
-            throw ImageError("samples[" + std::to_string(i) + "]." + e.what());
+            const std::string at = "samples[" + std::to_string(i) + "].";
+            throw ImageError(at + e.what(), at + e.field());
         } catch (const InputError& e) {
             if (!batch) throw;
-            throw InputError("samples[" + std::to_string(i) + "]." + e.what());
+            const std::string at = "samples[" + std::to_string(i) + "].";
+            throw InputError(at + e.what(), at + (e.field().empty() ? std::string("sample") : e.field()));
         }
     }
 
@@ -281,6 +287,7 @@ struct Extractor::Impl {
     // decoded one chunk of max_batch rows at a time (bounded memory), so a bad image stops the call
     // after the chunks before it ran (nothing is returned either way).
     std::vector<std::vector<float>> logits(const std::vector<Sample>& samples, bool batch) const {
+        detail::check_batch(samples.size(), info.limits);
         std::vector<Encoded> enc(samples.size());
         for (std::size_t i = 0; i < samples.size(); ++i) indexed(batch, i, [&] { enc[i] = encode(samples[i]); });
         std::vector<std::vector<float>> out;
@@ -353,8 +360,9 @@ Extractor Extractor::load(const std::string& bundle_dir, const Options& options)
 }
 
 Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& options) {
-    auto bundle = detail::Bundle::open(bundle_dir);
+    auto bundle = detail::Bundle::open(bundle_dir, options.key_file);
     if (options.verify_all_files) bundle.verify_all();
+    if (!options.allow_unlisted_files && !detail::allow_unlisted_from_env()) bundle.check_no_unlisted();
     BundleInfo info;
     info.dir = bundle_dir;
     info.cpu_class = host_cpu_class();
@@ -373,6 +381,7 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
     info.graph_reason = graph.reason;
     info.labels = bundle.labels();
     info.image = bundle.image_config();
+    info.limits = options.limits;
     info.num_crops = int_or(bundle, "preprocess/num_crops", 3);
     info.max_batch = int_or(bundle, "limits/max_batch", 0);
     if (const auto* p = bundle.find("model/preset"); p && p->is_string()) info.preset = p->get<std::string>();

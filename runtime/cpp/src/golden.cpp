@@ -10,6 +10,7 @@
 #include "dfma/errors.hpp"
 #include "dfma/host.hpp"
 #include "graph_rows.hpp"
+#include "manifest_digest.hpp"
 #include "onnx_session.hpp"
 #include "tensor_file.hpp"
 
@@ -209,6 +210,7 @@ namespace {
 VerifyReport verify_checked(const std::string& dir, int threads) {
     const auto b = detail::Bundle::open(dir);
     b.verify_all();
+    if (!detail::allow_unlisted_from_env()) b.check_no_unlisted();
     const auto golden = detail::load_golden(b);
     if (!golden)
         throw BundleError(dir + "/manifest.json: no \"golden\" section (a bundle exported before golden sets; "

@@ -15,14 +15,6 @@
 namespace dfma::detail {
 namespace {
 
-void check_size(long long w, long long h, std::int64_t max_pixels, const std::string& name) {
-    if (w <= 0 || h <= 0)
-        throw ImageError(name + ": empty image (" + std::to_string(w) + "x" + std::to_string(h) + ")");
-    if (w * h > max_pixels)
-        throw ImageError(name + ": " + std::to_string(w) + "x" + std::to_string(h) + " = " + std::to_string(w * h) +
-                         " pixels exceeds the limit of " + std::to_string(max_pixels));
-}
-
 [[noreturn]] void corrupt(const std::string& name, const std::string& why) {
     throw ImageError(name + ": cannot decode, truncated or corrupt (" + why + ")");
 }
@@ -55,7 +47,7 @@ void jpeg_message(j_common_ptr c, int level) {
     if (level < 0 && c->err->msg_code == JWRN_JPEG_EOF) jpeg_fail(c);
 }
 
-RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, std::int64_t max_pixels, const std::string& name) {
+RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, const HeaderCheck& check, const std::string& name) {
     auto job = std::make_unique<JpegJob>();
     RgbImage& out = job->out;
     std::vector<std::uint8_t>& row = job->row;
@@ -69,7 +61,7 @@ RgbImage decode_jpeg(const std::uint8_t* data, std::size_t size, std::int64_t ma
     jpeg_mem_src(&job->cinfo, data, static_cast<unsigned long>(size));
     jpeg_read_header(&job->cinfo, TRUE);
     auto& ci = job->cinfo;
-    check_size(ci.image_width, ci.image_height, max_pixels, name);
+    check(ci.image_width, ci.image_height, name);
     const int comps = ci.num_components;
     if (comps == 1) ci.out_color_space = JCS_GRAYSCALE;
     else if (comps == 3) ci.out_color_space = JCS_RGB;
@@ -140,7 +132,7 @@ void png_read_mem(png_structp png, png_bytep out, png_size_t n) {
     job->pos += n;
 }
 
-RgbImage decode_png(const std::uint8_t* data, std::size_t size, std::int64_t max_pixels, const std::string& name) {
+RgbImage decode_png(const std::uint8_t* data, std::size_t size, const HeaderCheck& check, const std::string& name) {
     auto job = std::make_unique<PngJob>();
     job->data = data;
     job->size = size;
@@ -155,9 +147,10 @@ RgbImage decode_png(const std::uint8_t* data, std::size_t size, std::int64_t max
     png_infop info = job->info;
     if (setjmp(png_jmpbuf(png))) corrupt(name, job->message);
     png_set_read_fn(png, job.get(), png_read_mem);
+    png_set_user_limits(png, 0x7fffffff, 0x7fffffff);  // the sides are judged by check() (max_image_side)
     png_read_info(png, info);
     const auto w = png_get_image_width(png, info), h = png_get_image_height(png, info);
-    check_size(w, h, max_pixels, name);
+    check(w, h, name);
     const int depth = png_get_bit_depth(png, info), type = png_get_color_type(png, info);
     // Pillow opens 16-bit grey as I;16 and converts it to RGB by clipping at 255 (not by >> 8).
     const bool grey16 = type == PNG_COLOR_TYPE_GRAY && depth == 16;
@@ -203,10 +196,10 @@ RgbImage decode_png(const std::uint8_t* data, std::size_t size, std::int64_t max
 
 }  // namespace
 
-RgbImage decode_image(const std::uint8_t* data, std::size_t size, std::int64_t max_pixels, const std::string& name) {
+RgbImage decode_image(const std::uint8_t* data, std::size_t size, const HeaderCheck& check, const std::string& name) {
     static const std::uint8_t kPng[8] = {0x89, 'P', 'N', 'G', 0x0D, 0x0A, 0x1A, 0x0A};
-    if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, size, max_pixels, name);
-    if (size >= 8 && std::memcmp(data, kPng, 8) == 0) return decode_png(data, size, max_pixels, name);
+    if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) return decode_jpeg(data, size, check, name);
+    if (size >= 8 && std::memcmp(data, kPng, 8) == 0) return decode_png(data, size, check, name);
     if (size == 0) throw ImageError(name + ": empty file, not an image");
     throw ImageError(name + ": not a recognised image file (the C++ runtime reads JPEG and PNG)");
 }

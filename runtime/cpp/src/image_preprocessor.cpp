@@ -7,27 +7,34 @@
 #include "dfma/errors.hpp"
 #include "dfma/image.hpp"
 #include "image_decode.hpp"
+#include "image_file.hpp"
+#include "png_chunks.hpp"
+#include "request_limits.hpp"
 
 namespace dfma {
-namespace {
 
-std::vector<std::uint8_t> read_image_file(const std::string& path) {
-    std::unique_ptr<std::FILE, int (*)(std::FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-    if (!f) {
-        if (errno == ENOENT || errno == ENOTDIR) throw ImageError(path + ": no such image file");
-        throw ImageError(path + ": cannot open (" + std::strerror(errno) + ")");
+namespace detail {
+
+void resized_size(long long w, long long h, int r, long long& out_w, long long& out_h) {
+    if (w <= h) {  // Python: int(r * long / short), truncated
+        out_w = r;
+        out_h = static_cast<long long>(static_cast<double>(static_cast<long long>(r) * h) / static_cast<double>(w));
+    } else {
+        out_w = static_cast<long long>(static_cast<double>(static_cast<long long>(r) * w) / static_cast<double>(h));
+        out_h = r;
     }
-    std::vector<std::uint8_t> data;
-    std::uint8_t buf[1 << 16];
-    std::size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f.get())) > 0) data.insert(data.end(), buf, buf + n);
-    if (std::ferror(f.get())) throw ImageError(path + ": read error (is it a directory?)");
-    return data;
 }
 
-}  // namespace
+void HeaderCheck::operator()(long long width, long long height, const std::string& name) const {
+    check_image_size(width, height, name, limits, max_pixels);
+    long long w = 0, h = 0;
+    resized_size(width, height, resize_size, w, h);
+    check_resized_size(w, h, name, limits);
+}
 
-ImagePreprocessor::ImagePreprocessor(const ImageConfig& config) : config_(config) {
+}  // namespace detail
+
+ImagePreprocessor::ImagePreprocessor(const ImageConfig& config, const Limits& limits) : config_(config), limits_(limits) {
     if (config.image_size <= 0 || config.resize_size <= 0 || config.max_image_pixels <= 0)
         throw InputError("image config: image_size, resize_size and max_image_pixels must be positive");
     if (config.resize_size < config.image_size)
@@ -38,36 +45,35 @@ ImagePreprocessor::ImagePreprocessor(const ImageConfig& config) : config_(config
 }
 
 RgbImage ImagePreprocessor::decode(const Image& image) const {
+    const detail::HeaderCheck check{limits_, config_.max_image_pixels, config_.resize_size};
     switch (image.kind()) {
         case Image::Kind::File: {
-            const auto data = read_image_file(image.path());
-            return detail::decode_image(data.data(), data.size(), config_.max_image_pixels, image.path());
+            const auto data = detail::read_image_file(image.path(), limits_);
+            detail::check_png_ancillary(data.data(), data.size(), image.path(), limits_);
+            return detail::decode_image(data.data(), data.size(), check, image.path());
         }
-        case Image::Kind::Encoded:
-            return detail::decode_image(image.bytes().data(), image.bytes().size(), config_.max_image_pixels,
-                                        image.describe());
-        case Image::Kind::Rgb: {
-            const long long pixels = static_cast<long long>(image.width()) * image.height();
-            if (pixels > config_.max_image_pixels)
-                throw ImageError("array: " + std::to_string(image.width()) + "x" + std::to_string(image.height()) +
-                                 " = " + std::to_string(pixels) + " pixels exceeds the limit of " +
-                                 std::to_string(config_.max_image_pixels));
+        case Image::Kind::Encoded: {
+            const auto& data = image.bytes();
+            detail::check_image_bytes(static_cast<long long>(data.size()), image.describe(), limits_);
+            detail::check_png_ancillary(data.data(), data.size(), image.describe(), limits_);
+            return detail::decode_image(data.data(), data.size(), check, image.describe());
+        }
+        case Image::Kind::Rgb:
+            check(image.width(), image.height(), "array");
             return RgbImage{image.width(), image.height(), image.bytes()};
-        }
     }
     throw ImageError("image: unknown kind");
 }
 
 void ImagePreprocessor::preprocess_into(const RgbImage& rgb, float* out) const {
-    const int r = config_.resize_size, s = config_.image_size;
-    int w, h;  // Python: int(r * long / short), truncated
-    if (rgb.width <= rgb.height) {
-        w = r;
-        h = static_cast<int>(static_cast<double>(static_cast<long long>(r) * rgb.height) / rgb.width);
-    } else {
-        w = static_cast<int>(static_cast<double>(static_cast<long long>(r) * rgb.width) / rgb.height);
-        h = r;
-    }
+    const int s = config_.image_size;
+    if (rgb.width <= 0 || rgb.height <= 0 || rgb.pixels.size() != static_cast<std::size_t>(rgb.width) * rgb.height * 3)
+        throw ImageError("image: an RGB image of " + std::to_string(rgb.width) + "x" + std::to_string(rgb.height) +
+                         " needs width * height * 3 bytes, got " + std::to_string(rgb.pixels.size()));
+    long long rw = 0, rh = 0;
+    detail::resized_size(rgb.width, rgb.height, config_.resize_size, rw, rh);
+    detail::check_resized_size(rw, rh, "image", limits_);
+    const int w = static_cast<int>(rw), h = static_cast<int>(rh);
     const RgbImage resized = (w == rgb.width && h == rgb.height) ? rgb : resize_bilinear(rgb, w, h);
     const int top = (h - s) / 2, left = (w - s) / 2;
     const std::size_t plane = static_cast<std::size_t>(s) * s;

@@ -3,12 +3,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "check.hpp"
+#include "sha256.hpp"
 
 class BundleCopy {
 public:
@@ -34,7 +36,19 @@ public:
         std::ifstream(path("manifest.json")) >> j;
         return j;
     }
-    void write_manifest(const nlohmann::json& j) const { std::ofstream(path("manifest.json")) << j.dump(2); }
+    /// Writes manifest.json and its digest manifest.sha256 (a deliberate edit, re-digested).
+    void write_manifest(const nlohmann::json& j) const {
+        write_manifest_only(j);
+        redigest();
+    }
+    /// Writes manifest.json alone (its digest left stale: an edit the runtime must detect).
+    void write_manifest_only(const nlohmann::json& j) const { std::ofstream(path("manifest.json")) << j.dump(2); }
+    /// Re-writes manifest.sha256 for manifest.json as it is now.
+    void redigest() const {
+        std::ifstream f(path("manifest.json"), std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        std::ofstream(path("manifest.sha256"), std::ios::binary) << dfma::detail::sha256_hex(bytes) << "  manifest.json\n";
+    }
     void write(const std::string& rel, const std::string& content) const {
         std::ofstream(path(rel), std::ios::binary) << content;
     }

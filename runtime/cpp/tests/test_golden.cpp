@@ -332,6 +332,9 @@ TEST(verify_runs_the_golden_set_on_every_cpu_graph) {
     CHECK_THROWS(dfma::verify_bundle(b.dir()), BundleError, "manifest.json: no \"golden\" section");
     add_graph(b, m, "int8", "int8", "portable", nullptr);
     m["graphs"]["tensorrt-fp16-gpu"] = {{"file", "engines/fp16-gpu.plan"}, {"precision", "fp16"}, {"kind", "tensorrt"}};
+    fs::create_directories(b.path("engines"));  // a graph's file is always one the manifest lists
+    b.write("engines/fp16-gpu.plan", "engine");
+    m["files"]["engines/fp16-gpu.plan"] = {{"sha256", dfma::detail::sha256_file(b.path("engines/fp16-gpu.plan"))}, {"bytes", 6}};
     m["graphs"]["gpu-only"] = {{"file", "model.onnx"}, {"precision", "fp16"}, {"kind", "portable"}, {"devices", {"gpu"}}};
     add_golden(b, m, {{"portable", expected_on("x86-amx")}});
     b.write_manifest(m);
@@ -373,7 +376,7 @@ TEST(golden_file_contents_are_checked) {
     add_golden(b, m, json::object());
     m["golden"]["file"] = "other.safetensors";
     b.write_manifest(m);
-    CHECK_THROWS(dfma::verify_bundle(b.dir()), BundleError, "golden.file 'other.safetensors' is not listed in files");
+    CHECK_THROWS(dfma::verify_bundle(b.dir()), BundleError, "field 'golden.file' is \"other.safetensors\", not a file the manifest lists");
     m["golden"]["file"] = "golden.safetensors";
     const std::vector<float> one = {1.f};
     b.write("golden.safetensors", tensor_bytes({{"logits", blob("F32", {1, 1}, one)}}, {{"format", "dfma-golden"}}));
@@ -432,6 +435,7 @@ TEST(auto_walks_the_ranked_graphs_and_checks_them_here) {
                                  "x86-avx2: no expected result recorded for this graph)") != std::string::npos);
     m.erase("golden");
     m["files"].erase("golden.safetensors");
+    fs::remove(b.path("golden.safetensors"));  // an unlisted file would be refused
     b.write_manifest(m);
     info = load_info(b.dir());
     CHECK_EQ(info.graph_key, std::string("portable"));

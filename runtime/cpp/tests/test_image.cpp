@@ -113,7 +113,10 @@ TEST(pixel_limit_and_buffer_checks) {
 
 TEST(tiny_and_extreme_aspect_images) {
     const dfma::ImagePreprocessor pre(toy_config());
-    // 1x1 and 1x200 images must work (the shorter side is scaled up to resize_size).
+    // 1x1 and 10x200 (aspect ratio 20, the limit) images must work (the shorter side is scaled up to
+    // resize_size); 1x200 is refused from its size (max_aspect_ratio), before any resizing.
     CHECK_EQ(pre.load(dfma::Image::from_rgb(1, 1, {10, 20, 30})).size(), std::size_t(3 * 8 * 8));
-    CHECK_EQ(pre.load(dfma::Image::from_rgb(1, 200, std::vector<std::uint8_t>(600, 7))).size(), std::size_t(3 * 8 * 8));
+    CHECK_EQ(pre.load(dfma::Image::from_rgb(10, 200, std::vector<std::uint8_t>(6000, 7))).size(), std::size_t(3 * 8 * 8));
+    CHECK_THROWS(pre.load(dfma::Image::from_rgb(1, 200, std::vector<std::uint8_t>(600, 7))), dfma::ImageError,
+                 "max_aspect_ratio 20");
 }

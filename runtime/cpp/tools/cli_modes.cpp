@@ -1,7 +1,11 @@
 #include "cli_modes.hpp"
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -9,62 +13,42 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
+#include "../src/image_file.hpp"
 #include "dfma/dfma.hpp"
+#include "request_line.hpp"
 
 namespace dfma::cli {
 namespace {
 
 using nlohmann::json;
 
-Span span_of(const json& v, const char* field) {
-    const json& pos = v.is_object() ? v.at("pos") : v;
-    if (!pos.is_array() || pos.size() != 2 || !pos[0].is_number_integer() || !pos[1].is_number_integer())
-        throw InputError(std::string(field) + ": expected [start, end], got " + v.dump());
-    return {pos[0].get<int>(), pos[1].get<int>()};
-}
-
-// One input line -> Sample (words form, MNRE form, or raw text with character spans).
-Sample parse_sample(const json& j) {
-    if (!j.is_object()) throw InputError("sample: expected a JSON object");
-    Sample s;
-    const json* head = j.contains("head") ? &j["head"] : j.contains("h") ? &j["h"] : nullptr;
-    const json* tail = j.contains("tail") ? &j["tail"] : j.contains("t") ? &j["t"] : nullptr;
-    if (!head || !tail) throw InputError("sample: needs head and tail spans");
-    if (j.contains("text")) {
-        auto ws = text_to_words(j["text"].get<std::string>(), span_of(*head, "head"), span_of(*tail, "tail"));
-        s.words = std::move(ws.words);
-        s.head = ws.head;
-        s.tail = ws.tail;
-    } else {
-        const json& words = j.contains("words") ? j["words"] : j.at("token");
-        for (const auto& w : words) {
-            if (!w.is_string()) throw InputError("words: every word must be a string");
-            s.words.push_back(w.get<std::string>());
-        }
-        s.head = span_of(*head, "head");
-        s.tail = span_of(*tail, "tail");
-    }
-    if (j.contains("image") && !j["image"].is_null()) s.image = Image::from_file(j["image"].get<std::string>());
-    if (j.contains("crops"))
-        for (const auto& c : j["crops"])
-            s.crops.push_back(c.is_null() ? std::nullopt : std::optional<Image>(Image::from_file(c.get<std::string>())));
-    return s;
-}
-
+// --input: "-" (default) is stdin; a path must be a regular file or a FIFO (a pipe), as the Python CLI.
 std::istream& open_input(const Args& args, std::unique_ptr<std::ifstream>& file) {
     const std::string path = args.get("input", "-");
     if (path == "-") return std::cin;
-    file = std::make_unique<std::ifstream>(path);
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        throw std::invalid_argument("--input " + path + ": " + (errno == ENOENT ? std::string("no such file") : std::strerror(errno)));
+    if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode))
+        throw std::invalid_argument("--input " + path + ": " + detail::file_kind(st.st_mode) + ", not a file or a pipe");
+    file = std::make_unique<std::ifstream>(path, std::ios::binary);
     if (!*file) throw std::invalid_argument("cannot open --input " + path);
     return *file;
 }
 
-json prediction_json(const Prediction& p, const json& id) {
-    json out = {{"label", p.label}, {"label_id", p.label_id}, {"probability", p.probability},
+// One output line; invalid UTF-8 in a message (an echoed path) is replaced, never fatal.
+void emit(const json& line) { std::cout << line.dump(-1, ' ', false, json::error_handler_t::replace) << '\n'; }
+
+json prediction_json(std::int64_t line, const Prediction& p, const json& id) {
+    json out = {{"line", line}, {"label", p.label}, {"label_id", p.label_id}, {"probability", p.probability},
                 {"logits", p.logits}};
     if (!id.is_null()) out["id"] = id;
     return out;
 }
+
+json error_line(std::int64_t line, const std::exception& e) { return {{"line", line}, {"error", error_json(e)}}; }
 
 // --self-check auto|always|never (Options::self_check).
 SelfCheck self_check_of(const Args& args) {
@@ -82,6 +66,32 @@ nlohmann::ordered_json number_or_null(double v) {
 
 }  // namespace
 
+int Args::get_int(const std::string& key, int fallback, int minimum) const {
+    if (!has(key)) return fallback;
+    const std::string v = get(key);
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || end != v.c_str() + v.size() || errno != 0 || n < minimum || n > INT_MAX)
+        throw std::invalid_argument("--" + key + " must be an integer >= " + std::to_string(minimum) + ", got '" + v + "'");
+    return static_cast<int>(n);
+}
+
+Limits Args::limits() const {
+    Limits out;
+    for (const auto& name : Limits::names()) {
+        std::string flag = name;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        if (!has(flag)) continue;
+        try {
+            out.set(name, get(flag));
+        } catch (const InputError& e) {
+            throw std::invalid_argument("--" + flag + ": " + e.what());
+        }
+    }
+    return out;
+}
+
 std::string Args::get(const std::string& key, const std::string& fallback, bool required) const {
     auto it = values.find(key);
     if (it == values.end()) {
@@ -97,28 +107,31 @@ int run_tokenize(const Args& args) {
         enc = std::make_unique<TextEncoder>(TextEncoder::from_bundle(args.get("bundle")));
     } else if (args.has("tokenizer")) {
         enc = std::make_unique<TextEncoder>(
-            TextEncoder::from_folder(args.get("tokenizer"), std::stoi(args.get("max-length", "80"))));
+            TextEncoder::from_folder(args.get("tokenizer"), args.get_int("max-length", 80, 1)));
     } else {
         TextConfig cfg;
-        cfg.max_length = std::stoi(args.get("max-length", "80"));
+        cfg.max_length = args.get_int("max-length", 80, 1);
         enc = std::make_unique<TextEncoder>(TextEncoder::from_vocab_file(args.get("vocab", "", true), cfg));
     }
+    const Limits limits = args.limits();
     std::unique_ptr<std::ifstream> file;
     std::istream& in = open_input(args, file);
     std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty()) continue;
+    bool too_long = false;
+    while (read_line(in, limits.max_line_bytes, line, too_long)) {
+        if (!too_long && line.find_first_not_of(" \t\r\f\v") == std::string::npos) continue;
         json out;
         try {
-            const Sample s = parse_sample(json::parse(line));
+            if (too_long) throw DataError("line is longer than " + std::to_string(limits.max_line_bytes) + " bytes (max_line_bytes)");
+            const Sample s = parse_request(line, limits).sample;
             const Encoded e = enc->encode(s.words, s.head, s.tail);
             out = {{"input_ids", e.input_ids}, {"head_pos", e.head_pos}, {"tail_pos", e.tail_pos}};
-        } catch (const InputError& e) {
+        } catch (const Error& e) {
             out = {{"error", e.what()}};
         } catch (const json::exception& e) {
             out = {{"error", std::string("bad JSON line: ") + e.what()}};
         }
-        std::cout << out.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        emit(out);
     }
     return 0;
 }
@@ -126,42 +139,60 @@ int run_tokenize(const Args& args) {
 int run_predict(const Args& args) {
     Options opts;
     opts.graph = args.get("graph", "auto");
-    opts.intra_op_threads = std::stoi(args.get("threads", "0"));
+    opts.intra_op_threads = args.get_int("threads", 0, 0);
     opts.self_check = self_check_of(args);
-    const auto ex = Extractor::load(args.get("bundle", "", true), opts);
-    const std::size_t batch = static_cast<std::size_t>(std::max(1, std::stoi(args.get("batch", "1"))));
+    opts.limits = args.limits();
+    const int batch_flag = args.get_int("batch", 1, 1);
+    if (batch_flag > opts.limits.max_batch_requests)
+        throw std::invalid_argument("--batch " + std::to_string(batch_flag) + " is over max_batch_requests " +
+                                    std::to_string(opts.limits.max_batch_requests));
+    const std::size_t batch = static_cast<std::size_t>(batch_flag);
     std::unique_ptr<std::ifstream> file;
-    std::istream& in = open_input(args, file);
-    std::vector<std::pair<Sample, json>> pending;
+    std::istream& in = open_input(args, file);  // checked before the bundle loads
+    const auto ex = Extractor::load(args.get("bundle", "", true), opts);
+    struct Pending {
+        std::int64_t line;
+        Sample sample;
+        json id;
+    };
+    std::vector<Pending> pending;
+    // Runs the pending samples; when the batch fails (a bad image, a failed run), each on its own, so
+    // that one bad line is that line's error and the others are still predicted.
     auto flush = [&] {
         std::vector<Sample> samples;
-        for (auto& p : pending) samples.push_back(p.first);
+        for (auto& p : pending) samples.push_back(p.sample);
         std::vector<json> lines;
         try {
             auto preds = ex.predict_batch(samples);
-            for (std::size_t i = 0; i < preds.size(); ++i) lines.push_back(prediction_json(preds[i], pending[i].second));
-        } catch (const InputError&) {  // report each bad sample on its own line
+            for (std::size_t i = 0; i < preds.size(); ++i) lines.push_back(prediction_json(pending[i].line, preds[i], pending[i].id));
+        } catch (const std::exception&) {
             lines.clear();
             for (auto& p : pending) {
                 try {
-                    lines.push_back(prediction_json(ex.predict(p.first), p.second));
-                } catch (const InputError& e) {
-                    lines.push_back({{"error", e.what()}});
+                    lines.push_back(prediction_json(p.line, ex.predict(p.sample), p.id));
+                } catch (const std::exception& e) {
+                    lines.push_back(error_line(p.line, e));
                 }
             }
         }
-        for (const auto& l : lines) std::cout << l.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+        for (const auto& l : lines) emit(l);
+        std::cout.flush();
         pending.clear();
     };
     std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty()) continue;
+    bool too_long = false;
+    std::int64_t number = 0;
+    while (read_line(in, opts.limits.max_line_bytes, line, too_long)) {
+        ++number;
+        if (!too_long && line.find_first_not_of(" \t\r\f\v") == std::string::npos) continue;
         try {
-            const json j = json::parse(line);
-            pending.emplace_back(parse_sample(j), j.value("id", json()));
+            if (too_long)
+                throw DataError("line is longer than " + std::to_string(opts.limits.max_line_bytes) + " bytes (max_line_bytes)");
+            Request r = parse_request(line, opts.limits);
+            pending.push_back({number, std::move(r.sample), std::move(r.id)});
         } catch (const std::exception& e) {
             flush();
-            std::cout << json{{"error", e.what()}}.dump(-1, ' ', false, json::error_handler_t::replace) << '\n';
+            emit(error_line(number, e));
             continue;
         }
         if (pending.size() >= batch) flush();
@@ -175,10 +206,12 @@ int run_image(const Args& args) {
     if (args.has("bundle")) {
         cfg = Extractor::load(args.get("bundle"), Options{}).info().image;
     } else {
-        cfg.image_size = std::stoi(args.get("image-size", "", true));
-        cfg.resize_size = std::stoi(args.get("resize-size", "", true));
+        args.get("image-size", "", true);
+        args.get("resize-size", "", true);
+        cfg.image_size = args.get_int("image-size", 0, 1);
+        cfg.resize_size = args.get_int("resize-size", 0, 1);
     }
-    const ImagePreprocessor pre(cfg);
+    const ImagePreprocessor pre(cfg, args.limits());
     const auto it = args.values.find("image");
     if (it == args.values.end()) throw std::invalid_argument("missing --image");
     std::unique_ptr<std::ofstream> out_file;
@@ -219,7 +252,7 @@ int run_info(const Args& args) {
 }
 
 int run_verify(const Args& args) {
-    const VerifyReport report = verify_bundle(args.get("bundle", "", true), std::stoi(args.get("threads", "0")));
+    const VerifyReport report = verify_bundle(args.get("bundle", "", true), args.get_int("threads", 0, 0));
     using ordered = nlohmann::ordered_json;  // the fields in the documented order
     std::cout << ordered{{"cpu_class", report.cpu_class}, {"bundle", report.bundle}, {"golden_samples", report.golden_samples}}
                      .dump(-1, ' ', false, json::error_handler_t::replace)

@@ -14,9 +14,14 @@
 //
 // Sample lines: {"words": [...], "head": [s, e], "tail": [s, e], "image": "path", "crops": ["path", ...]}
 // or MNRE records {"token": [...], "h": {"pos": [s, e]}, "t": {"pos": [s, e]}} or raw text
-// {"text": "...", "head": [s, e], "tail": [s, e]} (character spans). Errors go to stderr; exit code 2.
+// {"text": "...", "head": [s, e], "tail": [s, e]} (character spans), read as they stream (stdin, a pipe or
+// a file). predict prints one line per request line: {"line", "label", ...} or {"line", "error": {"type",
+// "field", "message"}} (the Python runtime's error kinds and fields); a bad line or a failed run never ends
+// the stream. Request limits: --max-image-side N and the other fields of dfma/limits.hpp ('_' as '-').
+// A fatal error (usage, bundle) is one line on stderr; exit code 2.
 #include <iostream>
 #include <stdexcept>
+#include <string>
 
 #include "cli_modes.hpp"
 #include "dfma/errors.hpp"
@@ -30,7 +35,17 @@ const char* kUsage =
     "  tokenize --input FILE.jsonl   (or --tokenizer DIR | --vocab vocab.txt, with [--max-length N])\n"
     "  image    --image FILE [--image FILE ...] [--out FILE.f32]   (or --image-size S --resize-size R)\n"
     "  info     [--graph auto] [--self-check auto|always|never]\n"
-    "  verify   [--threads N]   (the golden set on every CPU graph; exit 0 all pass, 1 one fails)\n";
+    "  verify   [--threads N]   (the golden set on every CPU graph; exit 0 all pass, 1 one fails)\n"
+    "  request limits (predict, tokenize, image): --max-image-bytes --max-image-pixels --max-image-side\n"
+    "           --max-aspect-ratio --max-resized-pixels --max-chunk-bytes --max-ancillary-bytes\n"
+    "           --max-text-chars --max-words --max-batch-requests --max-line-bytes --max-json-depth N\n";
+
+// A message on one line (a fatal error is always one line of stderr).
+std::string one_line(std::string text) {
+    for (char& c : text)
+        if (c == '\n' || c == '\r') c = ' ';
+    return text;
+}
 
 }  // namespace
 
@@ -44,7 +59,7 @@ int main(int argc, char** argv) {
     for (int i = 2; i < argc; ++i) {
         std::string key = argv[i];
         if (key.rfind("--", 0) != 0 || i + 1 >= argc) {
-            std::cerr << "dfma_cli: expected --option value, got '" << key << "'\n" << kUsage;
+            std::cerr << "dfma_cli: usage error: expected --option value, got '" << key << "' (dfma_cli --help)\n";
             return 2;
         }
         args.values[key.substr(2)].push_back(argv[++i]);
@@ -55,16 +70,16 @@ int main(int argc, char** argv) {
         if (mode == "image") return dfma::cli::run_image(args);
         if (mode == "info") return dfma::cli::run_info(args);
         if (mode == "verify") return dfma::cli::run_verify(args);
-        std::cerr << "dfma_cli: unknown mode '" << mode << "'\n" << kUsage;
+        std::cerr << "dfma_cli: usage error: unknown mode '" << mode << "' (dfma_cli --help)\n";
         return 2;
     } catch (const dfma::Error& e) {
-        std::cerr << "dfma_cli: " << e.what() << "\n";
+        std::cerr << "dfma_cli: " << one_line(e.what()) << "\n";
         return 2;
     } catch (const std::invalid_argument& e) {
-        std::cerr << "dfma_cli: " << e.what() << "\n" << kUsage;
+        std::cerr << "dfma_cli: usage error: " << one_line(e.what()) << " (dfma_cli --help)\n";
         return 2;
     } catch (const std::exception& e) {
-        std::cerr << "dfma_cli: " << e.what() << "\n";
+        std::cerr << "dfma_cli: " << one_line(e.what()) << "\n";
         return 2;
     }
 }

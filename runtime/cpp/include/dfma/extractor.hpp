@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dfma/image.hpp"
+#include "dfma/limits.hpp"
 #include "dfma/text.hpp"
 
 namespace dfma {
@@ -50,6 +51,14 @@ struct Options {
     bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
                                      ///< false: only the files this runtime reads (faster on big bundles)
     SelfCheck self_check = SelfCheck::automatic;  ///< golden check of a ranked `auto` choice (see SelfCheck)
+    /// The bounds of one request (dfma/limits.hpp; the Python runtime's load(limits=)).
+    Limits limits;
+    /// Accept files the manifest does not list (default: refuse them, as the Python runtime; the
+    /// environment variable DFMA_BUNDLE_ALLOW_UNLISTED=1 opts out too).
+    bool allow_unlisted_files = false;
+    /// HMAC-SHA256 key file: the bundle's manifest.sig must match it (empty: $DFMA_BUNDLE_KEY_FILE when
+    /// set, else no signature is required). The digest manifest.sha256 is always checked.
+    std::string key_file;
 };
 
 /// What a loaded bundle says about itself.
@@ -61,19 +70,23 @@ struct BundleInfo {
     int num_crops = 3;
     TextConfig text;
     ImageConfig image;
+    Limits limits;         ///< Options::limits, what every request is checked against
 };
 
 /// A loaded bundle: verified files, tokenizer, image preprocessing and one ONNX Runtime session.
 /// Immutable after load(); predict() and predict_batch() may be called concurrently.
 class Extractor {
 public:
-    /// Reads manifest.json, verifies file hashes, loads the tokenizer and the graph.
-    /// Throws BundleError (missing/corrupt/mismatched files) or InferenceError (ONNX Runtime).
+    /// Reads manifest.json (checked against its digest, and signature with a key), checks its
+    /// consistency, verifies file hashes and that nothing unlisted is there, loads the tokenizer and the graph.
+    /// Throws BundleError (missing/corrupt/mismatched files, edited manifest) or InferenceError (ONNX Runtime).
     static Extractor load(const std::string& bundle_dir, const Options& options = {});
 
-    /// Predicts one sample. Throws InputError / ImageError for bad input, InferenceError if the run fails.
+    /// Predicts one sample. Throws InputError / ImageError for bad input (field() names the field),
+    /// InferenceError if the run fails; the extractor goes on serving either way.
     Prediction predict(const Sample& sample) const;
-    /// Predicts many samples (padded batches of at most max_batch rows), results in input order.
+    /// Predicts many samples (at most limits.max_batch_requests; padded batches of at most max_batch
+    /// rows), results in input order. Errors name the sample: field() "samples[i].head".
     std::vector<Prediction> predict_batch(const std::vector<Sample>& samples) const;
     /// Logits of a batch exactly as the graph returns them ([n][num_labels]), for parity tools.
     std::vector<std::vector<float>> logits_batch(const std::vector<Sample>& samples) const;

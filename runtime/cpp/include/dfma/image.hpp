@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "dfma/limits.hpp"
+
 namespace dfma {
 
 /// An image to preprocess: a file path, encoded JPEG/PNG bytes, or an 8-bit RGB buffer.
@@ -51,14 +53,15 @@ struct ImageConfig {
     int resize_size = 256;                 ///< shorter side after resizing
     std::array<float, 3> mean{0.485f, 0.456f, 0.406f};
     std::array<float, 3> std{0.229f, 0.224f, 0.225f};
-    std::int64_t max_image_pixels = 50000000;  ///< larger images are refused before decoding
+    std::int64_t max_image_pixels = 50000000;  ///< larger images are refused before decoding (with Limits'; the smaller)
 };
 
 /// Turns images into normalised float32 planes. Immutable; safe to use from many threads.
 class ImagePreprocessor {
 public:
-    /// Throws InputError when the sizes are not positive or resize_size < image_size.
-    explicit ImagePreprocessor(const ImageConfig& config);
+    /// Throws InputError when the sizes are not positive or resize_size < image_size. `limits` bound the
+    /// work per image (dfma/limits.hpp): file type and size, PNG text / ICC chunks, header sizes.
+    explicit ImagePreprocessor(const ImageConfig& config, const Limits& limits = {});
 
     /// Decodes (if needed) and converts to 8-bit RGB; throws ImageError naming the image.
     RgbImage decode(const Image& image) const;
@@ -69,9 +72,11 @@ public:
     /// Resize + crop + normalise an already decoded image into `out` (3 * S * S floats).
     void preprocess_into(const RgbImage& rgb, float* out) const;
     const ImageConfig& config() const { return config_; }
+    const Limits& limits() const { return limits_; }
 
 private:
     ImageConfig config_;
+    Limits limits_;
 };
 
 /// Pillow's `Image.resize((width, height), Image.BILINEAR)` on 8-bit RGB, bit-exact.

@@ -15,7 +15,6 @@ Run: .venv/bin/python runtime/cpp/tests/data/make_toy_bundle.py
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 from pathlib import Path
@@ -26,15 +25,18 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
-from dfma.contract.images import ImagePreprocessor
 from dfma.contract.features import Preprocessor
-from dfma.contract.tokenizer import save_tokenizer, special_ids, tokenizer_from_bert_vocab
+from dfma.contract.images import ImagePreprocessor
+from dfma.contract.manifest_digest import write_digest
+from dfma.contract.tokenizer import (
+    save_tokenizer,
+    special_ids,
+    tokenizer_from_bert_vocab,
+)
 
 HERE = Path(__file__).resolve().parent
 LABELS = ["None", "/per/per/parent", "/org/loc/locate_at", "/misc/misc/part_of"]
-WORDS = ("the of and to in a is was for on with at by from rt obama visits paris london met barack "
-         "michelle cafe new york times ##s ##ed ##ing un says libya tripoli ' s , . : # @ ! ? - ( ) "
-         "é 中 文 ##a ##b ##c b c x").split()
+WORDS = ["the", "of", "and", "to", "in", "a", "is", "was", "for", "on", "with", "at", "by", "from", "rt", "obama", "visits", "paris", "london", "met", "barack", "michelle", "cafe", "new", "york", "times", "##s", "##ed", "##ing", "un", "says", "libya", "tripoli", "'", "s", ",", ".", ":", "#", "@", "!", "?", "-", "(", ")", "é", "中", "文", "##a", "##b", "##c", "b", "c", "x"]
 S, R, CROPS, MAX_LEN, MAX_BATCH = 8, 10, 3, 16, 4
 
 
@@ -103,7 +105,7 @@ def write_images() -> dict[str, Path]:
         "tall_rgba.png": lambda p: tall.convert("RGBA").save(p),
         "grey.png": lambda p: im.convert("L").save(p),
         "palette_trns.png": lambda p: im.convert("P").save(p, transparency=2),
-        "grey16.png": lambda p: Image.fromarray((rgb[..., 0].astype(np.uint16) * 3)).save(p),
+        "grey16.png": lambda p: Image.fromarray(rgb[..., 0].astype(np.uint16) * 3).save(p),
         "bilevel.png": lambda p: im.convert("1").save(p),
     }
     out = {}
@@ -169,6 +171,7 @@ def main() -> None:
         "tools": {"exporter": "runtime/cpp/tests/data/make_toy_bundle.py"}, "parity": {},
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_digest(bundle)  # manifest.sha256: the runtimes refuse a manifest without its digest
 
     images = write_images()
     pre = ImagePreprocessor(S, R, max_image_pixels=5000)
