@@ -115,3 +115,21 @@ def jpeg_bytes(seed: int, width: int = 96, height: int = 80) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(synthetic_image(seed, width, height)).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
+
+
+GOOD = {"text": "Obama visits Paris with Merkel", "head": [0, 5], "tail": [13, 18]}  # a valid request (no image)
+
+
+@pytest.fixture(scope="module")
+def extractor(tiny_bundle):
+    """The tiny bundle loaded by the runtime (one thread), once per test module."""
+    import dfma.runtime as rt
+
+    with rt.load(tiny_bundle, threads=1) as ex:
+        yield ex
+
+
+@pytest.fixture(scope="module")
+def baseline(extractor):
+    """The prediction for GOOD with a synthetic image: what a request after a refused one must still give."""
+    return extractor.predict({**GOOD, "image": synthetic_image(3)})

@@ -9,24 +9,12 @@ import zlib
 import numpy as np
 import pytest
 
-from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
+from fixtures_bundle import GOOD, baseline, extractor, jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.contract.errors import BundleError, ImageError, InputError
 from dfma.contract.manifest_digest import write_digest
 
-GOOD = {"text": "Obama visits Paris with Merkel", "head": [0, 5], "tail": [13, 18]}
-
-
-@pytest.fixture(scope="module")
-def extractor(tiny_bundle):
-    with rt.load(tiny_bundle, threads=1) as ex:
-        yield ex
-
-
-@pytest.fixture(scope="module")
-def baseline(extractor):
-    return extractor.predict({**GOOD, "image": synthetic_image(3)})
 
 
 def png_header_only(width: int, height: int) -> bytes:

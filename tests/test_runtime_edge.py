@@ -11,7 +11,7 @@ import time
 import dfma.runtime as rt
 import numpy as np
 import pytest
-from fixtures_bundle import synthetic_image
+from fixtures_bundle import GOOD, baseline, extractor, synthetic_image  # noqa: F401  (shared fixtures)
 from hostile_cases import png_header_only
 
 from dfma.contract.errors import (
@@ -25,18 +25,6 @@ from dfma.contract.images import ImagePreprocessor
 from dfma.contract.limits import Limits, json_depth
 from dfma.contract.samples import Sample
 
-GOOD = {"text": "Obama visits Paris with Merkel", "head": [0, 5], "tail": [13, 18]}
-
-
-@pytest.fixture(scope="module")
-def extractor(tiny_bundle):
-    with rt.load(tiny_bundle, threads=1) as ex:
-        yield ex
-
-
-@pytest.fixture(scope="module")
-def baseline(extractor):
-    return extractor.predict({**GOOD, "image": synthetic_image(3)})
 
 
 def _same(extractor, baseline):
