@@ -44,6 +44,8 @@ def _cache_matches(folder: Path, preset_name: str) -> str | None:
     if diff:
         return f"config differs in {diff}"
     missing = [CATALOGUE[k].file for k in ("portable", "ort") if CATALOGUE[k].file not in manifest.get("files", {})]
+    if not missing and "stages" not in manifest:
+        return "has no two-stage graphs (exported before they existed)"
     return f"lacks {missing}" if missing else None
 
 

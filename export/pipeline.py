@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dfma.contract.errors import ExportError
 from dfma.contract.bundle_writer import BundleWriter, check_target
-from dfma.contract.graphs import CATALOGUE
+from dfma.contract.graphs import CATALOGUE, STAGES
 from dfma.contract.progress import Steps, human_bytes, table
 
 PORTABLE_FILE, ORT_FILE = CATALOGUE["portable"].file, CATALOGUE["ort"].file
@@ -116,7 +116,7 @@ def _graph_entry(path: Path, key: str, opset: int, expected: list[str], producer
 def export_bundle(opts: ExportOptions) -> ExportResult:
     """Run the whole export; returns the result or raises ExportError / CheckpointError (nothing written)."""
     check_options(opts)
-    steps = Steps(8, quiet=opts.quiet)
+    steps = Steps(9, quiet=opts.quiet)
     with steps.step("loading " + (f"checkpoint {opts.checkpoint}" if opts.checkpoint else
                                   f"preset {opts.preset} (random weights, seed {opts.seed})")):
         from dfma.export import sources
@@ -135,6 +135,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
     from dfma.export.manifest import base_manifest
     from dfma.export.ort_fusion import ORT_OPSET, fuse_for_ort, require_all_fused
     from dfma.export.validate import parity_cases, require_parity, run_parity
+    from dfma.export.split_graphs import SPLIT_SUFFIX, name_features, pair_of, split_graph, stage_entries
+    from dfma.contract.io_spec import stages_manifest
 
     import numpy as np
 
@@ -151,12 +153,14 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
         with BundleWriter(opts.out, force=opts.force) as writer:
             with steps.step(f"portable graph (opset {opts.opset})"):
                 portable = ox.translate(program, example, opts.opset)
+                name_features(portable)
                 ox.finalize(portable, specs_in, specs_out, description=describe + "; portable ONNX ops")
                 ox.save_graph(portable, writer.path(PORTABLE_FILE))
                 del portable
                 ox.check_graph(writer.path(PORTABLE_FILE), standard_only=True)
             with steps.step(f"ONNX Runtime graph (opset {ORT_OPSET}, fused attention)"):
                 fused = ox.translate(program, example, ORT_OPSET, optimize=False)
+                name_features(fused)
                 fused, fusion_counts = fuse_for_ort(fused)
                 ox.finalize(fused, specs_in, specs_out, description=describe + "; ONNX Runtime fused kernels")
                 ox.save_graph(fused, writer.path(ORT_FILE))
@@ -170,6 +174,11 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                                     fusions=fusion_counts, trace="the torch.export program of the portable graph"),
             }
             require_all_fused(graphs["ort"]["attention"], ORT_FILE)
+            stages_io = stages_manifest(cfg)
+            with steps.step("two-stage graphs (vision -> image_features -> text), cut from both"):
+                for key, graph in graphs.items():
+                    graph["stages"] = stage_entries(split_graph(writer.path(graph["file"]), stages_io["features"]),
+                                                    writer.tmp)
 
             with steps.step("tokenizer and manifest sections"):
                 from dfma.contract.tokenizer import save_tokenizer
@@ -178,15 +187,23 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                 manifest = base_manifest(source, opset=opts.opset, max_batch=opts.max_batch, max_length=max_length,
                                          export_example={"batch": EXAMPLE_BATCH, "length": example_length})
                 manifest["graphs"] = graphs
+                manifest["stages"] = stages_io
 
             cases = parity_cases(opts.max_batch, max_length, exclude=(EXAMPLE_BATCH, example_length),
                                  full=opts.full_validation)
             seed = opts.validation_seed if opts.validation_seed is not None else secrets.randbits(31)
-            with steps.step(f"validating eager vs both graphs at {len(cases)} shapes (seed {seed})"):
-                parity = run_parity(source.model, {k: writer.path(g["file"]) for k, g in graphs.items()}, cfg,
-                                    source.special, cases, seed=seed, atol=opts.atol, progress=not opts.quiet)
+            with steps.step(f"validating eager vs both graphs and their two stages at {len(cases)} shapes "
+                            f"(seed {seed})"):
+                pairs = {f"{k}{SPLIT_SUFFIX}": pair_of(writer.tmp, g, stages_io, manifest["io"]) for k, g in graphs.items()}
+                parity = run_parity(source.model, {**{k: writer.path(g["file"]) for k, g in graphs.items()}, **pairs},
+                                    cfg, source.special, cases, seed=seed, atol=opts.atol, progress=not opts.quiet,
+                                    whole_of={p: p[:-len(SPLIT_SUFFIX)] for p in pairs})
+                for p in pairs:
+                    graphs[p[:-len(SPLIT_SUFFIX)]]["stages"]["parity"] = parity.pop(p)
                 manifest["parity"] = parity
                 require_parity(parity, {k: g["file"] for k, g in graphs.items()})
+                require_parity({k: g["stages"]["parity"] for k, g in graphs.items()},
+                               {k: " + ".join(g["stages"][s]["file"] for s in STAGES) for k, g in graphs.items()})
 
             with steps.step("golden set (inputs + eager logits, checked on each graph)"):
                 from dfma.contract.golden import GOLDEN_FILE

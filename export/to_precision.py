@@ -28,6 +28,7 @@ from dfma.contract.errors import DFMAError  # noqa: E402
 from dfma.contract.graphs import CATALOGUE, file_of  # noqa: E402
 from dfma.export.int8_graphs import build_dynamic, build_static  # noqa: E402
 from dfma.export.precision_entries import graph_entry, parity_record  # noqa: E402
+from dfma.export.precision_stages import add_stages  # noqa: E402
 from dfma.export.precision_options import (  # noqa: E402
     F1_TOLERANCE, FP16_REL_TOL, LARGE,
     LARGE_BYTES, SMALL, UsageError, build_parser, check_args,
@@ -246,12 +247,18 @@ def run(args) -> dict:
     started = _dt.datetime.now(_dt.timezone.utc)
     parent = Path(args.bundle).absolute().parent
     with tempfile.TemporaryDirectory(prefix=temp_prefix(Path(args.bundle).absolute(), "precision"), dir=parent) as tmp:
+        keys = ctx_manifest_keys(args.bundle)
         ctx = Context(args, Path(tmp), sum(want.values()) + int(want["int8"] or want["int8-dynamic"])
-                      + int("golden" in ctx_manifest_keys(args.bundle)))
+                      + int("golden" in keys) + int("stages" in keys))
         for key, build in (("fp16", build_fp16), ("int8", build_static), ("int8-dynamic", build_dynamic)):
             if want[key]:
                 with ctx.steps.step(f"{key} graph"):
                     build(ctx)
+        if "stages" in keys:
+            with ctx.steps.step(f"two-stage pairs of {', '.join(ctx.graphs)} (cut, guarded, checked against the whole)"):
+                for key in list(ctx.graphs):
+                    add_stages(ctx, key, ctx.new_files[file_of(key)],
+                               executor=ctx.results.get(key, {}).get("executor", "onnxruntime"))
         latency = measure_latency(ctx) if want["int8"] or want["int8-dynamic"] else {}
         previous = ctx.manifest.get("precision", {}).get("guard", {})
         merged = {**{k: v for k, v in previous.items() if k in ctx.manifest["graphs"] and k not in ctx.results},

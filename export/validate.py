@@ -23,6 +23,7 @@ CASE_FIELDS = ("max_abs_error", "max_rel_error", "top1_agreement")
 VALIDATION_BATCHES = (1, 3, 7)
 VALIDATION_LENGTHS = (8, 33)  # plus the maximum length
 DEFAULT_ATOL = 1e-4
+SPLIT_ATOL = 1e-5  # a two-stage pair against its whole graph: the same nodes, so only fusion across the cut differs
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ def parity_cases(max_batch: int, max_length: int, *, exclude: tuple[int, int] | 
     return [ParityCase(b, n, c) for b, n, c in grid if exclude is None or (b, n) != exclude]
 
 
-def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], cases: list[ParityCase], *,
-               seed: int, atol: float = DEFAULT_ATOL, progress: bool = True) -> dict[str, dict]:
-    """Validate every graph against the eager model on every case; returns the manifest ``parity`` section."""
+def run_parity(model, graphs: Mapping[str, Path | object], cfg, special: dict[str, int], cases: list[ParityCase], *,
+               seed: int, atol: float = DEFAULT_ATOL, progress: bool = True,
+               whole_of: Mapping[str, str] | None = None, split_atol: float = SPLIT_ATOL) -> dict[str, dict]:
+    """Validate every graph against the eager model on every case; returns the manifest ``parity`` section.
+
+    ``graphs`` values are graph files (run on ONNX Runtime CPU) or runners (a two-stage pair). ``whole_of``
+    maps such a pair's key to its whole graph's key: the pair is then also compared with the whole graph
+    on the same feeds (``vs_whole``) and passes only within ``split_atol`` of it as well.
+    """
     from tqdm.auto import tqdm
 
     from dfma.backends.compare import compare
@@ -64,7 +71,8 @@ def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], 
     from dfma.model.runner import EagerRunner
 
     eager = EagerRunner(model).open()
-    runners = {key: _open(OrtRunner(path)) for key, path in graphs.items()}
+    whole_of = dict(whole_of or {})
+    runners = {key: _open(OrtRunner(g) if isinstance(g, (str, Path)) else g) for key, g in graphs.items()}
     per_case: dict[str, list[dict]] = {key: [] for key in graphs}
     rng = np.random.default_rng(seed)
     bar = tqdm(cases, desc="validating", unit="shape", disable=not progress, leave=False,
@@ -75,15 +83,31 @@ def run_parity(model, graphs: Mapping[str, Path], cfg, special: dict[str, int], 
         reference = eager.logits(feeds)
         if not np.isfinite(reference).all():
             raise ExportError(f"eager logits are not finite at {case} (NaN leaked from absent images?)")
+        got: dict[str, np.ndarray] = {}
         for key, run in runners.items():
             try:
-                actual = run.logits(feeds)
+                got[key] = actual = run.logits(feeds)
             except Exception as exc:
-                raise ExportError(f"{graphs[key].name}: fails at batch {case.batch}, length {case.length}: "
+                raise ExportError(f"{_where(graphs[key])}: fails at batch {case.batch}, length {case.length}: "
                                   f"{str(exc)[:1000]}") from None
             row = compare(reference, actual)
             per_case[key].append({**asdict(case), **{k: row[k] for k in CASE_FIELDS}})
-    return {key: summarize(rows, atol=atol, seed=seed) for key, rows in per_case.items()}
+            if key in whole_of:
+                vs = compare(got[whole_of[key]], actual)
+                per_case[key][-1].update(max_abs_error_vs_whole=vs["max_abs_error"],
+                                         top1_agreement_vs_whole=vs["top1_agreement"])
+    out = {key: summarize(rows, atol=atol, seed=seed) for key, rows in per_case.items()}
+    for key, whole in whole_of.items():
+        rows = per_case[key]
+        worst = max(r["max_abs_error_vs_whole"] for r in rows)
+        agree = min(r["top1_agreement_vs_whole"] for r in rows)
+        out[key]["vs_whole"] = {"graph": whole, "max_abs_error": worst, "top1_agreement": agree, "atol": split_atol}
+        out[key]["passed"] = bool(out[key]["passed"] and worst <= split_atol and agree == 1.0)
+    return out
+
+
+def _where(graph) -> str:
+    return graph.name if isinstance(graph, Path) else str(getattr(graph, "where", graph))
 
 
 def _open(runner):
@@ -119,6 +143,10 @@ def require_parity(parity: Mapping[str, dict], files: Mapping[str, str]) -> None
     for key, record in parity.items():
         if not record["passed"]:
             worst = max(record["cases"], key=lambda r: (r["top1_agreement"] < 1.0, r["max_abs_error"]))
+            if "vs_whole" in record and record["vs_whole"]["max_abs_error"] > record["vs_whole"]["atol"]:
+                vs = record["vs_whole"]
+                raise ExportError(f"{files.get(key, key)}: the two stages differ from {vs['graph']} by "
+                                  f"{vs['max_abs_error']:.3g} (atol {vs['atol']:g})")
             raise ExportError(
                 f"{files.get(key, key)}: parity failed: max abs error {record['max_abs_error']:.3g} "
                 f"(atol {record['atol']:g}), top-1 agreement {record['top1_agreement']:.4f}; worst at batch "

@@ -31,12 +31,13 @@ ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(
 class OrtRunner(Runner):
     """A graph file on ONNX Runtime. ``device``: ``cpu``, ``cuda`` or ``tensorrt`` (the execution provider);
     ``optimization``: ``all`` (default), ``basic`` (Q/DQ computed as written) or ``none`` (every tensor name
-    kept); ``outputs``: what ``infer`` returns (default ``logits``; intermediate tensors need ``none``)."""
+    kept); ``outputs``: what ``infer`` returns (default ``logits``, or every output of a graph without it,
+    such as a vision stage; intermediate tensors need ``none``)."""
 
     name = "onnxruntime-cpu"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None,
-                 device_id: int = 0, optimization: str = "all", outputs: Sequence[str] = (OUTPUT_NAME,),
+                 device_id: int = 0, optimization: str = "all", outputs: Sequence[str] | None = None,
                  profile_prefix: str | None = None, io: Mapping | None = None, graph: GraphKind | None = None,
                  **_: Any):
         """Nothing is loaded until :meth:`open`."""
@@ -44,7 +45,8 @@ class OrtRunner(Runner):
             raise BackendUnavailable(f"unknown ONNX Runtime device {device!r}; choose one of {list(PROVIDERS)}")
         super().__init__(io=io, graph=graph, where=str(path))
         self.path, self.device, self.threads, self.device_id = Path(path), device, threads, device_id
-        self.optimization, self.outputs, self.profile_prefix = optimization, list(outputs), profile_prefix
+        self.optimization, self.profile_prefix = optimization, profile_prefix
+        self.outputs: list[str] = list(outputs) if outputs is not None else []
         self.name = f"onnxruntime-{device}"
         self.session: Any = None
 
@@ -86,6 +88,9 @@ class OrtRunner(Runner):
         if session.get_providers()[0] != wanted:
             raise BackendUnavailable(f"{wanted} is installed but not usable here (ONNX Runtime fell back "
                                      f"to {session.get_providers()[0]}: no GPU?)")
+        if not self.outputs:
+            names = [o.name for o in session.get_outputs()]
+            self.outputs = [OUTPUT_NAME] if OUTPUT_NAME in names else names
         self.session = session
 
     def metadata(self):

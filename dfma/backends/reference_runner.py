@@ -49,8 +49,10 @@ class ReferenceRunner(Runner):
 
     def _infer(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with np.errstate(over="ignore", under="ignore"):  # fp16 masks: -65504 + score -> -inf, by design
-            out = self.evaluator.run([OUTPUT_NAME], feeds)[0]
-        return {OUTPUT_NAME: np.asarray(out, dtype=np.float32)}
+            names = list(self.evaluator.output_names)
+            name = OUTPUT_NAME if OUTPUT_NAME in names else names[0]  # a vision stage has image_features
+            out = self.evaluator.run([name], feeds)[0]
+        return {name: np.asarray(out, dtype=np.float32) if name == OUTPUT_NAME else np.asarray(out)}
 
     def _close(self) -> None:
         self.evaluator = None

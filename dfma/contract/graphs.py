@@ -20,6 +20,12 @@ Columns:
   intermediate cannot saturate in AVX2's ``VPMADDUBSW``: its integer products are exact on every x86 CPU
   (only the fp32 parts round by ulps per ISA), so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host.
 
+Two-stage graphs: every ONNX row may carry, in its manifest entry's ``stages``, the same graph cut in two
+at the ``image_features`` tensor (``dfma.contract.io_spec``): ``vision`` (pixels -> features) and ``text``
+(text + features -> logits), files named by :func:`stage_file` (``model.int8.onnx`` ->
+``model.int8.vision.onnx`` / ``model.int8.text.onnx``). They are cut from the whole graph node for node, so
+they share its precision, kind, ops and guard; a runtime that serves them encodes each image once.
+
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
 """
@@ -83,6 +89,7 @@ _ROWS = (
 CATALOGUE: dict[str, GraphKind] = {row.key: row for row in _ROWS}
 PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(row.precision for row in _ROWS))
 AUTO = "auto"
+STAGES = ("vision", "text")
 ENGINE_KIND = "tensorrt"
 ENGINE_DIR = "engines"
 
@@ -105,6 +112,26 @@ def of_precision(precision: str) -> list[GraphKind]:
     if not rows:
         raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
     return rows
+
+
+def stage_file(file: str, stage: str) -> str:
+    """The file of one stage of a whole graph: ``model.int8.onnx`` -> ``model.int8.vision.onnx``."""
+    if stage not in STAGES:
+        raise BundleError(f"unknown stage {stage!r}; the stages are {list(STAGES)}")
+    if not file.endswith(".onnx"):
+        raise BundleError(f"{file}: only ONNX graphs are cut into stages")
+    return f"{file[:-len('.onnx')]}.{stage}.onnx"
+
+
+def stage_files(manifest: Mapping, key: str) -> dict[str, str] | None:
+    """``{stage: file}`` of graph ``key``'s two-stage pair when the manifest lists both files, else None."""
+    entry = (manifest.get("graphs") or {}).get(key)
+    stages = entry.get("stages") if isinstance(entry, Mapping) else None
+    if not isinstance(stages, Mapping):
+        return None
+    files = manifest.get("files") or {}
+    out = {s: (stages.get(s) or {}).get("file") for s in STAGES if isinstance(stages.get(s), Mapping)}
+    return out if len(out) == len(STAGES) and all(f in files for f in out.values()) else None
 
 
 def gpu_slug(text: str) -> str:

@@ -16,6 +16,9 @@ from dfma.contract.errors import BundleError
 BATCH, SEQUENCE = "batch", "sequence"
 INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_mask")
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "image_features"  # the tensor between the two stages (contract section 4.2)
+STAGE_INPUTS = {"vision": ("pixel_values", "image_mask"),
+                "text": ("input_ids", "attention_mask", FEATURES_NAME, "image_mask")}
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,29 @@ def output_specs(cfg: Any) -> list[TensorSpec]:
     """The graph output."""
     return [TensorSpec(OUTPUT_NAME, "float32", (BATCH, cfg.num_labels),
                        "unnormalised scores over the label map (manifest 'labels', index = class id)")]
+
+
+def feature_spec(cfg: Any) -> TensorSpec:
+    """The pixel-only image features the vision stage hands to the text stage (``cfg`` also needs
+    ``tokens_per_image`` and ``hidden_size``)."""
+    return TensorSpec(FEATURES_NAME, "float32", (BATCH, cfg.num_images, cfg.tokens_per_image, cfg.hidden_size),
+                      "pyramid tokens of every image slot (ResNet stages pooled, projected and normalised); "
+                      "they depend on the pixels alone, so they are computed once per image and reused")
+
+
+def stage_specs(cfg: Any) -> dict[str, tuple[list[TensorSpec], list[TensorSpec]]]:
+    """``stage -> (inputs, outputs)`` of the two-stage graphs: ``vision`` (pixels -> features) and
+    ``text`` (text + features -> logits)."""
+    by_name = {t.name: t for t in input_specs(cfg)} | {FEATURES_NAME: feature_spec(cfg)}
+    return {"vision": ([by_name[n] for n in STAGE_INPUTS["vision"]], [feature_spec(cfg)]),
+            "text": ([by_name[n] for n in STAGE_INPUTS["text"]], output_specs(cfg))}
+
+
+def stages_manifest(cfg: Any) -> dict:
+    """The manifest's ``stages`` section: the boundary tensor and each stage's ``io``."""
+    return {"features": feature_spec(cfg).to_manifest(),
+            **{stage: {"inputs": [t.to_manifest() for t in ins], "outputs": [t.to_manifest() for t in outs]}
+               for stage, (ins, outs) in stage_specs(cfg).items()}}
 
 
 def io_manifest(cfg: Any) -> dict:
