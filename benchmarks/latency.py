@@ -32,11 +32,17 @@ from dfma.benchmarks import backends as bk
 from dfma.benchmarks import latency_report as report
 from dfma.benchmarks import memory as memprobe
 from dfma.benchmarks.analysis import evaluate_targets, is_int8, summarize
-from dfma.benchmarks.disturbance import MIN_REPS_BATCH1, measure_cell
+from dfma.benchmarks.disturbance import measure_cell
 from dfma.benchmarks.environment import ensure_bundle, expected_duration, machine_info
 from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops
 from dfma.benchmarks.gemm_int8 import Int8GemmProbe, int8_gemm_rate
-from dfma.benchmarks.latency_options import GRIDS, parse_args
+from dfma.benchmarks.latency_options import (
+    backend_keys,
+    cell_budget,
+    parse_args,
+    run_threads,
+    settings_of,
+)
 from dfma.benchmarks.timing import (
     Budget,
     CpuLoad,
@@ -126,14 +132,6 @@ def agreement(outputs: Mapping, reference: str):
             continue
         out[key] = (float((val.argmax(-1) == ref.argmax(-1)).mean()), float(np.abs(val - ref).max()))
     return out
-
-
-def cell_budget(budget: Budget, batch: int) -> Budget:
-    """The grid's budget, with at least MIN_REPS_BATCH1 timed calls per backend at batch 1."""
-    if batch != 1 or budget.min_reps >= MIN_REPS_BATCH1:
-        return budget
-    return Budget(warmup=budget.warmup, min_reps=MIN_REPS_BATCH1, max_reps=max(budget.max_reps, MIN_REPS_BATCH1),
-                  budget_s=budget.budget_s, gap_s=budget.gap_s)
 
 
 def prepare_cell(runners: list, workload, where: str, fail) -> None:
@@ -261,18 +259,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
     started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     t_start = time.perf_counter()
-    threads = args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    threads = run_threads(args)
     torch.set_num_threads(threads)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:
         pass
-    batches, lengths, budget = GRIDS[args.grid]
-    grid_name = args.grid if not (args.batch or args.length) else "custom"
-    batches, lengths = tuple(args.batch or batches), tuple(args.length or lengths)
-    budget = Budget(warmup=args.warmup if args.warmup is not None else budget.warmup,
-                    min_reps=args.min_reps or budget.min_reps, max_reps=args.max_reps or budget.max_reps,
-                    budget_s=args.budget if args.budget is not None else budget.budget_s)
+    grid_name, batches, lengths, budget = settings_of(args)
     machine = machine_info(threads)
     cpu_load = CpuLoad()
 
@@ -286,10 +279,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if bad:
         raise SystemExit(f"error: --length {bad}: must be in 12..{min(max_len, cfg.max_length)} for this bundle")
     cells = [(b, L) for b in batches for L in lengths]
-    keys, skipped = bk.available(folder, manifest, [k.strip() for k in args.backends.split(",")] if args.backends else None)
-    if not args.compile and bk.COMPILE in keys:
-        keys.remove(bk.COMPILE)
-        skipped[bk.COMPILE] = "not run: --no-compile, the default with --grid quick (--compile adds it)"
+    keys, skipped = backend_keys(folder, manifest, args)
     loader = bk.Loader(folder, manifest, threads)
     eager_model = loader.eager()
 

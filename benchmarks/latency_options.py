@@ -3,9 +3,11 @@ budgets) and every option."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from dfma.benchmarks import backends as bk
+from dfma.benchmarks.disturbance import MIN_REPS_BATCH1
 from dfma.benchmarks.timing import Budget
 
 DESCRIPTION = ("Latency of DFMA on every backend, side by side, in one interleaved run: "
@@ -13,19 +15,25 @@ DESCRIPTION = ("Latency of DFMA on every backend, side by side, in one interleav
 
 
 GRIDS = {
-    # name: (batches, lengths, Budget, default preset)
+    # name: (batches, lengths, Budget)
     # base at batch 32 is ~1.3-1.6 TFLOP per call (7-9 s at the full fp32 GEMM rate): such cells get the
-    # warm-up and 2 timed rounds; batch-1 cells get as many rounds as fit in the budget
+    # warm-up and 2 timed rounds; batch-1 cells get as many rounds as fit in the budget (7 at least)
     "full": ((1, 8, 32), (32, 80), Budget(warmup=1, min_reps=2, max_reps=50, budget_s=20.0)),
     "small": ((1, 8), (80,), Budget(warmup=1, min_reps=3, max_reps=20, budget_s=5.0)),
     "quick": ((1, 4), (16, 32), Budget(warmup=2, min_reps=5, max_reps=40, budget_s=0.4)),
 }
+# The grid of `python benchmarks/latency.py` with no arguments: the base preset at batch 1 and 8 x length 80,
+# both modes, every backend of the bundle, memory probes: ~10 min on this project's 2-core machines (the
+# full grid's batch-32 cells alone take ~20 min there: each round of 13 backends at 32x80 is ~2 min)
+DEFAULT_GRID = "small"
 
 EPILOG = """\
 examples:
-  python benchmarks/latency.py                      # base preset, full grid (exports bundles/base if needed)
-  python benchmarks/latency.py --quick              # tiny preset, small grid: a smoke run in minutes
-  python benchmarks/latency.py --quick --compile    # ... with the torch.compile row (compiling: minutes)
+  python benchmarks/latency.py                      # base preset, batch 1, 8 x length 80, both modes, every
+                                                    # backend, memory probes: ~10 min (exports bundles/base if needed)
+  python benchmarks/latency.py --grid full          # the complete sweep, batch 1, 8, 32 x length 32, 80: ~40-60 min
+  python benchmarks/latency.py --compile            # ... with the torch.compile row (compiling: minutes per batch class)
+  python benchmarks/latency.py --quick              # tiny preset, quick grid: a smoke run in a minute or two
   python benchmarks/latency.py --bundle bundles/tiny-mnre --quick --no-memory   # what `make demo` runs
   python benchmarks/latency.py --bundle B --batch 1 8 --length 80 --backends ort-fused,ort-int8,eager-compile
 timing: per (batch, length) cell and mode, a warm-up call per backend, then rounds in which every backend
@@ -38,8 +46,12 @@ size and threads, timed in the rounds of every cell with an INT8 row), named wit
 instruction class (x86-amx, x86-avx512-vnni, x86-avx2, ...).
 rows: eager-compile is torch.compile (inductor, dynamic shapes) of the eager model; its first call in each
 cell (where it compiles) is untimed and reported as "compile s" (JSON: backends.eager-compile.compile);
-without a C++ compiler it is skipped with the reason; --quick leaves it out unless --compile is given. eager-bf16 is labelled "(emulated)" on CPUs without
+without a C++ compiler it is skipped with the reason. It is opt-in (--compile, or named in --backends): it
+compiles once per batch-size class (batch 1, batch > 1), 2-4 min each on 2 cores with a cold inductor cache
+(base: 205 s for batch 1, 249 s for batch 8). eager-bf16 is labelled "(emulated)" on CPUs without
 AVX512_BF16 or AMX, where bf16 autocast is slower than fp32.
+duration: the run prints its expected duration first, computed from its plan (cells x modes x budget and
+the backends' expected call times, loads, memory probes, compiling, export when the bundle is missing).
 """
 
 
@@ -57,8 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny preset (unless --bundle), grid 'quick', fraction-of-a-second budgets")
     p.add_argument("--grid", choices=sorted(GRIDS), default=None,
-                   help="full: batch 1,8,32 x length 32,80 (default); small: batch 1,8 x length 80, 5 s per cell; "
-                        "quick: batch 1,4 x length 16,32")
+                   help="small: batch 1,8 x length 80, 5 s per cell and mode (default: ~10 min on base with 2 cores); "
+                        "full: batch 1,8,32 x length 32,80, 20 s per cell (the complete sweep: its batch-32 cells "
+                        "take minutes per round on base; ~40-60 min); quick: batch 1,4 x length 16,32 (with --quick)")
     p.add_argument("--quick-sweep", dest="grid", action="store_const", const="small", help="same as --grid small")
     p.add_argument("--batch", type=int, nargs="+", metavar="N", help="batch sizes (overrides the grid's)")
     p.add_argument("--length", type=int, nargs="+", metavar="N",
@@ -68,8 +81,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backends", default=None, metavar="K1,K2",
                    help=f"subset of backends (eager-fp32 always runs): {', '.join(bk.KEYS)}, trt-<precision>")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="the torch.compile row (eager-compile; its compiling is untimed but takes minutes on 2 cores): "
-                        "on by default, off with --grid quick unless asked for (--compile, or named in --backends)")
+                   help="add the torch.compile row (eager-compile). Off by default, on every grid, because it "
+                        "compiles once per batch-size class (batch 1, batch > 1) before timing: 2-4 min each on 2 "
+                        "cores with a cold inductor cache on base, untimed but on the clock; naming eager-compile in "
+                        "--backends also adds it")
     p.add_argument("--modes", default="model,e2e", metavar="M1,M2", help="model, e2e or both (default)")
     p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds per cell and mode (grid default)")
     p.add_argument("--min-reps", type=int, default=None, metavar="N", help="calls per backend per cell, at least")
@@ -78,7 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--image-size", default=None, metavar="WxH",
                    help="size of the end-to-end requests' JPEG image (default 500x375; crops are 1/3 of it; "
                         "160x120 with --quick)")
-    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory probes (one process per backend)")
+    p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
+                   help="the peak-memory probes: one fresh process per backend, load + 1 call at the largest cell "
+                        "(default: on; a few seconds each at batch 8, more at batch 32); --no-memory skips them")
     p.add_argument("--memory-budget", type=float, default=None, metavar="MiB",
                    help="memory the backends opened side by side may need together (default: 80%% of MemAvailable); "
                         "backends that do not fit together are timed in groups, each with its own eager runs")
@@ -89,10 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.quick and args.grid is None:
         args.grid = "quick"
-    args.grid = args.grid or "full"
-    if args.compile is None:
-        named = bool(args.backends) and bk.COMPILE in [k.strip() for k in args.backends.split(",")]
-        args.compile = named or args.grid != "quick"
+    args.grid = args.grid or DEFAULT_GRID
+    if args.compile is None:  # opt-in: --compile, or eager-compile named in --backends
+        args.compile = bk.COMPILE in (wanted_backends(args) or [])
+    args.no_memory = not args.memory
     if args.preset is None:
         args.preset = "tiny" if args.quick else "base"
     for name in ("batch", "length"):
@@ -102,3 +119,50 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if not args.modes or any(m not in bk.MODES for m in args.modes):
         p.error(f"--modes: choose from {list(bk.MODES)}")
     return args
+
+
+def wanted_backends(args: argparse.Namespace) -> list[str] | None:
+    """The ``--backends`` list (None: every backend)."""
+    return [k.strip() for k in args.backends.split(",") if k.strip()] if args.backends else None
+
+
+def settings_of(args: argparse.Namespace) -> tuple[str, tuple[int, ...], tuple[int, ...], Budget]:
+    """``(grid name, batches, lengths, budget)`` of a run: the grid's, with --batch/--length (grid
+    ``custom``) and --budget/--min-reps/--max-reps/--warmup applied."""
+    batches, lengths, budget = GRIDS[args.grid]
+    grid_name = args.grid if not (args.batch or args.length) else "custom"
+    batches, lengths = tuple(args.batch or batches), tuple(args.length or lengths)
+    budget = Budget(warmup=args.warmup if args.warmup is not None else budget.warmup,
+                    min_reps=args.min_reps or budget.min_reps, max_reps=args.max_reps or budget.max_reps,
+                    budget_s=args.budget if args.budget is not None else budget.budget_s)
+    return grid_name, batches, lengths, budget
+
+
+def cell_budget(budget: Budget, batch: int) -> Budget:
+    """The grid's budget, with at least MIN_REPS_BATCH1 timed calls per backend at batch 1."""
+    if batch != 1 or budget.min_reps >= MIN_REPS_BATCH1:
+        return budget
+    return Budget(warmup=budget.warmup, min_reps=MIN_REPS_BATCH1, max_reps=max(budget.max_reps, MIN_REPS_BATCH1),
+                  budget_s=budget.budget_s, gap_s=budget.gap_s)
+
+
+def run_threads(args: argparse.Namespace) -> int:
+    """--threads, else the CPUs available to this process."""
+    return args.threads or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+COMPILE_OFF = ("not run: the torch.compile row is opt-in (it compiles once per batch-size class, minutes each); "
+               "--compile adds it")
+
+
+def backend_keys(folder: Path, manifest, args: argparse.Namespace) -> tuple[list[str], dict[str, str]]:
+    """The contenders of this run and ``{key: why not}`` for those left out (the compile row unless asked)."""
+    wanted = wanted_backends(args)
+    if not args.compile and wanted is None:  # every backend but the compile row (nor its compiler check)
+        wanted = [k for k in bk.KEYS if k != bk.COMPILE] + sorted(bk.trt_engines(manifest))
+    keys, skipped = bk.available(folder, manifest, wanted)
+    if not args.compile and (wanted_backends(args) is None or bk.COMPILE in keys):
+        if bk.COMPILE in keys:
+            keys.remove(bk.COMPILE)
+        skipped[bk.COMPILE] = COMPILE_OFF
+    return keys, skipped

@@ -1,7 +1,8 @@
 """Print a few predictions of a bundle on real MNRE sentences: ``python examples/predict_mnre.py BUNDLE [N]``.
 
 Each line: the sentence with the head entity in [brackets] and the tail in {braces}, the predicted relation
-and its probability, and the annotated one. Uses only the torch-free runtime.
+and its probability, and the annotated one. Then every entity pair of one post in a single
+``predict_pairs`` call (one image encoding, the text side batched). Uses only the torch-free runtime.
 """
 from __future__ import annotations
 
@@ -46,7 +47,31 @@ def main(argv: list[str]) -> int:
             print(f"{'ok ' if p.relation == sample.relation else '   '}{p.relation:28s} {p.probability:.2f}  "
                   f"(gold {sample.relation:26s}) {marked(sample.words, sample.head, sample.tail)[:110]}")
         print(f"{hits}/{len(picked)} as annotated (text only: MNRE's images are not available here)")
+        post = next(g for g in _posts(samples) if len({s.words for s in g}) == 1 and len(_entities(g)) >= 3)
+        entities = _entities(post)
+        words = post[0].words
+        gold = {(s.head, s.tail): s.relation for s in post}
+        names = [" ".join(words[a:b]) for a, b in entities]
+        print(f"every pair of one post ({len(entities)} entities, {len(entities) * (len(entities) - 1)} ordered pairs, "
+              f"{extractor.describe()['stages']['mode']}): {' '.join(words)[:100]}")
+        for p in extractor.predict_pairs(list(words), entities):
+            h, t = p.id
+            note = f"  (gold {gold[(entities[h], entities[t])]})" if (entities[h], entities[t]) in gold else ""
+            print(f"  {names[h][:24]:24s} -> {names[t][:24]:24s} {p.relation:28s} {p.probability:.2f}{note}")
     return 0
+
+
+def _posts(samples):
+    """Validation samples grouped by image, in file order."""
+    groups: dict = {}
+    for s in samples:
+        groups.setdefault(s.img_id, []).append(s)
+    return list(groups.values())
+
+
+def _entities(post) -> list:
+    """The distinct entity spans of a post's annotated pairs, in order of appearance."""
+    return list(dict.fromkeys(span for s in post for span in (s.head, s.tail)))
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dfma.contract.errors import DFMAError, ExportError  # noqa: E402
-from dfma.contract.graphs import CATALOGUE, PRECISIONS, engines, present  # noqa: E402
+from dfma.contract.graphs import CATALOGUE, PRECISIONS, engines, entry_files, present  # noqa: E402
 
 TARGETS = ("cpu", "gpu")
 CPU_SKIP = ("fp16",)  # ONNX Runtime's CPU provider casts fp16 nodes back to fp32: no reason to ship it for CPUs
@@ -64,15 +64,24 @@ def graphs_for(manifest: Mapping, target: str) -> list[str]:
     return [k for k in manifest["graphs"] if k in keep]
 
 
-def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Path) -> tuple[dict, list[str]]:
-    """The copy's manifest (``files`` still to be hashed) and the bundle files to copy."""
+def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Path,
+                  stages: bool = True) -> tuple[dict, list[str]]:
+    """The copy's manifest (``files`` still to be hashed) and the bundle files to copy; ``stages=False``
+    also drops the kept graphs' two-stage pairs."""
     dropped = [k for k in manifest["graphs"] if k not in keep]
-    dropped_files = {manifest["graphs"][k]["file"] for k in dropped}
-    kept_files = {manifest["graphs"][k]["file"] for k in keep}
+    dropped_files = set().union(*(entry_files(manifest["graphs"][k]) for k in dropped))
+    kept_files = set().union(*(entry_files(manifest["graphs"][k]) for k in keep))
+    if not stages:
+        pairs = kept_files - {manifest["graphs"][k]["file"] for k in keep}
+        dropped_files |= pairs
+        kept_files -= pairs
     if "int8" not in keep:
         dropped_files.add(CALIBRATION_FILE)  # ranges serve only the static INT8 graph (and re-quantizing it)
     new = copy.deepcopy(dict(manifest))
     new["graphs"] = {k: v for k, v in new["graphs"].items() if k in keep}
+    if not stages:
+        for entry in new["graphs"].values():
+            entry.pop("stages", None)
     new["parity"] = {k: v for k, v in new.get("parity", {}).items() if k in keep}
     precision = new.get("precision") or {}
     for section in ("guard", "search"):
@@ -82,13 +91,13 @@ def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Pa
     for scope in [s for s, rec in auto.items() if isinstance(rec, Mapping) and rec.get("graph") not in keep]:
         del auto[scope]
     new["slimmed"] = {"for": target, "from": str(source), "from_created": manifest.get("created"),
-                      "kept": keep, "dropped": dropped}
+                      "kept": keep, "dropped": dropped, "two_stage_pairs": stages}
     files = [rel for rel in manifest["files"] if rel in kept_files or rel not in dropped_files]
     return new, files
 
 
 def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] | None = None,
-         force: bool = False) -> dict:
+         force: bool = False, stages: bool = True) -> dict:
     """Write the slimmed copy of ``bundle`` to ``out``; returns its manifest. Raises BundleError / ExportError."""
     from dfma.contract.bundle import open_bundle
     from dfma.contract.bundle_writer import BundleWriter, link_or_copy, read_manifest
@@ -107,7 +116,7 @@ def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] 
     unknown_kinds = [k for k in chosen if k not in CATALOGUE and k not in engines(manifest)]
     if unknown_kinds:
         raise ExportError(f"graphs {unknown_kinds} are not kinds of the catalogue (dfma.contract.graphs)")
-    new, files = slim_manifest(manifest, chosen, target=target or "keep", source=source.folder)
+    new, files = slim_manifest(manifest, chosen, target=target or "keep", source=source.folder, stages=stages)
     with BundleWriter(out, force=force) as writer:
         for rel in files:
             link_or_copy(source.folder / rel, writer.path(rel))
@@ -126,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group()
     what.add_argument("--for", dest="target", choices=TARGETS, default=None, help="deployment target (default cpu)")
     what.add_argument("--keep", default=None, metavar="KEY,...", help="keep exactly these manifest graphs keys")
+    p.add_argument("--no-stages", dest="stages", action="store_false",
+                   help="drop the kept graphs' two-stage pairs (vision/text files) too: a deployment that serves "
+                        "whole graphs only, at about half the size")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (atomically, at the end)")
     return p
 
@@ -136,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     keep = [k.strip() for k in args.keep.split(",") if k.strip()] if args.keep else None
     try:
         manifest = slim(args.bundle, args.out, target=args.target or (None if keep else "cpu"), keep=keep,
-                        force=args.force)
+                        force=args.force, stages=args.stages)
     except DFMAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -1,12 +1,16 @@
 """Turn a DFMA bundle into a Triton Inference Server model repository: ``python export/to_triton.py BUNDLE --out REPO``.
 
-Writes the network as an ``onnxruntime_onnx`` model (and as a ``tensorrt_plan`` model with ``--kind gpu``
-where the bundle holds an engine), two Python-backend models that run the runtime's own preprocessing and
-postprocessing (``dfma.runtime``), and an ensemble that takes raw requests (words, spans, image bytes)
-and returns the relation label and its probability. Every ``config.pbtxt`` is generated from the bundle's
-manifest (``dfma.export.triton_config``). The bundle is verified first (every sha256); the repository is
-built in a hidden sibling folder and renamed into place, so a failure leaves nothing behind. Exit status 0
-on success, 1 on a bundle or export error (nothing written), 2 on a usage error.
+Writes the network as two ``onnxruntime_onnx`` models, ``vision`` and ``text`` (the graph's two-stage pair,
+cut at ``image_features``, each with its own dynamic batcher, so that the image encoder batches across
+clients), or with ``--layout whole`` (and where the graph has no pair) as one ``onnxruntime_onnx`` model;
+a ``tensorrt_plan`` model (whole: engines have no pair) with ``--kind gpu`` where the bundle holds an
+engine; two Python-backend models that run the runtime's own preprocessing and postprocessing
+(``dfma.runtime``); and an ensemble that takes raw requests (words, spans, image bytes) and returns the
+relation label and its probability (the same interface in both layouts). Every ``config.pbtxt`` is
+generated from the bundle's manifest (``dfma.export.triton_config``). The bundle is verified first (every
+sha256); the repository is built in a hidden sibling folder and renamed into place, so a failure leaves
+nothing behind. Exit status 0 on success, 1 on a bundle or export error (nothing written), 2 on a usage
+error.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -32,6 +37,9 @@ VERSION = "1"
 TRITON_ONNX_FILE, TRITON_PLAN_FILE = "model.onnx", "model.plan"  # Triton's default model file names
 CONTRACT_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_mask")  # what Preprocessor.collate makes
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+TWO_STAGE, WHOLE = "two-stage", "whole"
+LAYOUTS = (TWO_STAGE, WHOLE)
+VISION_DELAY_FACTOR = 4  # default vision queue delay: this many times --queue-delay-us
 
 
 @dataclass
@@ -51,6 +59,8 @@ class TritonOptions:
     engine: str | None = None
     pad_to_max_length: bool = True
     force: bool = False
+    layout: str | None = None  # default: two-stage where the served graph has a pair, else whole
+    vision_queue_delay_us: int | None = None  # default: VISION_DELAY_FACTOR x queue_delay_us
 
 
 @dataclass
@@ -61,6 +71,7 @@ class TritonResult:
     models: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     validated: bool = False
+    layout: str = ""
 
 
 def _check_options(opts: TritonOptions) -> None:
@@ -70,8 +81,12 @@ def _check_options(opts: TritonOptions) -> None:
                         ("--max-batch", 1 if opts.max_batch is None else opts.max_batch)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ExportError(f"{flag} must be a positive integer, got {value!r}")
-    if opts.queue_delay_us < 0:
-        raise ExportError(f"--queue-delay-us must be >= 0, got {opts.queue_delay_us}")
+    vision_delay = 0 if opts.vision_queue_delay_us is None else opts.vision_queue_delay_us
+    for flag, value in (("--queue-delay-us", opts.queue_delay_us), ("--vision-queue-delay-us", vision_delay)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ExportError(f"{flag} must be an integer >= 0, got {value!r}")
+    if opts.layout is not None and opts.layout not in LAYOUTS:
+        raise ExportError(f"--layout must be one of {list(LAYOUTS)}, got {opts.layout!r}")
     if not NAME_RE.match(opts.name):
         raise ExportError(f"--name {opts.name!r}: use letters, digits, '_', '.', '-'")
 
@@ -105,8 +120,9 @@ def choose_onnx_graph(manifest: dict, precision: str, kind: str) -> str:
     return rows[keys[0]].file
 
 
-def check_graph_io(path: Path, io: dict) -> None:
-    """Compare the ONNX graph's input/output names and ranks with the manifest (needs ``onnx``; else skipped)."""
+def check_graph_io(path: Path, io: dict, section: str = "io") -> None:
+    """Compare the ONNX graph's input/output names and ranks with the manifest's ``io`` (or a stage's, named
+    by ``section``); needs ``onnx``, else skipped."""
     try:
         import onnx
     except ImportError:
@@ -119,10 +135,33 @@ def check_graph_io(path: Path, io: dict) -> None:
         actual = {v.name: len(v.type.tensor_type.shape.dim) for v in values}
         wanted = {s["name"]: len(s["shape"]) for s in io[key]}
         if actual != wanted:
-            raise BundleError(f"{path}: graph {key} {actual} (name: rank) do not match manifest.json io.{key} {wanted}")
+            raise BundleError(f"{path}: graph {key} {actual} (name: rank) do not match manifest.json "
+                              f"{section}.{key} {wanted}")
 
 
-def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tuple[str, dict] | None:
+def choose_layout(manifest: dict, graph: str, layout: str | None, notes: list[str]) -> dict[str, str] | None:
+    """``{stage: file}`` of ``graph``'s two-stage pair for the two-stage layout, None for the whole one.
+
+    ``layout`` None: two-stage where the manifest lists the pair (``graphs.<key>.stages``), else whole.
+    ExportError for ``two-stage`` on a graph without a pair.
+    """
+    from dfma.contract.graphs import stage_files
+
+    keys = [k for k, g in manifest["graphs"].items() if isinstance(g, dict) and g.get("file") == graph]
+    pair = stage_files(manifest, keys[0]) if keys else None
+    if layout == WHOLE:
+        return None
+    if pair is None:
+        if layout == TWO_STAGE:
+            where = f"graphs.{keys[0]}.stages" if keys else "graphs"
+            raise ExportError(f"--layout two-stage: {graph} has no two-stage pair (manifest.json {where} lists no "
+                              "vision and text files); use --layout whole, or re-export the bundle")
+        notes.append(f"layout whole: {graph} has no two-stage pair in the manifest")
+        return None
+    return pair
+
+
+def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tuple[str, Mapping] | None:
     """The engine entry to serve as ``tensorrt_plan`` (``--engine`` or the one of ``--precision``), or None."""
     from dfma.contract.graphs import engines as engine_entries
 
@@ -174,6 +213,40 @@ def _write_model(root: Path, name: str, config: dict) -> Path:
     return folder / VERSION
 
 
+def write_network(root: Path, bundle, opts: TritonOptions, max_batch: int, result: TritonResult) -> list:
+    """The ``onnxruntime_onnx`` model(s) of the chosen graph: ``<name>_vision`` and ``<name>_text`` (two-stage
+    layout) or ``<name>_onnx`` (whole); returns the ensemble's ``[(model name, its io)]`` in order."""
+    from dfma.contract.graphs import STAGES
+    from dfma.export import triton_config as tc
+
+    manifest, n = bundle.manifest, opts.name
+    graph = opts.graph or choose_onnx_graph(manifest, opts.precision, opts.kind)
+    onnx_files = {g["file"] for g in manifest["graphs"].values() if str(g["file"]).endswith(".onnx")}
+    if graph not in onnx_files:
+        raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
+    pair = choose_layout(manifest, graph, opts.layout, result.notes)
+    result.layout = WHOLE if pair is None else TWO_STAGE
+    parts: list[tuple[str, str, dict, str, dict | None]]  # model, bundle file, io, manifest section, batching
+    if pair is None:
+        parts = [(f"{n}_onnx", graph, manifest["io"], "io", None)]
+    else:
+        stages = tc.stages_io(manifest)
+        vision_delay = (VISION_DELAY_FACTOR * opts.queue_delay_us if opts.vision_queue_delay_us is None
+                        else opts.vision_queue_delay_us)
+        parts = [(f"{n}_{s}", pair[s], stages[s], f"stages.{s}",
+                  tc.stage_batching(s, max_batch, opts.queue_delay_us, vision_delay)) for s in STAGES]
+    for name, file, io, section, batching in parts:
+        check_graph_io(bundle.path(file), io, section)
+        version = _write_model(root, name, tc.network_config(
+            name, io, platform="onnxruntime_onnx", filename=TRITON_ONNX_FILE, max_batch=max_batch,
+            instances=opts.instances, kind=opts.kind, queue_delay_us=opts.queue_delay_us, batching=batching,
+            section=section))
+        _copy_verified(bundle, file, version / TRITON_ONNX_FILE)
+        result.notes.append(f"{name} serves {file}")
+    result.models += [name for name, *_ in parts]
+    return [(name, io) for name, _, io, _, _ in parts]
+
+
 def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) -> None:
     """Write every model folder of the repository under ``root``."""
     from dfma.export import triton_config as tc
@@ -183,22 +256,13 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
     manifest, n = bundle.manifest, opts.name
     io, labels = manifest["io"], manifest["labels"]
     max_batch = _max_batch(opts, manifest)
-    pre, post, onnx_name = f"{n}_preprocess", f"{n}_postprocess", f"{n}_onnx"
+    pre, post = f"{n}_preprocess", f"{n}_postprocess"
     inputs, _ = tc.io_tensors(io)  # malformed io: BundleError before anything is copied
     if sorted(t["name"] for t in inputs) != sorted(CONTRACT_INPUTS):
         raise BundleError(f"{bundle.folder / 'manifest.json'}: io.inputs are {[t['name'] for t in inputs]}; "
                           f"the preprocess model produces {list(CONTRACT_INPUTS)} (docs/contract.md section 1)")
-
-    graph = opts.graph or choose_onnx_graph(manifest, opts.precision, opts.kind)
-    onnx_files = {g["file"] for g in manifest["graphs"].values() if str(g["file"]).endswith(".onnx")}
-    if graph not in onnx_files:
-        raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
-    check_graph_io(bundle.path(graph), io)
-    version = _write_model(root, onnx_name, tc.network_config(
-        onnx_name, io, platform="onnxruntime_onnx", filename=TRITON_ONNX_FILE, max_batch=max_batch,
-        instances=opts.instances, kind=opts.kind, queue_delay_us=opts.queue_delay_us))
-    _copy_verified(bundle, graph, version / TRITON_ONNX_FILE)
-    result.notes.append(f"{onnx_name} serves {graph}")
+    result.models += [n, pre]
+    networks = write_network(root, bundle, opts, max_batch, result)
 
     tokenizer_files = [f for f in (manifest["preprocess"].get("tokenizer", "tokenizer.json"),
                                    manifest["preprocess"].get("vocab", "vocab.txt")) if f in manifest["files"]]
@@ -219,8 +283,8 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
     copy_manifest(bundle.folder, version / BUNDLE_DIR)  # with its digest (and signature)
 
     _write_model(root, n, tc.ensemble_config(n, io, num_labels=len(labels), max_batch=max_batch,
-                                             preprocess=pre, network=onnx_name, postprocess=post))
-    result.models += [n, pre, onnx_name, post]
+                                             preprocess=pre, networks=networks, postprocess=post))
+    result.models.append(post)
 
     engine = choose_engine(manifest, opts, result.notes)
     if engine is not None:
@@ -237,8 +301,9 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
         _copy_verified(bundle, entry["file"], version / TRITON_PLAN_FILE)
         _write_model(root, trt_ensemble, tc.ensemble_config(
             trt_ensemble, io, num_labels=len(labels), max_batch=min(max_batch, engine_max),
-            preprocess=pre, network=plan, postprocess=post))
+            preprocess=pre, networks=[(plan, entry.get("io") or io)], postprocess=post))
         result.models += [trt_ensemble, plan]
+        result.notes.append(f"{trt_ensemble} serves the engine whole (TensorRT engines have no two-stage pair)")
 
 
 def validate_repository(root: Path) -> bool:
@@ -265,7 +330,8 @@ def build_repository(opts: TritonOptions) -> TritonResult:
             raise ExportError(f"{folder.out}: cannot write the repository ({e})") from None
         result.validated = validate_repository(tmp)
         info = {"generator": "export/to_triton.py", "bundle": str(bundle.folder.resolve()),
-                "created": bundle.manifest.get("created"), "models": result.models, "notes": result.notes,
+                "created": bundle.manifest.get("created"), "layout": result.layout, "models": result.models,
+                "notes": result.notes,
                 "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}}
         (tmp / "dfma_repository.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         result.repository = folder.commit()
@@ -288,7 +354,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preprocess-instances", type=int, default=2, metavar="N",
                    help="instances of each Python-backend model (always on the CPU; default 2)")
     p.add_argument("--queue-delay-us", type=int, default=1000, metavar="US",
-                   help="dynamic batcher's max_queue_delay_microseconds (default 1000)")
+                   help="dynamic batcher's max_queue_delay_microseconds of the network (two-stage: of the text "
+                        "model; default 1000)")
+    p.add_argument("--layout", choices=LAYOUTS, default=None,
+                   help="two-stage: the graph's vision and text stages as two models, each dynamically batched "
+                        "(the image encoder batches across clients); whole: the graph as one model. Default: "
+                        "two-stage where the graph has a pair in the manifest, else whole. TensorRT engines "
+                        "are always whole")
+    p.add_argument("--vision-queue-delay-us", type=int, default=None, metavar="US",
+                   help=f"two-stage: the vision model's max_queue_delay_microseconds (default "
+                        f"{VISION_DELAY_FACTOR} x --queue-delay-us; it batches half or all of --max-batch)")
     p.add_argument("--name", default="dfma", help="ensemble name and prefix of the other models (default dfma)")
     p.add_argument("--precision", default="fp32",
                    help="which ONNX graph (and engine) to serve: auto (the bundle's guarded default), fp32, fp16, int8, "
@@ -311,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                          kind=args.kind, preprocess_instances=args.preprocess_instances,
                          queue_delay_us=args.queue_delay_us, name=args.name, precision=args.precision,
                          graph=args.graph, engine=args.engine, pad_to_max_length=not args.variable_length,
-                         force=args.force)
+                         force=args.force, layout=args.layout, vision_queue_delay_us=args.vision_queue_delay_us)
     try:
         _check_options(opts)
     except ExportError as e:
@@ -328,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     for note in result.notes:
         print(f"note: {note}")
     checked = "checked against Triton's schema" if result.validated else "not schema-checked (no tritonclient)"
+    print(f"layout: {result.layout}")
     print(f"models: {', '.join(result.models)}  (config.pbtxt {checked})")
     print(f"repository: {result.repository}")
     return 0

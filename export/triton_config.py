@@ -4,10 +4,12 @@ Four kinds of model make up a repository (``export/to_triton.py``):
 
 - the network: ``onnxruntime_onnx`` or ``tensorrt_plan``, its inputs/outputs copied from the manifest's
   ``io`` section (names, dtypes, dims without the batch axis, ``-1`` for dynamic axes), with
-  ``max_batch_size``, ``dynamic_batching`` and ``instance_group``;
+  ``max_batch_size``, ``dynamic_batching`` and ``instance_group``; or, in the two-stage layout, two such
+  models, ``vision`` and ``text``, their IO from the manifest's ``stages`` section, meeting at
+  ``image_features``, each with its own dynamic batcher (vision forms larger batches: :func:`stage_batching`);
 - ``<name>_preprocess`` (Python backend): raw request tensors (:data:`RAW_INPUTS`) -> the network inputs;
 - ``<name>_postprocess`` (Python backend): ``logits`` -> :data:`RESULT_OUTPUTS`;
-- ``<name>`` (ensemble): raw request -> preprocess -> network -> postprocess -> result.
+- ``<name>`` (ensemble): raw request -> preprocess -> network(s) -> postprocess -> result.
 
 Configs are built as nested dicts and written by :func:`to_pbtxt` (protobuf text format); tests parse
 them with Triton's own schema (``tritonclient.grpc.model_config_pb2``), and :func:`validate_pbtxt` does
@@ -21,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dfma.contract.errors import BundleError, ExportError
+from dfma.contract.graphs import STAGES
+from dfma.contract.io_spec import FEATURES_NAME
 
 BATCH_AXIS = "batch"
 DTYPES = {  # manifest dtype -> Triton data type
@@ -117,23 +121,56 @@ def tensor_config(spec: Any, *, where: str) -> dict:
             "dims": dims}
 
 
-def io_tensors(io: Any) -> tuple[list[dict], list[dict]]:
-    """``(inputs, outputs)`` Triton tensor configs of a manifest ``io`` section (BundleError if malformed)."""
+def io_tensors(io: Any, *, section: str = "io") -> tuple[list[dict], list[dict]]:
+    """``(inputs, outputs)`` Triton tensor configs of a manifest ``io`` section, or of a stage's
+    (``section="stages.vision"``); BundleError naming the section and field if malformed."""
     if not isinstance(io, Mapping):
-        raise BundleError("manifest.json: field 'io' must be an object with 'inputs' and 'outputs'")
+        raise BundleError(f"manifest.json: field {section!r} must be an object with 'inputs' and 'outputs'")
     result = []
     for key in ("inputs", "outputs"):
         specs = io.get(key)
         if not isinstance(specs, list) or not specs:
-            raise BundleError(f"manifest.json: io.{key} must be a non-empty list, got {specs!r:.80}")
-        tensors = [tensor_config(s, where=f"io.{key}[{i}]") for i, s in enumerate(specs)]
+            raise BundleError(f"manifest.json: {section}.{key} must be a non-empty list, got {specs!r:.80}")
+        tensors = [tensor_config(s, where=f"{section}.{key}[{i}]") for i, s in enumerate(specs)]
         names = [t["name"] for t in tensors]
         if len(set(names)) != len(names):
-            raise BundleError(f"manifest.json: io.{key} repeats a name: {names}")
+            raise BundleError(f"manifest.json: {section}.{key} repeats a name: {names}")
         result.append(tensors)
     if len(result[1]) != 1:
-        raise BundleError(f"manifest.json: io.outputs must hold exactly the logits, got {len(result[1])} outputs")
+        raise BundleError(f"manifest.json: {section}.outputs must hold exactly one tensor (the logits, or "
+                          f"{FEATURES_NAME} for the vision stage), got {len(result[1])} outputs")
     return result[0], result[1]
+
+
+def stages_io(manifest: Mapping) -> dict[str, dict]:
+    """``{stage: io}`` of the manifest's ``stages`` section, checked for the two-stage layout: ``vision``
+    takes contract inputs and gives ``image_features``; ``text`` takes contract inputs and those features
+    (same dtype and dims) and gives the contract's logits. BundleError naming the field otherwise."""
+    stages = manifest.get("stages")
+    if not isinstance(stages, Mapping):
+        raise BundleError("manifest.json: field 'stages' (the two-stage graphs' io) is missing or not an object")
+    contract_in, contract_out = io_tensors(manifest.get("io"))
+    known = {t["name"]: t for t in contract_in}
+    tensors = {stage: io_tensors(stages.get(stage), section=f"stages.{stage}") for stage in STAGES}
+    (v_in, v_out), (t_in, t_out) = tensors["vision"], tensors["text"]
+    if v_out[0]["name"] != FEATURES_NAME:
+        raise BundleError(f"manifest.json: stages.vision.outputs is {v_out[0]['name']!r}, expected {FEATURES_NAME!r}")
+    features = {FEATURES_NAME: v_out[0]}
+    for stage, ins, allowed in (("vision", v_in, known), ("text", t_in, {**known, **features})):
+        for i, t in enumerate(ins):
+            if t["name"] not in allowed:
+                raise BundleError(f"manifest.json: stages.{stage}.inputs[{i}] ({t['name']}) is neither a contract "
+                                  f"input (io.inputs) nor {FEATURES_NAME!r} from the vision stage")
+            if t != allowed[t["name"]]:
+                raise BundleError(f"manifest.json: stages.{stage}.inputs[{i}] ({t['name']}): dtype/dims "
+                                  f"{t['data_type'].name} {t['dims']} differ from where it comes from "
+                                  f"({allowed[t['name']]['data_type'].name} {allowed[t['name']]['dims']})")
+    if FEATURES_NAME not in {t["name"] for t in t_in}:
+        raise BundleError(f"manifest.json: stages.text.inputs lacks {FEATURES_NAME!r}")
+    if t_out != contract_out:
+        raise BundleError(f"manifest.json: stages.text.outputs ({t_out[0]['name']}) must be io.outputs "
+                          f"({contract_out[0]['name']}), same dtype and dims")
+    return {stage: dict(stages[stage]) for stage in STAGES}
 
 
 # ---------------------------------------------------------------- model configs
@@ -143,6 +180,18 @@ def preferred_batch_sizes(max_batch: int) -> list[int]:
     return sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
 
 
+def stage_batching(stage: str, max_batch: int, queue_delay_us: int, vision_queue_delay_us: int) -> dict:
+    """The ``dynamic_batching`` of a two-stage model. ``vision`` (the image encoder: most of the FLOPs, and
+    its batches are free of the sequence length) waits longer for half or all of ``max_batch``; ``text``
+    batches like the whole network (a quarter, half or all, ``queue_delay_us``)."""
+    if stage not in STAGES:
+        raise ExportError(f"unknown stage {stage!r}; the stages are {list(STAGES)}")
+    if stage == "vision":
+        return {"preferred_batch_size": sorted({max(1, max_batch // 2), max_batch}),
+                "max_queue_delay_microseconds": vision_queue_delay_us}
+    return {"preferred_batch_size": preferred_batch_sizes(max_batch), "max_queue_delay_microseconds": queue_delay_us}
+
+
 def _instance_group(count: int, kind: str) -> list[dict]:
     if kind not in ("cpu", "gpu"):
         raise ExportError(f"--kind must be cpu or gpu, got {kind!r}")
@@ -150,16 +199,20 @@ def _instance_group(count: int, kind: str) -> list[dict]:
 
 
 def network_config(name: str, io: Mapping, *, platform: str, filename: str, max_batch: int, instances: int,
-                   kind: str, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US) -> dict:
-    """The ``onnxruntime_onnx`` / ``tensorrt_plan`` model: manifest IO, dynamic batching, instances."""
+                   kind: str, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, batching: Mapping | None = None,
+                   section: str = "io") -> dict:
+    """The ``onnxruntime_onnx`` / ``tensorrt_plan`` model: manifest IO (``io``, or a stage's, named by
+    ``section``), dynamic batching (``batching``, default: :func:`preferred_batch_sizes`), instances."""
     if platform not in ("onnxruntime_onnx", "tensorrt_plan"):
         raise ExportError(f"unsupported platform {platform!r}")
-    inputs, outputs = io_tensors(io)
+    inputs, outputs = io_tensors(io, section=section)
+    if batching is None:
+        batching = {"preferred_batch_size": preferred_batch_sizes(max_batch),
+                    "max_queue_delay_microseconds": queue_delay_us}
     return {
         "name": name, "platform": platform, "max_batch_size": max_batch,
         "input": inputs, "output": outputs,
-        "dynamic_batching": {"preferred_batch_size": preferred_batch_sizes(max_batch),
-                             "max_queue_delay_microseconds": queue_delay_us},
+        "dynamic_batching": dict(batching),
         "instance_group": _instance_group(instances, kind),
         "default_model_filename": filename,
     }
@@ -196,25 +249,39 @@ def postprocess_config(name: str, io: Mapping, *, num_labels: int, max_batch: in
 
 
 def ensemble_config(name: str, io: Mapping, *, num_labels: int, max_batch: int, preprocess: str,
-                    network: str, postprocess: str) -> dict:
-    """The ensemble wiring preprocess -> network -> postprocess (no instance_group: ensembles take none).
+                    networks: Sequence[tuple[str, Mapping]], postprocess: str) -> dict:
+    """The ensemble wiring preprocess -> each network in order -> postprocess (no instance_group:
+    ensembles take none). ``networks``: ``(model name, its io)``, e.g. ``[(onnx, io)]`` or
+    ``[(vision, stages.vision), (text, stages.text)]``.
 
-    Internal tensors carry the network's own input/output names.
+    Internal tensors carry the graphs' own input/output names; every network input must come from the
+    preprocess model or an earlier network, and the last network must give the logits (ExportError).
     """
     inputs, outputs = io_tensors(io)
 
     def same(names: Sequence[str]) -> list[dict]:
         return [{"key": n, "value": n} for n in names]
 
-    graph_in, logits = [t["name"] for t in inputs], outputs[0]["name"]
+    if not networks:
+        raise ExportError("an ensemble needs at least one network model")
     raw = [t.name for t in RAW_INPUTS]
     results = [t.name for t in result_outputs(num_labels)]
-    steps = [
-        {"model_name": preprocess, "model_version": -1, "input_map": same(raw), "output_map": same(graph_in)},
-        {"model_name": network, "model_version": -1, "input_map": same(graph_in), "output_map": same([logits])},
-        {"model_name": postprocess, "model_version": -1, "input_map": same([logits]),
-         "output_map": same(results)},
-    ]
+    available = [t["name"] for t in inputs]
+    steps = [{"model_name": preprocess, "model_version": -1, "input_map": same(raw), "output_map": same(available)}]
+    for model, model_io in networks:
+        n_in, n_out = io_tensors(model_io, section=f"io of {model}")
+        missing = [t["name"] for t in n_in if t["name"] not in available]
+        if missing:
+            raise ExportError(f"ensemble {name}: {model} needs {missing}, which no earlier step produces "
+                              f"(available: {available})")
+        steps.append({"model_name": model, "model_version": -1, "input_map": same([t["name"] for t in n_in]),
+                      "output_map": same([t["name"] for t in n_out])})
+        available += [t["name"] for t in n_out]
+    logits = outputs[0]["name"]
+    if steps[-1]["output_map"] != same([logits]):
+        raise ExportError(f"ensemble {name}: the last network ({networks[-1][0]}) must output {logits!r}")
+    steps.append({"model_name": postprocess, "model_version": -1, "input_map": same([logits]),
+                  "output_map": same(results)})
     return {
         "name": name, "platform": "ensemble", "max_batch_size": max_batch,
         "input": [t.config() for t in RAW_INPUTS],

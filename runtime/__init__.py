@@ -5,6 +5,7 @@
     p = extractor.predict({"text": "Obama visits Paris", "head": (0, 5), "tail": (13, 18),
                            "image": "post.jpg"})
     p.relation, p.probability, p.probabilities
+    extractor.predict_pairs("Obama met Merkel", [(0, 5), (10, 16)])  # every ordered entity pair
     rt.load("bundle/", limits={"max_text_chars": 2000})  # request limits (rt.Limits; docs/contract.md 3.1)
 
 See ``runtime/README.md`` and ``python -m dfma.runtime --help``.

@@ -7,24 +7,44 @@ on a CPU backend walks the bundle's ranked defaults (``manifest.defaults.auto``:
 accuracy guard, fastest first, fp32 last), checking an INT8 graph on the golden set where this CPU is of
 another class than the one it was measured on (``dfma.runtime.self_check``); on a GPU backend it is the
 recorded GPU default, else fp32.
+
+``stages``: ``auto`` serves the chosen graph's two-stage pair (``vision`` + ``text`` files of its manifest
+entry, :func:`dfma.contract.graphs.stage_files`) when the bundle has one, built with the same registry row
+as the whole graph, each stage checked against ``manifest.stages.<stage>``; else (a TensorRT engine, a bundle
+from before two-stage export) the whole graph. ``two-stage`` requires the pair (BundleError naming the
+graph); ``whole`` always runs the whole graph.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from dfma.backends.registry import BACKENDS, BackendSpec, auto_chain, backend as backend_row
+from dfma.backends.two_stage import TwoStage
 from dfma.contract.bundle import Bundle
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
-from dfma.contract.graphs import AUTO, PRECISIONS, GraphKind, present, recorded_default, resolve_precision
+from dfma.contract.graphs import (
+    AUTO,
+    PRECISIONS,
+    STAGES,
+    GraphKind,
+    is_engine,
+    present,
+    recorded_default,
+    resolve_precision,
+    stage_files,
+)
 from dfma.contract.host import host_info, same_class
+from dfma.runtime.edge import STAGE_MODES
 from dfma.runtime.self_check import SELF_CHECK, auto_open
 
 log = logging.getLogger("dfma.runtime")
 
 BACKEND_NAMES = ("auto", "onnxruntime", *[n for n, r in BACKENDS.items() if r.bundles])
+TWO_STAGE, WHOLE = "two-stage", "whole"
 
 
 @dataclass
@@ -37,6 +57,14 @@ class Choice:
     precision: str
     precision_reason: str
     skipped: list[str] = field(default_factory=list)
+    file: str = ""  # the whole graph's file (what the pair was cut from, when two-stage)
+    stage_files: dict[str, str] | None = None  # {"vision": file, "text": file} when the pair runs
+    stages_reason: str = ""
+
+    @property
+    def stages(self) -> str:
+        """``two-stage`` when the pair runs, else ``whole``."""
+        return TWO_STAGE if self.stage_files else WHOLE
 
 
 def _candidates(manifest: Mapping, backend: str) -> tuple[list[BackendSpec], list[str]]:
@@ -60,8 +88,57 @@ def _candidates(manifest: Mapping, backend: str) -> tuple[list[BackendSpec], lis
     return [row], []
 
 
+def _pair_files(bundle: Bundle, key: str) -> tuple[dict[str, str] | None, str]:
+    """``({stage: file}, "")`` of graph ``key``'s two-stage pair, or ``(None, why there is none)``."""
+    manifest = bundle.manifest
+    entry = manifest["graphs"][key]
+    if is_engine(entry):
+        return None, f"{key}: a TensorRT engine has no two-stage pair"
+    files = stage_files(manifest, key)
+    if files is None:
+        return None, f"graph {key!r} ({entry.get('file')}) has no two-stage pair in the bundle (graphs.{key}.stages)"
+    io = manifest.get("stages")
+    if not isinstance(io, Mapping) or not all(isinstance(io.get(s), Mapping) for s in STAGES):
+        return None, f"graph {key!r} has stage files but the manifest has no stages.vision / stages.text io"
+    return files, ""
+
+
+def _build_pair(bundle: Bundle, spec: BackendSpec, row: GraphKind, entry: Mapping, files: Mapping[str, str], *,
+                threads: int | None, device_id: int) -> TwoStage:
+    """A :class:`TwoStage` of two runners of registry row ``spec`` on the stage files (not opened)."""
+    stages_io = bundle.manifest["stages"]
+    runners = [spec.build(bundle.path(files[s]), io=stages_io[s], graph=dataclasses.replace(row, file=files[s]),
+                          entry=entry, threads=threads, device_id=device_id) for s in STAGES]
+    return TwoStage(*runners, io=bundle.manifest["io"], graph=row)
+
+
+def _open_graph(bundle: Bundle, spec: BackendSpec, key: str, row: GraphKind, stages: str, *, threads: int | None,
+                device_id: int) -> tuple[Any, dict[str, str] | None, str]:
+    """``(opened runner, stage files or None, stages reason)`` of one graph in the ``stages`` mode."""
+    entry = bundle.manifest["graphs"][key]
+    files, why = _pair_files(bundle, key) if stages != WHOLE else (None, "stages='whole' asked for")
+    if stages == TWO_STAGE and files is None:
+        raise BundleError(f"stages='two-stage': {why}; use stages='auto' or 'whole'", field=f"graphs.{key}.stages")
+    if files is not None:
+        try:
+            pair = _build_pair(bundle, spec, row, entry, files, threads=threads, device_id=device_id)
+            return pair.open(), dict(files), f"{stages}: the two-stage pair of {entry['file']}"
+        except BundleError as e:
+            if stages == TWO_STAGE:
+                raise
+            why = f"its two-stage pair does not load ({e})"
+            log.warning("dfma.runtime: %s: %s; serving the whole graph", spec.name, why)
+    runner = spec.build(bundle.path(entry["file"]), io=bundle.manifest["io"], graph=row, entry=entry,
+                        threads=threads, device_id=device_id)
+    reason = why if stages == WHOLE else f"auto: whole graph ({why})"
+    return runner.open(), None, reason
+
+
 def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], precision: str, *,
-             threads: int | None, device_id: int) -> tuple[Any, str]:
+             threads: int | None, device_id: int, stages: str = "auto",
+             opened: dict[str, tuple[dict[str, str] | None, str]] | None = None) -> tuple[Any, str]:
+    """``(opened runner, graph key)`` of the best graph of ``precision`` that loads on ``spec``;
+    ``opened[key]`` gets ``(stage files or None, stages reason)``."""
     spec.check_available()
     keys = spec.ordered(rows, precision)
     if not keys:
@@ -70,22 +147,29 @@ def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], p
             raise BackendUnavailable(f"the bundle has no graph that {spec.name} runs"
                                      + (" (no TensorRT engine: engines/*.plan)" if spec.name == "tensorrt" else ""))
         raise BundleError(f"the bundle has no {precision} graph that {spec.name} runs (it has {have})")
-    failures = []
+    failures: list[BundleError] = []
     for key in keys:
         entry = bundle.manifest["graphs"][key]
-        runner = spec.build(bundle.path(entry["file"]), io=bundle.manifest["io"], graph=rows[key], entry=entry,
-                            threads=threads, device_id=device_id)
         try:
-            return runner.open(), key
+            runner, files, reason = _open_graph(bundle, spec, key, rows[key], stages, threads=threads,
+                                                device_id=device_id)
         except BundleError as e:
-            failures.append(str(e))
+            failures.append(e)
             log.warning("dfma.runtime: %s cannot load %s (%s); trying the next graph", spec.name, entry["file"], e)
-    raise BundleError(f"no {precision} graph loads on {spec.name}: " + "; ".join(failures))
+            continue
+        if opened is not None:
+            opened[key] = (files, reason)
+        return runner, key
+    if len(failures) == 1 and str(failures[0].field or "").endswith(".stages"):
+        raise failures[0]  # the one graph of that precision has no pair: say so as it is
+    raise BundleError(f"no {precision} graph loads on {spec.name}: " + "; ".join(map(str, failures)))
 
 
 def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO, threads: int | None = None,
-                 device_id: int = 0, self_check: str = "auto") -> Choice:
+                 device_id: int = 0, self_check: str = "auto", stages: str = "auto") -> Choice:
     """Open the requested backend on the graph of the requested precision; returns the :class:`Choice`.
+
+    ``stages`` (module doc): ``auto`` (the graph's two-stage pair when it has one), ``two-stage`` or ``whole``.
 
     ``precision="auto"`` walks the bundle's ranked defaults with :func:`dfma.runtime.self_check.auto_open`
     (``self_check``: ``auto`` checks a graph on the golden set where this CPU is of another class than its
@@ -100,11 +184,15 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
         raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
     if self_check not in SELF_CHECK:
         raise InputError(f"must be one of {list(SELF_CHECK)}, got {self_check!r}", field="self_check")
+    if stages not in STAGE_MODES:
+        raise InputError(f"must be one of {list(STAGE_MODES)}, got {stages!r}", field="stages")
     rows = present(bundle.manifest)
     candidates, skipped = _candidates(bundle.manifest, backend)
+    opened: dict[str, tuple[dict[str, str] | None, str]] = {}
     for i, spec in enumerate(candidates):
         def open_precision(p: str, spec: BackendSpec = spec) -> tuple[Any, str]:
-            return _open_on(bundle, spec, rows, p, threads=threads, device_id=device_id)
+            return _open_on(bundle, spec, rows, p, threads=threads, device_id=device_id, stages=stages,
+                            opened=opened)
 
         try:
             if precision == AUTO and spec.device == "cpu":
@@ -122,5 +210,7 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
             continue
         log.info("dfma.runtime: using %s (%s, %s)%s", spec.name, rows[key].file, wanted,
                  f"; skipped {'; '.join(skipped)}" if skipped else "")
-        return Choice(runner, spec.name, key, wanted, reason, skipped)
+        files, stages_reason = opened.get(key, (None, ""))
+        return Choice(runner, spec.name, key, wanted, reason, skipped, file=rows[key].file, stage_files=files,
+                      stages_reason=stages_reason)
     raise BackendUnavailable("no backend candidates")  # unreachable: the loop returns or raises

@@ -1,6 +1,7 @@
 """Command line: ``python -m dfma.runtime {predict,evaluate,info} BUNDLE ...`` (torch-free).
 
-``predict`` writes one JSON line per input line (the prediction, or the error of a bad line);
+``predict`` writes one JSON line per input line (the prediction, or the error of a bad line), and one per
+entity pair for a line with ``entities`` (see ``runtime/README.md``);
 ``evaluate`` prints micro P/R/F1 over non-"None" relations and a per-relation table against the gold
 ``relation`` of every line. Bad lines (undecodable and over-long ones included) are reported on stderr
 with their line number and skipped, and the good lines of the same batch are still predicted; input
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from dfma.runtime.backend_choice import BACKEND_NAMES
-from dfma.runtime.edge import request_error
+from dfma.runtime.edge import STAGE_MODES, request_error
 from dfma.runtime.extractor import Extractor, load
 from dfma.runtime.line_source import check_input
 from dfma.runtime.output_file import OutputFile, check_output
@@ -47,13 +48,35 @@ def error_record(error: BaseException) -> dict:
     return {"type": type(error).__name__, "field": getattr(error, "field", None), "message": message}
 
 
+Result = tuple[RequestLine, "tuple[int, int] | None", "Prediction | None", "BaseException | None"]
+
+
+def _prepare_line(extractor: Extractor, line: RequestLine, check=None) -> list[tuple[Any, tuple[int, int] | None]]:
+    """``[(Features or the line's error, pair)]``: one row per request, one per pair of an ``entities`` line."""
+    if line.error is not None:
+        return [(line.error, None)]
+    try:
+        if check is not None:
+            check(line)
+        if line.pairs is None:
+            return [(extractor.prepare(line.sample), None)]
+        r = line.pairs
+        rows = extractor.prepare_pairs(r.sentence, r.entities, r.image, r.crops, r.pairs)  # ids: (head, tail)
+        return [(f, tuple(f.id)) for f in rows]
+    except DFMAError as e:
+        return [(e, None)]
+    except Exception as e:  # noqa: BLE001  one line's untyped error is that line's, never the run's
+        return [(request_error(e), None)]
+
+
 def _run_in_order(extractor: Extractor, lines: Iterable[RequestLine], batch_size: int,
-                  check=None) -> Iterator[tuple[RequestLine, Prediction | None, BaseException | None]]:
-    """``(line, prediction, error)`` in input order; bad lines carry their error, good ones are batched."""
-    pending: list[tuple[RequestLine, Any]] = []
+                  check=None) -> Iterator[Result]:
+    """``(line, pair, prediction, error)`` in input order (``pair`` None but for ``entities`` lines); bad
+    lines carry their error, good rows are batched."""
+    pending: list[tuple[RequestLine, Any, tuple[int, int] | None]] = []
 
     def flush():
-        good = [(i, f) for i, (_, f) in enumerate(pending) if not isinstance(f, BaseException)]
+        good = [(i, f) for i, (_, f, _) in enumerate(pending) if not isinstance(f, BaseException)]
         preds: dict[int, Any] = {}
         try:
             preds = dict(zip([i for i, _ in good], extractor.run([f for _, f in good]), strict=True))
@@ -65,24 +88,14 @@ def _run_in_order(extractor: Extractor, lines: Iterable[RequestLine], batch_size
                     preds[i] = e
                 except Exception as e:  # noqa: BLE001
                     preds[i] = request_error(e)
-        for i, (line, f) in enumerate(pending):
+        for i, (line, f, pair) in enumerate(pending):
             out = preds.get(i, f)
-            yield (line, None, out) if isinstance(out, BaseException) else (line, out, None)
+            yield (line, pair, None, out) if isinstance(out, BaseException) else (line, pair, out, None)
         pending.clear()
 
     for line in lines:
-        item: Any = line.error
-        if item is None:
-            try:
-                if check is not None:
-                    check(line)
-                item = extractor.prepare(line.sample)
-            except DFMAError as e:
-                item = e
-            except Exception as e:  # noqa: BLE001  one line's untyped error is that line's, never the run's
-                item = request_error(e)
-        pending.append((line, item))
-        if sum(not isinstance(f, BaseException) for _, f in pending) >= batch_size:
+        pending += [(line, item, pair) for item, pair in _prepare_line(extractor, line, check)]
+        if sum(not isinstance(f, BaseException) for _, f, _ in pending) >= batch_size:
             yield from flush()
     yield from flush()
 
@@ -92,13 +105,18 @@ def _limits(args) -> Limits:
     return Limits().merged({k: v for k, v in vars(args).items() if k in LIMIT_NAMES and v is not None})
 
 
+def _load(args) -> Extractor:
+    """The extractor the options ask for."""
+    return load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
+                limits=_limits(args), stages=args.stages, image_cache_mb=args.image_cache_mb)
+
+
 def _open_extractor(args) -> Extractor:
-    ex = load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
-              limits=_limits(args))
+    ex = _load(args)
     info = ex.describe()
     skipped = f"; skipped {'; '.join(info['skipped'])}" if info["skipped"] else ""
-    print(f"dfma.runtime: {args.bundle}: {info['backend']} ({info['graph']}, {info['precision']}){skipped}",
-          file=sys.stderr)
+    print(f"dfma.runtime: {args.bundle}: {info['backend']} ({info['graph']}, {info['precision']}, "
+          f"{info['stages']['mode']}){skipped}", file=sys.stderr)
     return ex
 
 
@@ -113,22 +131,34 @@ def _requests(args, limits: Limits) -> tuple[Iterator[RequestLine], int | None]:
 
 
 def _process(args, ex: Extractor, label: str, check=None, on_result=None) -> tuple[int, int, int]:
-    """Run every line; returns (lines, bad, missing images); ``on_result(line, pred, err)`` per line."""
+    """Run every line; returns (lines, bad lines, missing images); ``on_result(line, pred, err, pair)`` per
+    output record (one per line, one per pair of an ``entities`` line)."""
     lines, total = _requests(args, ex.limits)
     progress = Progress(label, total, enabled=not args.quiet)
     n = bad = missing = 0
+    previous, previous_bad = None, False
+
+    def finish_line() -> None:
+        if previous is not None:
+            progress.update(1, int(previous_bad))
+
     with ex:
-        for line, pred, err in _run_in_order(ex, lines, args.batch_size, check):
-            n += 1
-            missing += line.image_missing
+        for line, pair, pred, err in _run_in_order(ex, lines, args.batch_size, check):
+            if line is not previous:
+                finish_line()
+                previous, previous_bad = line, False
+                n += 1
+                missing += line.image_missing
             if err is not None:
-                bad += 1
+                bad += not previous_bad
+                previous_bad = True
                 rec = error_record(err)
                 field = f" ({rec['field']})" if rec["field"] else ""
-                progress.note(f"{args.input}:{line.line_no}: {rec['type']}{field}: {rec['message']}")
+                where = f" pair {list(pair)}" if pair is not None else ""
+                progress.note(f"{args.input}:{line.line_no}{where}: {rec['type']}{field}: {rec['message']}")
             if on_result is not None:
-                on_result(line, pred, err)
-            progress.update(1, int(err is not None))
+                on_result(line, pred, err, pair)
+        finish_line()
     progress.close()
     if missing:
         print(f"dfma.runtime: {missing} image(s) not found under {args.images}: predicted without them "
@@ -149,11 +179,19 @@ def _check_paths(args) -> None:
 
 
 def _writer(out):
-    def write(line: RequestLine, pred: Prediction | None, err: BaseException | None) -> None:
+    def write(line: RequestLine, pred: Prediction | None, err: BaseException | None,
+              pair: tuple[int, int] | None = None) -> None:
         if out is None:
             return
         rec: dict = {"line": line.line_no}
-        rec.update(pred.to_dict() if pred is not None else {"error": error_record(err)})
+        if pair is not None:  # an entities line: the pair, and the line's own id (not the (head, tail) one)
+            rec["pair"] = list(pair)
+            if line.pairs.id is not None:
+                rec["id"] = line.pairs.id
+        result = pred.to_dict() if pred is not None else {"error": error_record(err)}
+        if pair is not None:
+            result.pop("id", None)
+        rec.update(result)
         if line.gold is not None:
             rec["gold"] = line.gold
         out.write(json.dumps(rec, ensure_ascii=False) + "\n")
@@ -181,6 +219,9 @@ def cmd_evaluate(args) -> int:
     pred: list[int] = []
 
     def check(line: RequestLine) -> None:
+        if line.pairs is not None:
+            raise DataError("evaluate scores one head/tail pair per line against its gold relation; this line "
+                            "has 'entities' (use predict)", field="entities")
         if line.gold is None:
             raise DataError("no gold relation on this line", field="relation")
         if line.gold not in names:
@@ -189,8 +230,8 @@ def cmd_evaluate(args) -> int:
 
     write = None
 
-    def collect(line, p, err):
-        write(line, p, err)
+    def collect(line, p, err, pair=None):
+        write(line, p, err, pair)
         if p is not None:
             gold.append(names.index(line.gold))
             pred.append(p.label_id)
@@ -215,8 +256,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_info(args) -> int:
     """Load the bundle and print what would run (backend, graph, skipped candidates) as JSON."""
-    with load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
-              limits=_limits(args)) as ex:
+    with _load(args) as ex:
         print(json.dumps(ex.describe(), indent=2))
     return EXIT_OK
 
@@ -259,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="graph precision (default auto: the bundle's guarded default for this device, else fp32)")
     common.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
     _limit_flags(common)
+    serve = _Parser(add_help=False)
+    serve.add_argument("--stages", default="auto", choices=STAGE_MODES,
+                       help="auto (default): the graph's two-stage pair when the bundle has one (each image "
+                            "encoded once), else the whole graph; two-stage: require the pair; whole")
+    serve.add_argument("--image-cache-mb", type=float, default=None, metavar="MB",
+                       help="cache image features across lines, at most MB MiB (with the two-stage pair)")
     io = _Parser(add_help=False)
     io.add_argument("--input", required=True, help="MNRE annotation file or JSON lines ('-': stdin; a pipe works)")
     io.add_argument("--format", default="auto", choices=FORMATS)
@@ -268,14 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--batch-size", type=int, default=16)
     io.add_argument("--limit", type=int, default=None, help="only the first N non-blank lines")
     io.add_argument("--quiet", action="store_true", help="no progress on stderr")
-    p = sub.add_parser("predict", parents=[common, io], help="predict relations into a JSON-lines file")
+    p = sub.add_parser("predict", parents=[common, serve, io], help="predict relations into a JSON-lines file")
     p.add_argument("--output", required=True, help="JSON-lines output ('-' for stdout)")
     p.set_defaults(func=cmd_predict)
-    e = sub.add_parser("evaluate", parents=[common, io], help="micro P/R/F1 and per-relation table")
+    e = sub.add_parser("evaluate", parents=[common, serve, io], help="micro P/R/F1 and per-relation table")
     e.add_argument("--output", default=None, help="also write the predictions (JSON lines)")
     e.add_argument("--json", default=None, help="also write the scores as JSON")
     e.set_defaults(func=cmd_evaluate)
-    i = sub.add_parser("info", parents=[common], help="print the chosen backend and graph")
+    i = sub.add_parser("info", parents=[common, serve], help="print the chosen backend and graph")
     i.set_defaults(func=cmd_info)
     v = sub.add_parser("verify", parents=[common], help="every graph on the bundle's golden set, on this host")
     v.add_argument("--json", action="store_true", help="print the report as JSON")

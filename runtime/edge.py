@@ -10,11 +10,15 @@ not one of the project's typed errors (a library's ``TypeError``, ``OSError``, `
 """
 from __future__ import annotations
 
+import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+
+import numpy as np
 
 from dfma.contract.errors import (
     BackendUnavailable,
@@ -84,6 +88,16 @@ def guarded_run(run: Callable[[], T], backend: str, rows: int) -> T:
         raise translate(e, BackendUnavailable, f"{backend}: running a batch of {rows} row(s) failed") from e
 
 
+def with_field(error: InputError, field: str) -> InputError:
+    """The same error type and message, naming ``field`` instead (the old field's prefix dropped)."""
+    message = str(error)
+    if error.field and message.startswith(f"{error.field}: "):
+        message = message[len(error.field) + 2:]
+    new = type(error)(message, field=field)
+    new.__dict__.update({k: v for k, v in error.__dict__.items() if k != "field"})
+    return new
+
+
 # ---------------------------------------------------------------- arguments
 
 def batch_list(samples: Any, limits: Limits) -> list:
@@ -134,13 +148,37 @@ def _int(value: Any, field: str, *, minimum: int, optional: bool = False) -> int
     return value
 
 
+STAGE_MODES = ("auto", "two-stage", "whole")  # load(stages=...): dfma.runtime.backend_choice
+
+
+def cache_megabytes(value: Any, field: str = "image_cache_mb") -> float | None:
+    """``None`` (no cache) or a positive finite number of MiB; InputError naming ``field`` otherwise
+    (a bool, a string, NaN, an infinity, zero or less)."""
+    if value is None:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InputError(f"must be None or a positive number of MiB, got {type(value).__name__} "
+                         f"{short_repr(value, 40)}", field=field)
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number) or number <= 0:
+        raise InputError(f"must be None or a positive finite number of MiB, got {short_repr(value, 40)}", field=field)
+    return number
+
+
 def check_load_args(bundle: Any, backend: Any, precision: Any, threads: Any, device_id: Any, max_batch: Any,
-                    self_check: Any, limits: Any) -> tuple[Path, Limits | Mapping | None]:
+                    self_check: Any, limits: Any, stages: Any = "auto",
+                    image_cache_mb: Any = None) -> tuple[Path, Limits | Mapping | None]:
     """Type and range of every ``load`` argument (InputError naming it); returns the bundle Path and limits."""
     path = bundle_path(bundle)
     _choice(backend, "backend")
     _choice(precision, "precision")
     _choice(self_check, "self_check")
+    if _choice(stages, "stages") not in STAGE_MODES:
+        raise InputError(f"must be one of {list(STAGE_MODES)}, got {short_repr(stages, 40)}", field="stages")
+    cache_megabytes(image_cache_mb)
     _int(threads, "threads", minimum=0, optional=True)
     _int(device_id, "device_id", minimum=0)
     _int(max_batch, "max_batch", minimum=1, optional=True)

@@ -1,7 +1,9 @@
-"""The extractor hosts embed: ``load(bundle)`` -> ``predict(sample)`` / ``predict_batch(samples)``.
+"""The extractor hosts embed: ``load(bundle)`` -> ``predict(sample)`` / ``predict_batch(samples)`` /
+``predict_pairs(sentence, entities)``.
 
-One extractor holds one backend session and one stateless preprocessor; it can be shared by any number
-of threads. A bad request raises a typed error (InputError / ImageError naming the field) and leaves the
+One extractor holds one backend session (the whole graph, or its two-stage pair: each distinct image
+encoded once per call, :mod:`dfma.runtime.staged_run`), one stateless preprocessor and an optional bounded
+feature cache (:mod:`dfma.runtime.image_cache`); it can be shared by any number of threads. A bad request raises a typed error (InputError / ImageError naming the field) and leaves the
 extractor ready for the next one: every public call goes through :mod:`dfma.runtime.edge`, so nothing
 but InputError, ImageError, BundleError or BackendUnavailable escapes it. The work of one request is
 bounded by :class:`dfma.contract.limits.Limits` (``load(..., limits=)``).
@@ -16,14 +18,20 @@ from typing import Any, Self
 
 import numpy as np
 from dfma.runtime.backend_choice import Choice, open_backend
+from dfma.runtime.decode_memo import DecodeMemo
 from dfma.runtime.edge import (
     batch_list,
+    cache_megabytes,
     check_bundle_folder,
     check_load_args,
     guarded_prepare,
     guarded_run,
     typed,
+    with_field,
 )
+from dfma.runtime.entity_pairs import ALL, PairRequest, check_pair_request, pair_field, pair_samples
+from dfma.runtime.image_cache import ImageCache
+from dfma.runtime.staged_run import check_logits, staged_logits
 
 from dfma.contract.bundle import open_bundle
 from dfma.contract.errors import BackendUnavailable, BundleError, DataError, InputError
@@ -39,11 +47,7 @@ DEFAULT_MAX_BATCH = 64
 
 def _indexed(error: InputError, index: int) -> InputError:
     """The same error type, its field prefixed with ``samples[index]``."""
-    field = error.field or "sample"
-    message = str(error)
-    if error.field and message.startswith(f"{error.field}: "):
-        message = message[len(error.field) + 2:]
-    new = type(error)(message, field=f"samples[{index}].{field}")
+    new = with_field(error, f"samples[{index}].{error.field or 'sample'}")
     new.index = index
     return new
 
@@ -52,7 +56,7 @@ class Extractor:
     """A loaded bundle: preprocessing + one backend. Build it with :func:`load`."""
 
     def __init__(self, folder: Path, manifest: Mapping, choice: Choice, preprocessor: Preprocessor,
-                 labels: LabelMap, max_batch: int):
+                 labels: LabelMap, max_batch: int, image_cache: ImageCache | None = None):
         self.folder = folder
         self.manifest = manifest
         self._choice = choice
@@ -64,6 +68,9 @@ class Extractor:
         self._names = labels.names
         self._closed = False
         self._description: dict | None = None
+        self.image_cache = image_cache if choice.stage_files else None  # features exist only with the pair
+        shape = ((manifest.get("stages") or {}).get("features") or {}).get("shape") or []
+        self._feature_shape = tuple(shape[1:]) if shape and all(isinstance(d, int) for d in shape[1:]) else None
 
     @property
     def limits(self) -> Limits:
@@ -80,6 +87,11 @@ class Extractor:
         return self._choice.backend
 
     @property
+    def stages(self) -> str:
+        """``two-stage`` (the graph's vision + text pair runs, each distinct image encoded once) or ``whole``."""
+        return self._choice.stages
+
+    @property
     def precision(self) -> str:
         """The precision of the graph or engine that runs (``fp32``, ``fp16``, ``int8``, ``int8-dynamic``)."""
         return self._choice.precision
@@ -91,29 +103,56 @@ class Extractor:
             return {**self._description, "closed": True}
         with typed(BackendUnavailable, f"{self.backend}: describe"):
             info = self._backend.describe()
+        stages = {"mode": self.stages, "files": dict(self._choice.stage_files or {}) or None,
+                  "reason": self._choice.stages_reason}
+        if self._choice.stage_files:  # the text stage's facts (providers, threads) at the top, as for a whole graph
+            per_stage = info.pop("stages", {})
+            info = {**per_stage.get("text", {}), **info, "graph": self._choice.file}
+            stages["runners"] = per_stage
         return {**info, "backend": self.backend, "graph_key": self._choice.graph,
                 "precision_reason": self._choice.precision_reason, "bundle": str(self.folder),
                 "skipped": list(self.skipped), "labels": len(self._names), "max_batch": self.max_batch,
-                "limits": vars(self.limits).copy(), "closed": self._closed}
+                "limits": vars(self.limits).copy(), "stages": stages,
+                "image_cache": self.image_cache.stats() if self.image_cache is not None else None,
+                "closed": self._closed}
 
     def prepare(self, sample: Any) -> Features:
         """Check and preprocess one request; raises InputError / ImageError naming the field."""
-        return guarded_prepare(self.preprocessor.prepare, sample)
+        memo = DecodeMemo(self.preprocessor.images.load)  # an image given again as a crop is decoded once
+        return guarded_prepare(lambda s: self.preprocessor.add_images(self.preprocessor.prepare_text(s), memo.load),
+                               sample)
 
     def run(self, features: Sequence[Features]) -> list[Prediction]:
-        """Predictions for prepared samples, in chunks of ``max_batch``, each padded to its longest row."""
+        """Predictions for prepared samples, in chunks of ``max_batch``, each padded to its longest row.
+
+        With the two-stage pair, each distinct image set (same pixels in the same slots) of ``features``
+        runs the vision stage once (or comes from the image cache), then every row the text stage.
+        """
+        return self._run(features)
+
+    def _run(self, features: Sequence[Features], memo: ImageCache | None = None) -> list[Prediction]:
         self._check_open()
+        if isinstance(features, (str, bytes, Mapping)) or not isinstance(features, Sequence):
+            raise InputError(f"expected a list of the Features that prepare() returns, got "
+                             f"{type(features).__name__}", field="features")
+        if not all(isinstance(f, Features) for f in features):
+            raise InputError("expected the Features that prepare() returns", field="features")
+        if not features:
+            return []
+        if self._choice.stage_files:
+            with typed(InputError, "cannot batch the features", field="features"):
+                logits = staged_logits(self._backend, self.preprocessor, features, max_batch=self.max_batch,
+                                       backend=self.backend, num_labels=len(self._names),
+                                       feature_shape=self._feature_shape, cache=self.image_cache, memo=memo)
+            return to_predictions(logits, self._names, [f.id for f in features])
         out: list[Prediction] = []
         for start in range(0, len(features), self.max_batch):
             chunk = features[start:start + self.max_batch]
-            if not all(isinstance(f, Features) for f in chunk):
-                raise InputError("expected the Features that prepare() returns", field="features")
-            feeds = self.preprocessor.collate(chunk)
-            logits = np.asarray(guarded_run(lambda feeds=feeds: self._backend.logits(feeds), self.backend, len(chunk)))
-            if logits.shape != (len(chunk), len(self._names)):
-                raise BundleError(f"the graph returned logits of shape {logits.shape}, expected "
-                                  f"({len(chunk)}, {len(self._names)})")
-            out += to_predictions(logits, self._names, [f.id for f in chunk])
+            with typed(InputError, "cannot batch the features", field="features"):
+                feeds = self.preprocessor.collate(chunk)
+            logits = guarded_run(lambda feeds=feeds: self._backend.logits(feeds), self.backend, len(chunk))
+            out += to_predictions(check_logits(logits, len(chunk), len(self._names)), self._names,
+                                  [f.id for f in chunk])
         return out
 
     def predict(self, sample: Any) -> Prediction:
@@ -137,16 +176,59 @@ class Extractor:
                 texts.append(guarded_prepare(self.preprocessor.prepare_text, sample))
             except InputError as e:
                 raise _indexed(e, i) from e
+        decode = DecodeMemo(self.preprocessor.images.load)  # a source repeated in the call is decoded once
+        seen = self._call_memo()  # and its features computed once, across chunks
         out: list[Prediction] = []
         for start in range(0, len(texts), self.max_batch):
             chunk = []
             for i in range(start, min(start + self.max_batch, len(texts))):
                 try:
-                    chunk.append(guarded_prepare(self.preprocessor.add_images, texts[i]))
+                    chunk.append(guarded_prepare(lambda t: self.preprocessor.add_images(t, decode.load), texts[i]))
                 except InputError as e:
                     raise _indexed(e, i) from e
-            out += self.run(chunk)
+            out += self._run(chunk, seen)
         return out
+
+    def _call_memo(self) -> ImageCache | None:
+        """A per-call feature store of one chunk's worth of features (None for the whole graph)."""
+        if not self._choice.stage_files or self._feature_shape is None:
+            return None
+        return ImageCache(self.max_batch * int(np.prod(self._feature_shape)) * np.dtype(np.float32).itemsize)
+
+    def prepare_pairs(self, sentence: Any, entities: Any, image: Any = None, crops: Any = None, pairs: Any = ALL,
+                      id: Any = None) -> list[Features]:
+        """The prepared rows of :meth:`predict_pairs` (every check first, then the images decoded once)."""
+        self._check_open()
+        request = PairRequest(sentence, entities, image=image, crops=crops, pairs=pairs, id=id)
+        spans, index_pairs = guarded_prepare(lambda r: check_pair_request(r, self.limits), request)
+        samples = guarded_prepare(lambda r: pair_samples(r, spans, index_pairs), request)
+        texts = []
+        for sample, (h, t) in zip(samples, index_pairs):
+            try:
+                texts.append(guarded_prepare(self.preprocessor.prepare_text, sample))
+            except InputError as e:
+                raise pair_field(e, h, t) from e
+        if not texts:
+            return []
+        decode = DecodeMemo(self.preprocessor.images.load)
+        first = guarded_prepare(lambda t: self.preprocessor.add_images(t, decode.load), texts[0])
+        return [first, *(Features(encoded, first.pixel_values, first.image_mask, sample.id)
+                         for sample, encoded in texts[1:])]
+
+    def predict_pairs(self, sentence: Any, entities: Any, image: Any = None, crops: Any = None,
+                      pairs: Any = ALL, id: Any = None) -> list[Prediction]:
+        """The relation of each ordered entity pair of one sentence, in the order of ``pairs``.
+
+        ``sentence``: a str (``entities`` are character spans ``[start, end)``) or a list of words (word
+        spans); ``entities``: at least two spans, none given twice (overlaps are fine); ``pairs``: ``"all"``
+        (every ordered pair head != tail: (0, 1), (0, 2), ..., (1, 0), ...) or a list of ``[head_index,
+        tail_index]``, at most ``limits.max_batch_requests``. Each Prediction's ``id`` is ``(head_index,
+        tail_index)``, or ``(id, head_index, tail_index)`` when ``id`` is given. The image and crops are decoded
+        once (and, with the two-stage pair, encoded once); the pairs run batched. Every check comes first:
+        InputError / ImageError naming ``sentence``, ``entities``, ``entities[i]``, ``pairs``, ``pairs[k]``,
+        ``image`` or ``crops``.
+        """
+        return self.run(self.prepare_pairs(sentence, entities, image, crops, pairs, id))
 
     def logits(self, samples: Iterable[Any]) -> np.ndarray:
         """Raw logits ``(n, num_labels)`` float32 of many requests (for parity checks)."""
@@ -162,6 +244,8 @@ class Extractor:
         except BackendUnavailable:
             self._description = None
         self._closed = True
+        if self.image_cache is not None:
+            self.image_cache.clear()  # the features go with the session
         with typed(BackendUnavailable, f"{self.backend}: close"):
             self._backend.close()
 
@@ -177,7 +261,8 @@ class Extractor:
 
 def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO,
          threads: int | None = None, *, device_id: int = 0, max_batch: int | None = None,
-         self_check: str = "auto", limits: Limits | Mapping[str, Any] | None = None) -> Extractor:
+         self_check: str = "auto", limits: Limits | Mapping[str, Any] | None = None, stages: str = "auto",
+         image_cache_mb: float | None = None) -> Extractor:
     """Load a bundle folder and open a backend for it.
 
     ``backend``: ``auto`` (TensorRT engine > ONNX Runtime with TensorRT/CUDA provider > ONNX Runtime CPU;
@@ -191,17 +276,24 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
     ``threads``: ONNX Runtime intra-op threads (None: its default). ``max_batch``: rows per run
     (default: the manifest's ``limits.max_batch``). ``limits``: the request limits
     (:class:`dfma.contract.limits.Limits`, or a mapping of the fields to change; default its defaults).
+    ``stages``: ``auto`` (default) serves the chosen graph's two-stage pair (vision + text, cut from it node for
+    node) when the bundle has one, else the whole graph (TensorRT engines: whole); ``two-stage`` requires the
+    pair (BundleError naming the graph); ``whole`` runs the whole graph. ``image_cache_mb``: with the pair, an
+    LRU of image features of at most that many MiB shared by every call (None: no cache).
     Every file hash is verified first; raises InputError (an argument of the wrong type or range),
     BundleError (missing file, hash mismatch, bad manifest) or BackendUnavailable.
     """
-    path, limits = check_load_args(bundle, backend, precision, threads, device_id, max_batch, self_check, limits)
+    path, limits = check_load_args(bundle, backend, precision, threads, device_id, max_batch, self_check, limits,
+                                   stages, image_cache_mb)
     check_bundle_folder(path)
+    cache_mb = cache_megabytes(image_cache_mb)
     with typed(BundleError, f"{path}: cannot load the bundle"):
-        return _load(path, backend, precision, threads, device_id, max_batch, self_check, as_limits(limits))
+        return _load(path, backend, precision, threads, device_id, max_batch, self_check, as_limits(limits),
+                     stages, cache_mb)
 
 
 def _load(bundle: Path, backend: str, precision: str, threads: int | None, device_id: int, max_batch: int | None,
-          self_check: str, limits: Limits) -> Extractor:
+          self_check: str, limits: Limits, stages: str = "auto", cache_mb: float | None = None) -> Extractor:
     t0 = time.perf_counter()
     opened = open_bundle(bundle)  # manifest checked, every listed file's size and sha256 verified
     folder, manifest = opened.folder, opened.manifest
@@ -217,11 +309,12 @@ def _load(bundle: Path, backend: str, precision: str, threads: int | None, devic
     preprocessor = Preprocessor.from_manifest(manifest.get("preprocess") or {}, tokenizer, limits)
     with typed(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
         choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id,
-                              self_check=self_check)
+                              self_check=self_check, stages=stages)
     limit = int((manifest.get("limits") or {}).get("max_batch") or DEFAULT_MAX_BATCH)
     limit = min(limit, getattr(choice.runner, "max_batch", 0) or limit)
     if max_batch is not None:
         limit = min(limit, max_batch)
-    extractor = Extractor(folder, manifest, choice, preprocessor, labels, limit)
+    cache = ImageCache.of_megabytes(cache_mb) if cache_mb is not None else None
+    extractor = Extractor(folder, manifest, choice, preprocessor, labels, limit, cache)
     extractor.load_seconds = time.perf_counter() - t0
     return extractor

@@ -6,7 +6,9 @@ Formats (``auto`` decides from the first non-blank line: JSON -> ``jsonl``, else
   ``relation``), parsed by :func:`dfma.contract.mnre.parse_record`;
 - ``jsonl``: one JSON object per line, any form :func:`dfma.runtime.as_sample` accepts (raw ``text`` with
   character spans, ``words`` or MNRE ``token`` with word spans, ``image``, ``crops``, ``img_id``), with
-  an optional gold ``relation`` and an ``id`` echoed in the output.
+  an optional gold ``relation`` and an ``id`` echoed in the output; a line with ``entities`` (a list of
+  spans) and optional ``pairs`` (``"all"``, the default, or a list of ``[head_index, tail_index]``) instead of
+  ``head`` / ``tail`` is a :class:`~dfma.runtime.entity_pairs.PairRequest`: one prediction per pair.
 
 Every line becomes a :class:`RequestLine` that carries either the request or the typed error that
 makes it unusable (decoding errors and over-long lines included, :mod:`dfma.runtime.line_source`), so
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dfma.runtime.edge import request_error
+from dfma.runtime.entity_pairs import PairRequest, pair_request
 from dfma.runtime.line_source import count_lines, read_lines
 
 from dfma.contract.errors import DataError, DFMAError, InputError
@@ -34,13 +37,15 @@ __all__ = ["FORMATS", "RequestLine", "count_lines", "detect_format", "read_reque
 
 @dataclass
 class RequestLine:
-    """One non-blank input line: its number, the request or the error, the gold relation if any."""
+    """One non-blank input line: its number, the request (``sample``, or ``pairs`` for an ``entities`` line)
+    or the error, the gold relation if any."""
 
     line_no: int
     sample: Sample | None = None
     gold: str | None = None
     error: DFMAError | None = None
     image_missing: bool = False  # an img_id that was looked up and not found (absent image, mask 0)
+    pairs: PairRequest | None = None
 
 
 def detect_format(line: str) -> str:
@@ -66,7 +71,7 @@ def _lone_surrogate(obj: Any) -> bool:
 
 
 def _parse(line: str, fmt: str, path: str, line_no: int, folders: ImageFolders | None, limits: Limits
-           ) -> tuple[Sample, str | None, Any]:
+           ) -> tuple[Sample | PairRequest, str | None, Any]:
     if fmt == "mnre":
         rec = parse_record(line, file=path, line_no=line_no)
         return as_sample(rec, folders=folders), rec.relation, rec.img_id
@@ -85,7 +90,8 @@ def _parse(line: str, fmt: str, path: str, line_no: int, folders: ImageFolders |
     if gold is not None and not isinstance(gold, str):
         raise DataError(f"expected a relation name, got {short_repr(gold, 60)}", field="relation")
     has_own_image = obj.get("image") is not None or bool(obj.get("crops"))
-    return as_sample(obj, folders=folders), gold, None if has_own_image else obj.get("img_id")
+    request = pair_request(obj, folders) if "entities" in obj else as_sample(obj, folders=folders)
+    return request, gold, None if has_own_image else obj.get("img_id")
 
 
 def read_requests(path: str, fmt: str = "auto", folders: ImageFolders | None = None,
@@ -104,7 +110,7 @@ def read_requests(path: str, fmt: str = "auto", folders: ImageFolders | None = N
         if fmt == "auto":
             fmt = detect_format(line.text)
         try:
-            sample, gold, img_id = _parse(line.text, fmt, str(path), line.number, folders, limits)
+            request, gold, img_id = _parse(line.text, fmt, str(path), line.number, folders, limits)
         except (DataError, InputError) as e:
             yield RequestLine(line.number, error=e)
             continue
@@ -112,5 +118,8 @@ def read_requests(path: str, fmt: str = "auto", folders: ImageFolders | None = N
             yield RequestLine(line.number, error=request_error(e))
             continue
         missing = (img_id is not None and folders is not None and folders.images is not None
-                   and sample.image is None)
-        yield RequestLine(line.number, sample, gold, image_missing=missing)
+                   and request.image is None)
+        if isinstance(request, PairRequest):
+            yield RequestLine(line.number, gold=gold, image_missing=missing, pairs=request)
+        else:
+            yield RequestLine(line.number, request, gold, image_missing=missing)

@@ -103,11 +103,11 @@ def _in_attention_block(node) -> bool:
 
 def test_bundle_has_exactly_the_contract_files(exported, manifest):
     bundle = exported[0]
+    graphs = ["model.onnx", "model.ort.onnx", "model.vision.onnx", "model.text.onnx", "model.ort.vision.onnx",
+              "model.ort.text.onnx"]  # each whole graph and its two-stage pair
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "manifest.sha256", "model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt",
-         "golden.safetensors"])
-    assert set(manifest["files"]) == {"model.onnx", "model.ort.onnx", "tokenizer.json", "vocab.txt",
-                                      "golden.safetensors"}
+        ["manifest.json", "manifest.sha256", *graphs, "tokenizer.json", "vocab.txt", "golden.safetensors"])
+    assert set(manifest["files"]) == {*graphs, "tokenizer.json", "vocab.txt", "golden.safetensors"}
     assert not [p for p in bundle.parent.iterdir() if ".tmp-" in p.name or ".probe-" in p.name]
 
 

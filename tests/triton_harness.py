@@ -1,7 +1,8 @@
 """Test harness for the Triton model repository: a minimal stand-in of `triton_python_backend_utils`
 (the real call shapes: batch axis first, BYTES as numpy object arrays of bytes), a loader for the
-repository's Python-backend models, and an ensemble walker that batches the network step like Triton's
-dynamic batcher. The models and the runtime underneath are real; only Triton's process is stood in for.
+repository's Python-backend models, and an ensemble walker that batches each network step (the whole
+graph, or the vision and text stages) like Triton's dynamic batcher. The models and the runtime underneath
+are real; only Triton's process is stood in for.
 """
 from __future__ import annotations
 
@@ -136,8 +137,9 @@ class PythonModel:
         return responses
 
 
-def run_ensemble(repo: Path, name: str, requests: list[dict], monkeypatch) -> list:
-    """Walk the ensemble's steps for many requests; the network step runs them as one ORT batch."""
+def run_ensemble(repo: Path, name: str, requests: list[dict], monkeypatch, keep: tuple[str, ...] = ()) -> list:
+    """Walk the ensemble's steps for many requests; each network step (one model, or the vision and text
+    stages) runs them as one ORT batch. Results hold the ensemble's outputs and the internal tensors ``keep``."""
     import onnxruntime as ort
 
     ensemble = parse_config(repo / name / "config.pbtxt")
@@ -160,13 +162,15 @@ def run_ensemble(repo: Path, name: str, requests: list[dict], monkeypatch) -> li
             session = ort.InferenceSession(str(repo / step.model_name / "1" / cfg.default_model_filename),
                                            providers=["CPUExecutionProvider"])
             batch = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
-            assert sum(len(f["input_ids"]) for f in feeds) <= cfg.max_batch_size
+            rows = [len(next(iter(f.values()))) for f in feeds]
+            assert sum(rows) <= cfg.max_batch_size
             result = dict(zip([o.name for o in cfg.output], session.run(None, batch)))
-            sizes = np.cumsum([0] + [len(f["input_ids"]) for f in feeds])
+            sizes = np.cumsum([0] + rows)
             outs = [{k: v[a:b] for k, v in result.items()} for a, b in zip(sizes, sizes[1:])]
         for i, out in zip(live, outs):
             states[i].update({v: out[k] for k, v in step.output_map.items() if k in out})
-    return [errors[i] or {o.name: states[i][o.name] for o in ensemble.output} for i in range(len(requests))]
+    names = [o.name for o in ensemble.output] + list(keep)
+    return [errors[i] or {n: states[i][n] for n in names} for i in range(len(requests))]
 
 
 def mnre_samples() -> list[dict]:

@@ -6,7 +6,7 @@ here holds per-request state, so one :class:`Preprocessor` serves any number of 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,18 +100,47 @@ class Preprocessor:
             raise InputError(f"got {len(sample.crops)} crops, at most {self.num_crops} allowed", field="crops")
         return sample, encoded
 
-    def add_images(self, text: tuple[Sample, Encoded]) -> Features:
-        """The other half: decode the images of a :meth:`prepare_text` result into :class:`Features`."""
+    def add_images(self, text: tuple[Sample, Encoded], load: Callable[[Any], np.ndarray] | None = None) -> Features:
+        """The other half: decode the images of a :meth:`prepare_text` result into :class:`Features`.
+
+        ``load`` (source -> float32 ``(3, S, S)``) replaces the image preprocessor's ``load``, e.g. a
+        per-call memo that decodes a source repeated across requests once.
+        """
         sample, encoded = text
-        pixels, mask = self.images.stack(sample.image, sample.crops, self.num_crops)
+        if load is None:
+            pixels, mask = self.images.stack(sample.image, sample.crops, self.num_crops)
+        else:
+            pixels, mask = self.stack_images(sample.image, sample.crops, load)
         return Features(encoded, pixels, mask, sample.id)
+
+    def stack_images(self, main: Any, crops: Sequence[Any], load: Callable[[Any], np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """``pixel_values`` ``(1+num_crops, 3, S, S)`` and ``image_mask`` of a main image and its crops, each
+        present source through ``load`` (absent: zeros, mask 0), as :meth:`ImagePreprocessor.stack` does."""
+        if len(crops) > self.num_crops:
+            raise InputError(f"got {len(crops)} crops, at most {self.num_crops} allowed", field="crops")
+        s = self.images.image_size
+        pixels = np.zeros((1 + self.num_crops, 3, s, s), dtype=np.float32)
+        mask = np.zeros((1 + self.num_crops,), dtype=np.int64)
+        for slot, source in enumerate([main, *crops]):
+            if source is not None:
+                pixels[slot] = load(source)
+                mask[slot] = 1
+        return pixels, mask
 
     def collate(self, batch: Sequence[Features]) -> dict[str, np.ndarray]:
         """Stack features into the four contract inputs, rows right-padded to the longest member."""
+        text, images = self.collate_text(batch), self.collate_images(batch)
+        return {"input_ids": text["input_ids"], "attention_mask": text["attention_mask"], **images}
+
+    def collate_text(self, batch: Sequence[Features]) -> dict[str, np.ndarray]:
+        """The text stage's inputs besides the features: ``input_ids``, ``attention_mask`` (padded to the
+        longest row) and ``image_mask``."""
         input_ids, attention_mask = self.text.pad_batch([f.encoded for f in batch])
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "pixel_values": np.stack([f.pixel_values for f in batch]),
-            "image_mask": np.stack([f.image_mask for f in batch]),
-        }
+        return {"input_ids": input_ids, "attention_mask": attention_mask,
+                "image_mask": np.stack([f.image_mask for f in batch])}
+
+    def collate_images(self, batch: Sequence[Features]) -> dict[str, np.ndarray]:
+        """The vision stage's inputs: ``pixel_values`` and ``image_mask``."""
+        return {"pixel_values": np.stack([f.pixel_values for f in batch]),
+                "image_mask": np.stack([f.image_mask for f in batch])}

@@ -134,6 +134,15 @@ def stage_files(manifest: Mapping, key: str) -> dict[str, str] | None:
     return out if len(out) == len(STAGES) and all(f in files for f in out.values()) else None
 
 
+def entry_files(entry: Mapping) -> set[str]:
+    """Every file a manifest ``graphs`` entry names: its graph and its stages' files."""
+    out = {entry["file"]} if isinstance(entry.get("file"), str) else set()
+    stages = entry.get("stages")
+    if isinstance(stages, Mapping):
+        out |= {s["file"] for s in (stages.get(k) for k in STAGES) if isinstance(s, Mapping) and isinstance(s.get("file"), str)}
+    return out
+
+
 def gpu_slug(text: str) -> str:
     """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (for engine file names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"

@@ -27,6 +27,9 @@ same field names (runtime/cpp/src/manifest_checks.cpp). Checked:
   ``ranked`` (list of objects with a str ``precision``); ``golden``: an object whose ``file`` (str) the
   manifest lists, ``tolerance`` an object of numbers, ``expected`` graph key -> an object with numeric
   ``top1_agreement`` and ``max_abs_error`` (and an object ``host`` where there is one).
+- ``stages`` (when it is there): ``features`` is ``image_features`` float32 ``[batch, 1 + num_crops, tokens,
+  width]``; ``vision`` / ``text`` name the contract's stage inputs and outputs with ``io``'s dtypes and
+  shapes; every ``graphs.<key>.stages.<stage>.file`` is a file the manifest lists.
 
 Integers are JSON integers (``true`` and ``64.0`` are not).
 """
@@ -38,7 +41,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from dfma.contract.errors import BundleError
-from dfma.contract.io_spec import input_specs, output_specs
+from dfma.contract.graphs import STAGES
+from dfma.contract.io_spec import BATCH, FEATURES_NAME, OUTPUT_NAME, STAGE_INPUTS, input_specs, output_specs
 
 MIN_MAX_LENGTH = 4  # [CLS] + two pieces + [SEP] (dfma.contract.text.MIN_MAX_LENGTH)
 MAX_LENGTH = 8192
@@ -194,6 +198,55 @@ def check_graph_entries(c: _Checker, graphs: Mapping) -> None:
             c.fail(f"graphs.{key}.cpu_classes", f"must be null or a list of strings, got {_short(entry['cpu_classes'])}")
 
 
+def check_stages(c: _Checker, manifest: Mapping, pre: dict[str, int]) -> None:
+    """The two-stage section: ``stages.features`` is ``image_features`` float32 (batch, 1 + num_crops, tokens,
+    width); each stage's ``io`` names the contract's tensors (``io`` and the features, same dtypes and shapes);
+    each graph's ``stages`` files are strings the manifest lists."""
+    stages = manifest.get("stages")
+    if stages is None:
+        return
+    if not isinstance(stages, Mapping):
+        c.fail("stages", f"must be an object, got {_short(stages)}")
+    feat = stages.get("features")
+    if not isinstance(feat, Mapping):
+        c.fail("stages.features", f"must be an object, got {_short(feat)}")
+    shape = feat.get("shape")
+    if (feat.get("name") != FEATURES_NAME or feat.get("dtype") != "float32" or not isinstance(shape, list)
+            or len(shape) != 4 or shape[0] != BATCH or shape[1] != 1 + pre["num_crops"]
+            or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape[2:])):
+        c.fail("stages.features", f"must be {FEATURES_NAME!r} float32 [batch, {1 + pre['num_crops']}, tokens, width], "
+                                  f"got {_short(feat)}")
+    known = {e.get("name"): e for e in list(manifest["io"].get("inputs", [])) + list(manifest["io"].get("outputs", []))
+             if isinstance(e, Mapping)} | {FEATURES_NAME: feat}
+    for stage in STAGES:
+        io = stages.get(stage)
+        if not isinstance(io, Mapping):
+            c.fail(f"stages.{stage}", f"must be an object of inputs and outputs, got {_short(io)}")
+        want = {"inputs": list(STAGE_INPUTS[stage]), "outputs": [FEATURES_NAME if stage == "vision" else OUTPUT_NAME]}
+        for section, names in want.items():
+            entries = io.get(section)
+            got = [e.get("name") for e in entries] if isinstance(entries, list) and all(
+                isinstance(e, Mapping) for e in entries) else None
+            if got != names:
+                c.fail(f"stages.{stage}.{section}", f"names are {_short(got if got is not None else entries)}, "
+                                                   f"the contract's are {names}")
+            for e in entries:
+                ref = known.get(e["name"])
+                if ref is not None and (e.get("dtype") != ref.get("dtype") or e.get("shape") != ref.get("shape")):
+                    c.fail(f"stages.{stage}.{section}.{e['name']}", f"is {_short(e)}, but io / stages.features say "
+                                                                    f"{_short(ref)}")
+    for key, entry in manifest["graphs"].items():
+        pair = entry.get("stages") if isinstance(entry, Mapping) else None
+        if pair is None:
+            continue
+        if not isinstance(pair, Mapping):
+            c.fail(f"graphs.{key}.stages", f"must be an object, got {_short(pair)}")
+        for stage in STAGES:
+            rel = (pair.get(stage) or {}).get("file") if isinstance(pair.get(stage), Mapping) else None
+            if not isinstance(rel, str) or rel not in manifest["files"]:
+                c.fail(f"graphs.{key}.stages.{stage}.file", f"is {_short(rel)}, not a file the manifest lists")
+
+
 def check_defaults(c: _Checker, defaults: Any) -> None:
     """``defaults.auto``: scope -> the recorded choice (what ``precision="auto"`` reads)."""
     if not isinstance(defaults, Mapping):
@@ -260,6 +313,7 @@ def check_consistency(manifest: Mapping, where: str) -> None:
     if "inputs" in manifest["io"] or "outputs" in manifest["io"]:
         check_io(c, manifest["io"], pre, manifest["labels"])
     check_graph_entries(c, manifest["graphs"])
+    check_stages(c, manifest, pre)
     if "defaults" in manifest:
         check_defaults(c, manifest["defaults"])
     if "golden" in manifest:

@@ -124,18 +124,29 @@ def _under(root: str | os.PathLike | None, value: Any) -> Any:
     return Path(root) / value if root is not None and isinstance(value, str) else value
 
 
-def _from_mapping(rec: Mapping, folders: ImageFolders | None) -> Sample:
+def text_key(rec: Mapping) -> str | None:
+    """Which of ``text`` / ``words`` / MNRE ``token`` a request mapping gives (None: none); InputError
+    naming the first when it gives more than one."""
     given = [k for k in _TEXT_KEYS if k in rec]
     if len(given) > 1:
         raise InputError(f"got {' and '.join(repr(k) for k in given)}; give one of 'text' (character "
                          "spans), 'words' or MNRE 'token' (word spans)", field=given[0])
+    return given[0] if given else None
+
+
+def request_images(rec: Mapping, folders: ImageFolders | None) -> tuple[Any, tuple]:
+    """``(image, crops)`` of a request mapping: its ``image`` / ``crops`` (string paths resolved against
+    the images folder), else those of its MNRE ``img_id`` in ``folders``."""
     image, crops = rec.get("image"), _crops(rec.get("crops"))
     if image is None and not crops and "img_id" in rec:
-        image, crops = _resolve_image_id(rec.get("img_id"), folders)
-    else:
-        root = folders.images if folders is not None else None
-        image = _under(root, image)
-        crops = tuple(_under(root, c) for c in crops)
+        return _resolve_image_id(rec.get("img_id"), folders)
+    root = folders.images if folders is not None else None
+    return _under(root, image), tuple(_under(root, c) for c in crops)
+
+
+def _from_mapping(rec: Mapping, folders: ImageFolders | None) -> Sample:
+    text_key(rec)
+    image, crops = request_images(rec, folders)
     sample_id = rec.get("id")
     if "token" in rec:
         for key in ("h", "t"):

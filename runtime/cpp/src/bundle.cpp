@@ -64,6 +64,7 @@ const std::pair<const char*, Kind> kRequired[] = {
     {"parity", Kind::object}};
 const char* const kKindName[] = {"str", "int", "dict", "list"};
 const char* const kOwnFiles[] = {"manifest.json", "manifest.sha256", "manifest.sig"};
+const char* const kStages[] = {"vision", "text"};
 
 bool has_kind(const nlohmann::json& v, Kind k) {
     switch (k) {
@@ -94,6 +95,22 @@ bool is_hex64(const std::string& s) {
 
 [[noreturn]] void fail(const std::string& mpath, const std::string& field, const std::string& message) {
     throw BundleError(mpath + ": field '" + field + "' " + message);
+}
+
+// A graph's two-stage pair (`graphs.<key>.stages`): {"vision": {"file"}, "text": {"file"}, ...}, both
+// files listed in `files` (dfma.contract.graphs.STAGES; other keys, e.g. "parity", are not read here).
+void check_stage_entry(const std::string& mpath, const std::string& field, const nlohmann::json& stages,
+                       const nlohmann::json& files) {
+    if (!stages.is_object()) fail(mpath, field, "must be of type dict, got " + type_name(stages));
+    for (const char* stage : kStages) {
+        const std::string at = field + "." + stage;
+        if (!stages.contains(stage)) fail(mpath, at, "missing (a two-stage pair has both a vision and a text stage)");
+        const auto& entry = stages[stage];
+        if (!entry.is_object() || !entry.contains("file")) fail(mpath, at + ".file", "missing");
+        if (!entry["file"].is_string()) fail(mpath, at + ".file", "must be a string, got " + short_json(entry["file"]));
+        if (!files.contains(entry["file"].get<std::string>()))
+            fail(mpath, at + ".file", "is " + short_json(entry["file"]) + ", not listed in files");
+    }
 }
 
 nlohmann::json parse_bounded(const std::string& data, const std::string& mpath) {
@@ -163,7 +180,10 @@ Bundle Bundle::open(const std::string& dir, const std::string& key_file) {
             if (!g[k].is_string()) fail(mpath, "graphs." + key + "." + k, "must be a string, got " + short_json(g[k]));
         if (!files.contains(g["file"].get<std::string>()))
             fail(mpath, "graphs." + key + ".file", "is " + short_json(g["file"]) + ", not listed in files");
+        if (g.contains("stages") && !g["stages"].is_null()) check_stage_entry(mpath, "graphs." + key + ".stages", g["stages"], files);
     }
+    if (m.contains("stages") && !m["stages"].is_null() && !m["stages"].is_object())
+        fail(mpath, "stages", "must be of type dict, got " + type_name(m["stages"]));
     check_consistency(m, mpath);
     return b;
 }

@@ -1,14 +1,17 @@
-// Extractor: bundle -> verified files -> text encoder + image preprocessor + one ONNX Runtime session.
+// Extractor: bundle -> verified files -> text encoder + image preprocessor + the whole graph or its
+// two-stage pair (graph_runner.hpp); batches of samples.
 #include "dfma/extractor.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <tuple>
 
 #include "bundle.hpp"
 #include "dfma/errors.hpp"
 #include "dfma/host.hpp"
+#include "extractor_impl.hpp"
 #include "golden.hpp"
 #include "graph_rows.hpp"
 #include "manifest_digest.hpp"
@@ -214,6 +217,58 @@ OpenedGraph auto_ranked(const detail::Bundle& b, const nlohmann::json& rec, cons
     throw BundleError("auto: no graph passes on this host: " + joined(notes));
 }
 
+// Graph `key`'s pair, or nothing and why (the Python runtime's backend_choice._pair_files, same words).
+std::optional<detail::StageFiles> pair_files(const detail::Bundle& b, const std::string& key, const std::string& file,
+                                             std::string& why) {
+    auto files = detail::stage_files(b, key);
+    if (!files) {
+        why = "graph '" + key + "' (" + file + ") has no two-stage pair in the bundle (graphs." + key + ".stages)";
+        return std::nullopt;
+    }
+    const auto* io = b.find("stages");
+    if (!io || !io->is_object() || !io->contains("vision") || !(*io)["vision"].is_object() || !io->contains("text") ||
+        !(*io)["text"].is_object()) {
+        why = "graph '" + key + "' has stage files but the manifest has no stages.vision / stages.text io";
+        return std::nullopt;
+    }
+    return files;
+}
+
+// The whole graph or its two-stage pair, per Options::stages, as the Python runtime's
+// backend_choice._open_graph: `auto` serves the whole graph when there is no pair or the pair does not
+// load (a file that fails its hash is never passed over). info.stages / stages_reason / the files say
+// which runs. `whole` is the graph's session when the auto walk already opened it.
+detail::GraphRunner open_runner(const detail::Bundle& b, const Options& options, BundleInfo& info,
+                                std::unique_ptr<detail::OnnxSession> whole) {
+    const char* mode = options.stages == Stages::two_stage ? "two-stage" : "auto";
+    std::string why = "stages='whole' asked for";
+    std::optional<detail::StageFiles> pair;
+    if (options.stages != Stages::whole) pair = pair_files(b, info.graph_key, info.graph_file, why);
+    if (options.stages == Stages::two_stage && !pair)
+        throw BundleError("stages='two-stage': " + why + "; use stages='auto' or 'whole'");
+    if (pair) {
+        const std::string vision_path = b.verified_path(pair->vision), text_path = b.verified_path(pair->text);
+        try {
+            auto vision = std::make_unique<detail::OnnxSession>(vision_path, options.intra_op_threads, detail::GraphPart::vision);
+            auto text = std::make_unique<detail::OnnxSession>(text_path, options.intra_op_threads, detail::GraphPart::text);
+            detail::GraphRunner runner(std::move(vision), std::move(text));
+            info.stages = "two-stage";
+            info.stages_reason = std::string(mode) + ": the two-stage pair of " + info.graph_file;
+            info.vision_file = pair->vision;
+            info.text_file = pair->text;
+            return runner;  // the whole graph's session (if the auto walk opened one) is dropped
+        } catch (const Error& e) {  // ONNX Runtime refuses a stage, or the stages are not the contract's
+            if (options.stages == Stages::two_stage) throw;
+            why = std::string("its two-stage pair does not load (") + e.what() + ")";
+        }
+    }
+    info.stages = "whole";
+    info.stages_reason = options.stages == Stages::whole ? why : "auto: whole graph (" + why + ")";
+    const std::string model = b.verified_path(info.graph_file);
+    if (!whole) whole = std::make_unique<detail::OnnxSession>(model, options.intra_op_threads);
+    return detail::GraphRunner(std::move(whole));
+}
+
 int int_or(const detail::Bundle& b, const std::string& key, int fallback) {
     const auto* v = b.find(key);
     if (!v || v->is_null()) return fallback;
@@ -223,128 +278,128 @@ int int_or(const detail::Bundle& b, const std::string& key, int fallback) {
 
 }  // namespace
 
-struct Extractor::Impl {
-    BundleInfo info;
-    TextEncoder text;
-    ImagePreprocessor images;
-    std::unique_ptr<detail::OnnxSession> session;
-
-    Impl(BundleInfo i, TextEncoder t, const std::string& model_path, std::unique_ptr<detail::OnnxSession> s)
-        : info(std::move(i)), text(std::move(t)), images(info.image, info.limits), session(std::move(s)) {
-        // The graph's static pixel_values dims must agree with the manifest's preprocess section.
-        const auto& shape = session->pixel_shape();
-        const std::int64_t want[] = {-1, 1 + info.num_crops, 3, info.image.image_size, info.image.image_size};
-        for (std::size_t d = 1; d < shape.size() && d < 5; ++d) {
-            if (shape[d] > 0 && shape[d] != want[d])
-                throw BundleError(model_path + ": the graph takes pixel_values of shape [batch, " + std::to_string(shape[1]) +
-                                  ", " + std::to_string(shape[2]) + ", " + std::to_string(shape.size() > 3 ? shape[3] : -1) +
-                                  ", ...] but the manifest's preprocess section gives num_crops " +
-                                  std::to_string(info.num_crops) + " and image_size " + std::to_string(info.image.image_size));
-        }
+Extractor::Impl::Impl(BundleInfo i, TextEncoder t, detail::GraphRunner r)
+    : info(std::move(i)), text(std::move(t)), images(info.image, info.limits), runner(std::move(r)) {
+    const auto& pixels = runner.pixel_session();
+    const auto& shape = pixels.pixel_shape();
+    const std::int64_t want[] = {-1, 1 + info.num_crops, 3, info.image.image_size, info.image.image_size};
+    for (std::size_t d = 1; d < shape.size() && d < 5; ++d) {
+        if (shape[d] > 0 && shape[d] != want[d])
+            throw BundleError(pixels.path() + ": the graph takes pixel_values of shape [batch, " + std::to_string(shape[1]) +
+                              ", " + std::to_string(shape[2]) + ", " + std::to_string(shape.size() > 3 ? shape[3] : -1) +
+                              ", ...] but the manifest's preprocess section gives num_crops " +
+                              std::to_string(info.num_crops) + " and image_size " + std::to_string(info.image.image_size));
     }
+}
 
-    // Checks the word limits, encodes the text of one sample and checks its crop count (Python's order).
-    Encoded encode(const Sample& s) const {
-        detail::check_words(s.words, info.limits);
-        Encoded e = text.encode(s.words, s.head, s.tail);
-        if (static_cast<int>(s.crops.size()) > info.num_crops)
-            throw InputError("crops: got " + std::to_string(s.crops.size()) + " crops, at most " +
-                             std::to_string(info.num_crops) + " allowed");
-        return e;
-    }
+void Extractor::Impl::check_crops(std::size_t count) const {
+    if (static_cast<int>(count) > info.num_crops)
+        throw InputError("crops: got " + std::to_string(count) + " crops, at most " + std::to_string(info.num_crops) +
+                         " allowed");
+}
 
-    // Writes the image slots of one sample into `pixels` (slots x 3 x S x S, zeros) and `mask`.
-    void load_images(const Sample& s, float* pixels, std::int64_t* mask) const {
-        const std::size_t plane = 3 * static_cast<std::size_t>(info.image.image_size) * info.image.image_size;
-        if (s.image) {
-            images.load_into(*s.image, pixels);
-            mask[0] = 1;
-        }
-        for (std::size_t k = 0; k < s.crops.size(); ++k) {
-            if (!s.crops[k]) continue;
-            images.load_into(*s.crops[k], pixels + (k + 1) * plane);
-            mask[k + 1] = 1;
-        }
-    }
+Encoded Extractor::Impl::encode(const Sample& s) const {
+    detail::check_words(s.words, info.limits);
+    Encoded e = text.encode(s.words, s.head, s.tail);
+    check_crops(s.crops.size());
+    return e;
+}
 
-    // Runs `step` for sample i; in a batch, errors get the "samples[i]." prefix of the Python runtime.
-    template <typename F>
-    static void indexed(bool batch, std::size_t i, F&& step) {
-        try {
-            step();
-        } catch (const ImageError& e) {
-            if (!batch) throw;
-            const std::string at = "samples[" + std::to_string(i) + "].";
-            throw ImageError(at + e.what(), at + e.field());
-        } catch (const InputError& e) {
-            if (!batch) throw;
-            const std::string at = "samples[" + std::to_string(i) + "].";
-            throw InputError(at + e.what(), at + (e.field().empty() ? std::string("sample") : e.field()));
-        }
+void Extractor::Impl::load_images(const std::optional<Image>& image, const std::vector<std::optional<Image>>& crops,
+                                  float* pixels, std::int64_t* mask) const {
+    const std::size_t plane = 3 * static_cast<std::size_t>(info.image.image_size) * info.image.image_size;
+    if (image) {
+        images.load_into(*image, pixels);
+        mask[0] = 1;
     }
+    for (std::size_t k = 0; k < crops.size(); ++k) {
+        if (!crops[k]) continue;
+        images.load_into(*crops[k], pixels + (k + 1) * plane);
+        mask[k + 1] = 1;
+    }
+}
 
-    // Logits of every sample. All texts and crop counts are checked before anything runs; images are
-    // decoded one chunk of max_batch rows at a time (bounded memory), so a bad image stops the call
-    // after the chunks before it ran (nothing is returned either way).
-    std::vector<std::vector<float>> logits(const std::vector<Sample>& samples, bool batch) const {
-        detail::check_batch(samples.size(), info.limits);
-        std::vector<Encoded> enc(samples.size());
-        for (std::size_t i = 0; i < samples.size(); ++i) indexed(batch, i, [&] { enc[i] = encode(samples[i]); });
-        std::vector<std::vector<float>> out;
-        const int slots = 1 + info.num_crops;
-        const std::int64_t s = info.image.image_size;
-        const std::size_t plane = 3 * static_cast<std::size_t>(s * s);
-        const std::size_t chunk_max = static_cast<std::size_t>(info.max_batch > 0 ? info.max_batch : kDefaultMaxBatch);
-        for (std::size_t start = 0; start < samples.size(); start += chunk_max) {
-            const std::size_t rows = std::min(chunk_max, samples.size() - start);
-            std::vector<float> pixels(rows * slots * plane, 0.f);
-            std::vector<std::int64_t> mask(rows * slots, 0);
-            for (std::size_t r = 0; r < rows; ++r)
-                indexed(batch, start + r, [&] { load_images(samples[start + r], pixels.data() + r * slots * plane, mask.data() + r * slots); });
-            std::size_t seq = 0;
-            for (std::size_t r = 0; r < rows; ++r) seq = std::max(seq, enc[start + r].input_ids.size());
-            std::vector<std::int64_t> ids(rows * seq, 0), att(rows * seq, 0);  // [PAD] = id 0
-            for (std::size_t r = 0; r < rows; ++r) {
-                const auto& row = enc[start + r].input_ids;
-                std::copy(row.begin(), row.end(), ids.begin() + static_cast<std::ptrdiff_t>(r * seq));
-                std::fill(att.begin() + static_cast<std::ptrdiff_t>(r * seq),
-                          att.begin() + static_cast<std::ptrdiff_t>(r * seq + row.size()), 1);
-            }
-            detail::BatchInputs b;
-            b.rows = static_cast<std::int64_t>(rows);
-            b.seq = static_cast<std::int64_t>(seq);
-            b.slots = slots;
-            b.image_size = s;
-            b.input_ids = ids.data();
-            b.attention_mask = att.data();
-            b.pixel_values = pixels.data();
-            b.image_mask = mask.data();
-            std::int64_t num_labels = 0;
-            const auto flat = session->run(b, num_labels);
-            if (num_labels != static_cast<std::int64_t>(info.labels.size()))
-                throw BundleError("the graph returns " + std::to_string(num_labels) + " logits per row but the manifest has " +
-                                  std::to_string(info.labels.size()) + " labels");
-            for (std::size_t r = 0; r < rows; ++r)
-                out.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(r * num_labels),
-                                 flat.begin() + static_cast<std::ptrdiff_t>((r + 1) * num_labels));
-        }
-        return out;
-    }
+std::size_t Extractor::Impl::chunk_rows() const {
+    return static_cast<std::size_t>(info.max_batch > 0 ? info.max_batch : kDefaultMaxBatch);
+}
 
-    Prediction to_prediction(std::vector<float> logits) const {
-        Prediction p;
-        const auto best = std::max_element(logits.begin(), logits.end());  // first maximum
-        p.label_id = static_cast<int>(best - logits.begin());
-        p.label = info.labels[p.label_id];
-        double sum = 0.0;
-        std::vector<double> e(logits.size());
-        for (std::size_t i = 0; i < logits.size(); ++i) sum += e[i] = std::exp(double(logits[i]) - double(*best));
-        for (double v : e) p.probabilities.push_back(static_cast<float>(v / sum));
-        p.probability = p.probabilities[p.label_id];
-        p.logits = std::move(logits);
-        return p;
+void Extractor::Impl::pack_text(const std::vector<Encoded>& enc, std::size_t start, std::size_t rows,
+                                std::vector<std::int64_t>& ids, std::vector<std::int64_t>& att, std::size_t& seq) const {
+    seq = 0;
+    for (std::size_t r = 0; r < rows; ++r) seq = std::max(seq, enc[start + r].input_ids.size());
+    ids.assign(rows * seq, 0);  // [PAD] = id 0
+    att.assign(rows * seq, 0);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const auto& row = enc[start + r].input_ids;
+        std::copy(row.begin(), row.end(), ids.begin() + static_cast<std::ptrdiff_t>(r * seq));
+        std::fill(att.begin() + static_cast<std::ptrdiff_t>(r * seq),
+                  att.begin() + static_cast<std::ptrdiff_t>(r * seq + row.size()), 1);
     }
-};
+}
+
+void Extractor::Impl::append_rows(const std::vector<float>& flat, std::int64_t num_labels, std::size_t rows,
+                                  std::vector<std::vector<float>>& out) const {
+    if (num_labels != static_cast<std::int64_t>(info.labels.size()))
+        throw BundleError("the graph returns " + std::to_string(num_labels) + " logits per row but the manifest has " +
+                          std::to_string(info.labels.size()) + " labels");
+    for (std::size_t r = 0; r < rows; ++r)
+        out.emplace_back(flat.begin() + static_cast<std::ptrdiff_t>(r * num_labels),
+                         flat.begin() + static_cast<std::ptrdiff_t>((r + 1) * num_labels));
+}
+
+// All texts and crop counts are checked before anything runs; images are decoded one chunk of max_batch
+// rows at a time (bounded memory), so a bad image stops the call after the chunks before it ran
+// (nothing is returned either way).
+std::vector<std::vector<float>> Extractor::Impl::logits(const std::vector<Sample>& samples, bool batch) const {
+    detail::check_batch(samples.size(), info.limits);
+    std::vector<Encoded> enc(samples.size());
+    for (std::size_t i = 0; i < samples.size(); ++i) indexed(batch, i, [&] { enc[i] = encode(samples[i]); });
+    std::vector<std::vector<float>> out;
+    const int slots = 1 + info.num_crops;
+    const std::int64_t s = info.image.image_size;
+    const std::size_t plane = 3 * static_cast<std::size_t>(s * s);
+    const std::size_t chunk_max = chunk_rows();
+    for (std::size_t start = 0; start < samples.size(); start += chunk_max) {
+        const std::size_t rows = std::min(chunk_max, samples.size() - start);
+        std::vector<float> pixels(rows * slots * plane, 0.f);
+        std::vector<std::int64_t> mask(rows * slots, 0);
+        for (std::size_t r = 0; r < rows; ++r)
+            indexed(batch, start + r, [&] {
+                const Sample& x = samples[start + r];
+                load_images(x.image, x.crops, pixels.data() + r * slots * plane, mask.data() + r * slots);
+            });
+        std::vector<std::int64_t> ids, att;
+        std::size_t seq = 0;
+        pack_text(enc, start, rows, ids, att, seq);
+        detail::BatchInputs b;
+        b.rows = static_cast<std::int64_t>(rows);
+        b.seq = static_cast<std::int64_t>(seq);
+        b.slots = slots;
+        b.image_size = s;
+        b.input_ids = ids.data();
+        b.attention_mask = att.data();
+        b.pixel_values = pixels.data();
+        b.image_mask = mask.data();
+        std::int64_t num_labels = 0;
+        const auto flat = runner.run(b, num_labels);  // sets num_labels
+        append_rows(flat, num_labels, rows, out);
+    }
+    return out;
+}
+
+Prediction Extractor::Impl::to_prediction(std::vector<float> logits) const {
+    Prediction p;
+    const auto best = std::max_element(logits.begin(), logits.end());  // first maximum
+    p.label_id = static_cast<int>(best - logits.begin());
+    p.label = info.labels[p.label_id];
+    double sum = 0.0;
+    std::vector<double> e(logits.size());
+    for (std::size_t i = 0; i < logits.size(); ++i) sum += e[i] = std::exp(double(logits[i]) - double(*best));
+    for (double v : e) p.probabilities.push_back(static_cast<float>(v / sum));
+    p.probability = p.probabilities[p.label_id];
+    p.logits = std::move(logits);
+    return p;
+}
 
 Extractor::Extractor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Extractor::Extractor(Extractor&&) noexcept = default;
@@ -393,9 +448,8 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
     }
     TextEncoder text = TextEncoder::from_opened_bundle(bundle);
     info.text = text.config();
-    const std::string model = bundle.verified_path(info.graph_file);
-    if (!session) session = std::make_unique<detail::OnnxSession>(model, options.intra_op_threads);
-    return Extractor(std::make_unique<Impl>(std::move(info), std::move(text), model, std::move(session)));
+    auto runner = open_runner(bundle, options, info, std::move(session));
+    return Extractor(std::make_unique<Impl>(std::move(info), std::move(text), std::move(runner)));
 }
 
 Prediction Extractor::predict(const Sample& sample) const {
@@ -411,6 +465,8 @@ std::vector<Prediction> Extractor::predict_batch(const std::vector<Sample>& samp
 std::vector<std::vector<float>> Extractor::logits_batch(const std::vector<Sample>& samples) const {
     return impl_->logits(samples, true);
 }
+
+std::vector<PairPrediction> Extractor::predict_pairs(const PairsSample& sample) const { return impl_->predict_pairs(sample); }
 
 const TextEncoder& Extractor::text_encoder() const { return impl_->text; }
 const ImagePreprocessor& Extractor::image_preprocessor() const { return impl_->images; }

@@ -46,6 +46,22 @@ bool is_fused(const nlohmann::json& entry) {
     return str_of(entry, "kind") == "onnxruntime";
 }
 
+std::optional<StageFiles> stage_files(const Bundle& b, const std::string& key) {
+    const auto* graphs = b.find("graphs");
+    if (!graphs || !graphs->is_object() || !graphs->contains(key)) return std::nullopt;
+    const auto stages = (*graphs)[key].find("stages");
+    if (stages == (*graphs)[key].end() || !stages->is_object()) return std::nullopt;
+    std::string files[2];
+    const char* names[2] = {"vision", "text"};
+    for (int i = 0; i < 2; ++i) {
+        const auto s = stages->find(names[i]);
+        if (s == stages->end() || !s->is_object()) return std::nullopt;
+        files[i] = str_of(*s, "file");
+        if (files[i].empty() || !b.has_file(files[i])) return std::nullopt;
+    }
+    return StageFiles{files[0], files[1]};
+}
+
 std::vector<std::string> ort_cpu_graphs(const Bundle& b) {
     std::vector<std::string> out;
     const auto* graphs = b.find("graphs");

@@ -2,6 +2,7 @@
 // provider runs, and in which order it prefers them on this host (dfma/backends/ort_runner.py).
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,14 @@ bool runs_on_ort_cpu(const nlohmann::json& entry);
 int host_rank(const nlohmann::json& entry, const std::string& cpu_class);
 /// Fused ONNX Runtime kernels: ops "com.microsoft" (kind "onnxruntime" when ops is absent).
 bool is_fused(const nlohmann::json& entry);
+
+/// The two files of a graph's two-stage pair (`graphs.<key>.stages`).
+struct StageFiles {
+    std::string vision, text;
+};
+/// Graph `key`'s pair when its entry has one whose files the manifest lists, else nothing
+/// (dfma.contract.graphs.stage_files).
+std::optional<StageFiles> stage_files(const Bundle& b, const std::string& key);
 
 /// Keys of the graphs ONNX Runtime's CPU provider runs whose file the manifest lists, manifest order.
 std::vector<std::string> ort_cpu_graphs(const Bundle& b);

@@ -9,21 +9,18 @@
 #include "unicode.hpp"
 
 namespace dfma::detail {
-namespace {
 
 std::string span_text(Span s) { return "(" + std::to_string(s.start) + ", " + std::to_string(s.end) + ")"; }
 
-void check_span(Span s, std::size_t limit, const char* field, const char* unit) {
+void check_span(Span s, std::size_t limit, const std::string& field, const char* unit) {
     if (!(0 <= s.start && s.start < s.end && static_cast<std::size_t>(s.end) <= limit))
-        throw InputError(std::string(field) + ": span " + span_text(s) +
-                         " must satisfy 0 <= start < end <= " + std::to_string(limit) + " (" + unit + ")");
+        throw InputError(field + ": span " + span_text(s) + " must satisfy 0 <= start < end <= " +
+                         std::to_string(limit) + " (" + unit + ")", field);
 }
 
 bool all_space(const std::u32string& s) {
     return std::all_of(s.begin(), s.end(), is_python_space);
 }
-
-}  // namespace
 
 void validate_words(const std::vector<std::string>& words, Span head, Span tail) {
     if (words.empty()) throw InputError("words: the word list is empty");

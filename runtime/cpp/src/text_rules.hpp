@@ -18,6 +18,12 @@ struct MarkerEvent {
     int marker;
 };
 
+/// "(start, end)", as error messages write a span.
+std::string span_text(Span s);
+/// Throws InputError naming `field` unless 0 <= start < end <= limit (`unit`: "word indices", ...).
+void check_span(Span s, std::size_t limit, const std::string& field, const char* unit);
+/// Whether every code point is whitespace (Python's str.isspace; true for an empty string).
+bool all_space(const std::u32string& s);
 /// Throws InputError (as the Python TextEncoder) for an empty word list, spans out of range, or spans
 /// covering only whitespace.
 void validate_words(const std::vector<std::string>& words, Span head, Span tail);

@@ -22,7 +22,7 @@ TEST(toy_bundle_loads) {
     CHECK_EQ(ex.info().text.max_length, 16);
     CHECK_EQ(ex.info().max_batch, 4);
     CHECK(!Extractor::onnxruntime_version().empty());
-    CHECK_EQ(Extractor::load(check::data_dir() + "/toy_bundle", {"portable"}).info().graph_file, std::string("model.onnx"));
+    CHECK_EQ(std::string(Extractor::load(check::data_dir() + "/toy_bundle", {"portable"}).info().graph_file), std::string("model.onnx"));
 }
 
 TEST(missing_folder_and_manifest) {
@@ -190,7 +190,7 @@ TEST(an_edited_manifest_is_detected_by_its_digest) {
     b.write_manifest_only(m);
     CHECK_THROWS(Extractor::load(b.dir()), BundleError, "manifest.sha256: manifest.json has sha256");
     b.redigest();
-    CHECK_EQ(Extractor::load(b.dir()).info().max_batch, 8);
+    CHECK_EQ(int(Extractor::load(b.dir()).info().max_batch), 8);
     b.write("manifest.sha256", "not a digest line\n");
     CHECK_THROWS(Extractor::load(b.dir()), BundleError, "expected one line '<sha256 hex>  manifest.json'");
     fs::remove(b.path("manifest.sha256"));

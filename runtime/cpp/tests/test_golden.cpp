@@ -269,7 +269,7 @@ ToyGolden toy_golden() {
     const dfma::detail::OnnxSession session(check::data_dir() + "/toy_bundle/model.onnx", 1);
     std::vector<float> all(kRows * plane, 0.f);
     std::copy(g.pixels.begin(), g.pixels.end(), all.begin());
-    dfma::detail::BatchInputs b{kRows, kSeq, kSlots, kSize, g.ids.data(), g.att.data(), all.data(), g.mask.data()};
+    dfma::detail::BatchInputs b{kRows, kSeq, kSlots, kSize, g.ids.data(), g.att.data(), all.data(), g.mask.data(), nullptr, {}};
     std::int64_t labels = 0;
     g.logits = session.run(b, labels);
     return g;

@@ -50,6 +50,22 @@ json prediction_json(std::int64_t line, const Prediction& p, const json& id) {
 
 json error_line(std::int64_t line, const std::exception& e) { return {{"line", line}, {"error", error_json(e)}}; }
 
+// One line per entity pair: the prediction with "pair": [head, tail] (entity indices).
+json pair_json(std::int64_t line, const PairPrediction& p, const json& id) {
+    json out = prediction_json(line, p, id);
+    out["pair"] = {p.head, p.tail};
+    return out;
+}
+
+// --stages auto|two-stage|whole (Options::stages).
+Stages stages_of(const Args& args) {
+    const std::string v = args.get("stages", "auto");
+    if (v == "auto") return Stages::automatic;
+    if (v == "two-stage") return Stages::two_stage;
+    if (v == "whole") return Stages::whole;
+    throw std::invalid_argument("--stages must be auto, two-stage or whole, got '" + v + "'");
+}
+
 // --self-check auto|always|never (Options::self_check).
 SelfCheck self_check_of(const Args& args) {
     const std::string v = args.get("self-check", "auto");
@@ -123,7 +139,9 @@ int run_tokenize(const Args& args) {
         json out;
         try {
             if (too_long) throw DataError("line is longer than " + std::to_string(limits.max_line_bytes) + " bytes (max_line_bytes)");
-            const Sample s = parse_request(line, limits).sample;
+            const Request r = parse_request(line, limits);
+            if (r.pairs) throw InputError("entities: tokenize takes requests with 'head' and 'tail', not 'entities'", "entities");
+            const Sample& s = r.sample;
             const Encoded e = enc->encode(s.words, s.head, s.tail);
             out = {{"input_ids", e.input_ids}, {"head_pos", e.head_pos}, {"tail_pos", e.tail_pos}};
         } catch (const Error& e) {
@@ -141,6 +159,7 @@ int run_predict(const Args& args) {
     opts.graph = args.get("graph", "auto");
     opts.intra_op_threads = args.get_int("threads", 0, 0);
     opts.self_check = self_check_of(args);
+    opts.stages = stages_of(args);
     opts.limits = args.limits();
     const int batch_flag = args.get_int("batch", 1, 1);
     if (batch_flag > opts.limits.max_batch_requests)
@@ -189,6 +208,18 @@ int run_predict(const Args& args) {
             if (too_long)
                 throw DataError("line is longer than " + std::to_string(opts.limits.max_line_bytes) + " bytes (max_line_bytes)");
             Request r = parse_request(line, opts.limits);
+            if (r.pairs) {  // one sentence, many pairs: a batch of its own, after the lines before it
+                flush();
+                std::vector<json> lines;
+                try {
+                    for (const auto& p : ex.predict_pairs(*r.pairs)) lines.push_back(pair_json(number, p, r.id));
+                } catch (const std::exception& e) {
+                    lines.assign(1, error_line(number, e));
+                }
+                for (const auto& l : lines) emit(l);
+                std::cout.flush();
+                continue;
+            }
             pending.push_back({number, std::move(r.sample), std::move(r.id)});
         } catch (const std::exception& e) {
             flush();
@@ -242,9 +273,12 @@ int run_info(const Args& args) {
     Options opts;
     opts.graph = args.get("graph", "auto");
     opts.self_check = self_check_of(args);
+    opts.stages = stages_of(args);
     const auto ex = Extractor::load(args.get("bundle", "", true), opts);
     const auto& i = ex.info();
-    json out = {{"bundle", i.dir}, {"graph", i.graph_key}, {"file", i.graph_file}, {"graph_reason", i.graph_reason}, {"preset", i.preset},
+    const json stage_files = i.stages == "two-stage" ? json{{"vision", i.vision_file}, {"text", i.text_file}} : json();
+    json out = {{"bundle", i.dir}, {"graph", i.graph_key}, {"file", i.graph_file}, {"graph_reason", i.graph_reason},
+                {"stages", i.stages}, {"stages_reason", i.stages_reason}, {"stage_files", stage_files}, {"preset", i.preset},
                 {"labels", i.labels}, {"max_length", i.text.max_length}, {"image_size", i.image.image_size},
                 {"num_crops", i.num_crops}, {"cpu_class", i.cpu_class}, {"onnxruntime", Extractor::onnxruntime_version()}};
     std::cout << out.dump(2) << '\n';

@@ -1,10 +1,10 @@
 // dfma_cli: example program of the DFMA C++ runtime, and the tool the parity tests drive.
 //
-//   dfma_cli predict  --bundle DIR [--graph auto] [--threads N] [--batch N] [--input FILE.jsonl]
+//   dfma_cli predict  --bundle DIR [--graph auto] [--stages auto|two-stage|whole] [--threads N] [--batch N] [--input FILE.jsonl]
 //   dfma_cli tokenize --bundle DIR --input FILE.jsonl
 //   dfma_cli tokenize (--tokenizer DIR | --vocab vocab.txt) [--max-length 80] --input FILE.jsonl
 //   dfma_cli image    (--bundle DIR | --image-size S --resize-size R) --image FILE [--image FILE ...] [--out FILE.f32]
-//   dfma_cli info     --bundle DIR [--graph auto] [--self-check auto|always|never]
+//   dfma_cli info     --bundle DIR [--graph auto] [--stages auto|two-stage|whole] [--self-check auto|always|never]
 //   dfma_cli verify   --bundle DIR [--threads N]
 //
 // verify prints {"cpu_class", "bundle", "golden_samples"}, then one line per graph ONNX Runtime's CPU
@@ -17,7 +17,9 @@
 // {"text": "...", "head": [s, e], "tail": [s, e]} (character spans), read as they stream (stdin, a pipe or
 // a file). predict prints one line per request line: {"line", "label", ...} or {"line", "error": {"type",
 // "field", "message"}} (the Python runtime's error kinds and fields); a bad line or a failed run never ends
-// the stream. Request limits: --max-image-side N and the other fields of dfma/limits.hpp ('_' as '-').
+// the stream. A line with "entities": [[s, e], ...] (and optional "pairs": "all" | [[h, t], ...]) instead
+// of "head"/"tail" gives one line per ordered entity pair, {"line", "pair": [h, t], "label", ...}, or one
+// error line. Request limits: --max-image-side N and the other fields of dfma/limits.hpp ('_' as '-').
 // A fatal error (usage, bundle) is one line on stderr; exit code 2.
 #include <iostream>
 #include <stdexcept>
@@ -30,11 +32,12 @@ namespace {
 
 const char* kUsage =
     "usage: dfma_cli {predict|tokenize|image|info|verify} --bundle DIR [options]\n"
-    "  predict  [--graph auto] [--self-check auto|always|never] [--threads N] [--batch N]\n"
-    "           [--input FILE.jsonl (default stdin)]\n"
+    "  predict  [--graph auto] [--stages auto|two-stage|whole] [--self-check auto|always|never]\n"
+    "           [--threads N] [--batch N] [--input FILE.jsonl (default stdin)]\n"
+    "           (a line with \"entities\" [and \"pairs\"] gives one line per entity pair)\n"
     "  tokenize --input FILE.jsonl   (or --tokenizer DIR | --vocab vocab.txt, with [--max-length N])\n"
     "  image    --image FILE [--image FILE ...] [--out FILE.f32]   (or --image-size S --resize-size R)\n"
-    "  info     [--graph auto] [--self-check auto|always|never]\n"
+    "  info     [--graph auto] [--stages auto|two-stage|whole] [--self-check auto|always|never]\n"
     "  verify   [--threads N]   (the golden set on every CPU graph; exit 0 all pass, 1 one fails)\n"
     "  request limits (predict, tokenize, image): --max-image-bytes --max-image-pixels --max-image-side\n"
     "           --max-aspect-ratio --max-resized-pixels --max-chunk-bytes --max-ancillary-bytes\n"

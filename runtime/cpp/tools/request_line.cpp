@@ -3,6 +3,7 @@
 #include <climits>
 #include <new>
 
+#include "../src/entity_pairs.hpp"
 #include "../src/request_limits.hpp"
 
 namespace dfma::cli {
@@ -85,8 +86,10 @@ bool read_line(std::istream& in, std::int64_t max_bytes, std::string& line, bool
     return any;
 }
 
-Sample parse_sample(const json& j, const Limits& limits) {
-    if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
+namespace {
+
+// At most one of "text", "words", "token" (Python's order of the check).
+void check_one_sentence(const json& j) {
     std::vector<std::string> given;
     for (const char* key : {"text", "words", "token"})
         if (j.contains(key)) given.push_back(key);
@@ -96,11 +99,112 @@ Sample parse_sample(const json& j, const Limits& limits) {
         throw InputError(given[0] + ": got " + both + "; give one of 'text' (character spans), 'words' or MNRE "
                          "'token' (word spans)", given[0]);
     }
-    Sample s;
-    const json crops = j.contains("crops") ? j["crops"] : json();
+}
+
+// "crops": absent, null or a list.
+json crops_of(const json& j) {
+    json crops = j.contains("crops") ? j["crops"] : json();
     if (!crops.is_null() && !crops.is_array())
         throw InputError(std::string("crops: expected a list of images (a path, or null), got ") + crops.type_name(),
                          "crops");
+    return crops;
+}
+
+// A word list within max_words ("words"; MNRE's "token" too).
+std::vector<std::string> bounded_words(const json& words, const Limits& limits) {
+    if (words.is_array() && static_cast<std::int64_t>(words.size()) > limits.max_words)
+        throw InputError("words: " + std::to_string(words.size()) + " words exceeds max_words " +
+                         std::to_string(limits.max_words), "words");
+    auto out = word_list(words);
+    detail::check_words(out, limits);
+    return out;
+}
+
+// One [head, tail] entity index pair of "pairs" (range and head != tail: Extractor::predict_pairs).
+EntityPair pair_of(const json& v, const std::string& field) {
+    if (!v.is_array() || v.size() != 2)
+        throw InputError(field + ": expected a [head_index, tail_index] pair, got " + v.dump().substr(0, 60), field);
+    if (!v[0].is_number_integer() || !v[1].is_number_integer())
+        throw InputError(field + ": expected a [head_index, tail_index] pair of ints, got " + v.dump().substr(0, 60), field);
+    int index[2];
+    for (int k = 0; k < 2; ++k) {  // past 2^31: never an entity index, never wrapped
+        const bool big = v[k].is_number_unsigned() ? v[k].get<std::uint64_t>() > static_cast<std::uint64_t>(INT_MAX)
+                                                   : v[k].get<long long>() > INT_MAX || v[k].get<long long>() < INT_MIN;
+        index[k] = big ? (v[k].get<long long>() < 0 ? INT_MIN : INT_MAX) : v[k].get<int>();
+    }
+    return {index[0], index[1]};
+}
+
+// Runs `step`; an InputError of the sentence is renamed "sentence" (Python's _check_sentence).
+template <typename F>
+void sentence_step(F&& step) {
+    try {
+        step();
+    } catch (const ImageError&) {
+        throw;
+    } catch (const InputError& e) {
+        throw detail::with_field(e, "sentence");
+    }
+}
+
+}  // namespace
+
+PairsSample parse_pairs_sample(const json& j, const Limits& limits) {
+    if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
+    std::string also;
+    for (const char* key : {"head", "tail", "h", "t"})
+        if (j.contains(key)) also += (also.empty() ? "'" : ", '") + std::string(key) + "'";
+    if (!also.empty())
+        throw InputError("entities: give either 'entities' (with optional 'pairs') or a head and a tail, not both "
+                         "(also got [" + also + "])", "entities");
+    check_one_sentence(j);
+    if (!j.contains("words") && !j.contains("text") && !j.contains("token"))
+        throw InputError("sentence: a request with 'entities' needs 'text' (character spans) or 'words' / 'token' "
+                         "(word spans)", "sentence");
+    const json crops = crops_of(j);
+    PairsSample s;
+    sentence_step([&] {
+        const json& sentence = j.contains("text") ? j["text"] : j.contains("words") ? j["words"] : j["token"];
+        if (sentence.is_string()) {
+            detail::check_text(sentence.get_ref<const std::string&>(), limits);
+            s.text = sentence.get<std::string>();
+        } else if (sentence.is_array()) {
+            s.words = bounded_words(sentence, limits);
+        } else {
+            throw InputError(std::string("sentence: expected a str (entities in characters) or a list of words "
+                                         "(entities in words), got ") + sentence.type_name(), "sentence");
+        }
+    });
+    const json& entities = j["entities"];
+    if (!entities.is_array())
+        throw InputError(std::string("entities: expected a list of [start, end) spans, got ") + entities.type_name(),
+                         "entities");
+    detail::check_entity_count(entities.size(), limits.max_batch_requests);
+    s.entities.reserve(entities.size());
+    for (std::size_t i = 0; i < entities.size(); ++i)
+        s.entities.push_back(span_of(entities[i], "entities[" + std::to_string(i) + "]"));
+    const json pairs = j.contains("pairs") ? j["pairs"] : json("all");
+    if (pairs.is_array()) {
+        if (static_cast<std::int64_t>(pairs.size()) > limits.max_batch_requests)
+            throw InputError("pairs: " + std::to_string(pairs.size()) + " pairs exceeds max_batch_requests " +
+                             std::to_string(limits.max_batch_requests), "pairs");
+        s.pairs.emplace();
+        for (std::size_t k = 0; k < pairs.size(); ++k) s.pairs->push_back(pair_of(pairs[k], "pairs[" + std::to_string(k) + "]"));
+    } else if (pairs != "all") {
+        throw InputError("pairs: expected 'all' or a list of [head, tail] entity indices, got " +
+                         (pairs.is_string() ? pairs.dump().substr(0, 40) : std::string(pairs.type_name())), "pairs");
+    }
+    if (j.contains("image")) s.image = image_of(j["image"]);
+    if (crops.is_array())
+        for (const auto& c : crops) s.crops.push_back(image_of(c));
+    return s;
+}
+
+Sample parse_sample(const json& j, const Limits& limits) {
+    if (!j.is_object()) throw DataError(std::string("expected a JSON object, got ") + j.type_name());
+    check_one_sentence(j);
+    Sample s;
+    const json crops = crops_of(j);
     const bool mnre = j.contains("token");
     const char* keys[2] = {mnre ? "h" : "head", mnre ? "t" : "tail"};
     for (const char* key : keys)
@@ -119,12 +223,7 @@ Sample parse_sample(const json& j, const Limits& limits) {
         s.head = ws.head;
         s.tail = ws.tail;
     } else {
-        const json& words = mnre ? j["token"] : j["words"];
-        if (words.is_array() && static_cast<std::int64_t>(words.size()) > limits.max_words)
-            throw InputError("words: " + std::to_string(words.size()) + " words exceeds max_words " +
-                             std::to_string(limits.max_words), "words");
-        s.words = word_list(words);
-        detail::check_words(s.words, limits);
+        s.words = bounded_words(mnre ? j["token"] : j["words"], limits);
         s.head = span_of(head, "head");
         s.tail = span_of(tail, "tail");
     }
@@ -147,7 +246,8 @@ Request parse_request(const std::string& raw, const Limits& limits) {
         throw DataError(std::string("not valid JSON (") + e.what() + ")");
     }
     Request r;
-    r.sample = parse_sample(j, limits);
+    if (j.is_object() && j.contains("entities")) r.pairs = parse_pairs_sample(j, limits);
+    else r.sample = parse_sample(j, limits);
     r.id = j.is_object() ? j.value("id", json()) : json();
     return r;
 }

@@ -29,16 +29,25 @@ private:
 /// longer line is skipped and `too_long` set. Returns false at the end of the input.
 bool read_line(std::istream& in, std::int64_t max_bytes, std::string& line, bool& too_long);
 
-/// A parsed request: the sample and the "id" to echo (null when absent).
+/// A parsed request: the sample (or, for a line with "entities", the pairs sample) and the "id" to echo
+/// (null when absent).
 struct Request {
     Sample sample;
+    std::optional<PairsSample> pairs;  ///< set for {"entities": [...], "pairs": "all" | [[h, t], ...]}
     nlohmann::json id;
 };
 
 /// One JSON line -> Request. A UTF-8 byte order mark at the start is dropped. Throws DataError (the
-/// line), InputError (a field: "text", "words", "head", "tail", "crops", "h", "t", "h.pos", ...) or
-/// ImageError ("image"), in the order the Python runtime checks them.
+/// line), InputError (a field: "text", "words", "head", "tail", "crops", "h", "t", "h.pos", "entities",
+/// "entities[i]", "pairs", "pairs[k]", ...) or ImageError ("image"), in the order the Python runtime
+/// checks them.
 Request parse_request(const std::string& line, const Limits& limits);
+
+/// A parsed JSON object with "entities" -> PairsSample: the sentence as `text`, `words` or `token`,
+/// `entities` a list of [start, end] spans, `pairs` absent, null, "all" or a list of [head, tail]
+/// entity indices; "head"/"tail" ("h"/"t") are refused beside "entities". Indices are range-checked by
+/// Extractor::predict_pairs.
+PairsSample parse_pairs_sample(const nlohmann::json& j, const Limits& limits);
 
 /// A parsed JSON object -> Sample (the `words`, `token` + `h`/`t`, or `text` form).
 Sample parse_sample(const nlohmann::json& j, const Limits& limits);

@@ -32,11 +32,43 @@ struct Prediction {
     std::vector<float> logits;         ///< the graph's raw output row
 };
 
+/// An ordered entity pair of a PairsSample: indices into its `entities` (head != tail).
+struct EntityPair {
+    int head = 0;
+    int tail = 0;
+};
+
+/// One sentence with several entities, for predict_pairs() (Python's predict_pairs): every ordered pair
+/// (or the listed ones) is one relation to predict, all with the same image and crops.
+struct PairsSample {
+    std::vector<std::string> words;   ///< the sentence as words: `entities` are word spans; or
+    std::optional<std::string> text;  ///< raw UTF-8 text: `entities` are character spans (code points)
+    std::vector<Span> entities;       ///< at least two, no span twice
+    std::optional<Image> image;
+    std::vector<std::optional<Image>> crops;
+    /// The pairs to predict, in this order; unset = all ordered pairs (head != tail) in the order
+    /// (0,1), (0,2), ..., (1,0), (1,2), ...
+    std::optional<std::vector<EntityPair>> pairs;
+};
+
+/// The relation of one entity pair: a Prediction and the pair's entity indices.
+struct PairPrediction : Prediction {
+    int head = -1;  ///< index into PairsSample::entities
+    int tail = -1;
+};
+
 /// When `auto` runs the bundle's golden set on a graph before serving it (Python's self_check=).
 enum class SelfCheck {
     automatic,  ///< a non-fp32 graph whose expected golden result was recorded on another CPU class
     always,     ///< every non-fp32 graph
     never,      ///< trust the record
+};
+
+/// Whether the extractor runs a graph whole or as its two-stage pair (Python's load(stages=)).
+enum class Stages {
+    automatic,  ///< the pair when the chosen graph's manifest entry has one (`graphs.<key>.stages`), else whole
+    two_stage,  ///< the pair: vision once per distinct image set of a batch, then text; BundleError without one
+    whole,      ///< the whole graph
 };
 
 /// Load-time options.
@@ -51,6 +83,8 @@ struct Options {
     bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
                                      ///< false: only the files this runtime reads (faster on big bundles)
     SelfCheck self_check = SelfCheck::automatic;  ///< golden check of a ranked `auto` choice (see SelfCheck)
+    /// Whole graph or two-stage pair (see Stages); both give the whole graph's logits (1e-5, fp32).
+    Stages stages = Stages::automatic;
     /// The bounds of one request (dfma/limits.hpp; the Python runtime's load(limits=)).
     Limits limits;
     /// Accept files the manifest does not list (default: refuse them, as the Python runtime; the
@@ -65,6 +99,9 @@ struct Options {
 struct BundleInfo {
     std::string dir, graph_key, graph_file, graph_reason, preset;  ///< graph_key: the manifest `graphs` key
     std::string cpu_class;  ///< this host's CPU class (dfma/host.hpp), what `auto` compared with the record
+    std::string stages;        ///< what runs: "two-stage" (the pair) or "whole"
+    std::string stages_reason; ///< why, e.g. "auto: graph ort has a two-stage pair"
+    std::string vision_file, text_file;  ///< the pair's files (empty when whole)
     std::vector<std::string> labels;
     int max_batch = 0;     ///< manifest limits.max_batch (0 = no limit); predict_batch splits larger batches
     int num_crops = 3;
@@ -73,8 +110,9 @@ struct BundleInfo {
     Limits limits;         ///< Options::limits, what every request is checked against
 };
 
-/// A loaded bundle: verified files, tokenizer, image preprocessing and one ONNX Runtime session.
-/// Immutable after load(); predict() and predict_batch() may be called concurrently.
+/// A loaded bundle: verified files, tokenizer, image preprocessing and one ONNX Runtime session (two for
+/// the two-stage pair: vision, text; Options::stages). Immutable after load(); predict(), predict_batch()
+/// and predict_pairs() may be called concurrently.
 class Extractor {
 public:
     /// Reads manifest.json (checked against its digest, and signature with a key), checks its
@@ -86,10 +124,22 @@ public:
     /// InferenceError if the run fails; the extractor goes on serving either way.
     Prediction predict(const Sample& sample) const;
     /// Predicts many samples (at most limits.max_batch_requests; padded batches of at most max_batch
-    /// rows), results in input order. Errors name the sample: field() "samples[i].head".
+    /// rows), results in input order. Errors name the sample: field() "samples[i].head". With the
+    /// two-stage pair, the vision stage runs once per distinct image set of each batch (same image mask,
+    /// bit-identical preprocessed pixels in the present slots).
     std::vector<Prediction> predict_batch(const std::vector<Sample>& samples) const;
     /// Logits of a batch exactly as the graph returns them ([n][num_labels]), for parity tools.
     std::vector<std::vector<float>> logits_batch(const std::vector<Sample>& samples) const;
+    /// One prediction per ordered entity pair of one sentence (PairsSample::pairs, default all), in pair
+    /// order; each equals predict() of that pair as a single request. The image set is preprocessed once
+    /// and, with the two-stage pair, encoded once; the texts run in batches of at most max_batch rows.
+    /// Everything is checked before anything runs, with the Python runtime's fields and wording
+    /// (runtime/entity_pairs.py): InputError "sentence" (text and words both, empty, over a limit),
+    /// "entities" (fewer than two, more than max_batch_requests), "entities[i]" (out of range,
+    /// whitespace only, given twice), "pairs" (all pairs or the list over max_batch_requests), "pairs[k]"
+    /// (an index out of range, head == tail), "crops"; ImageError ("image") for an image that cannot be
+    /// used. An empty list of pairs returns no predictions (and checks no images), as in Python.
+    std::vector<PairPrediction> predict_pairs(const PairsSample& sample) const;
 
     /// The bundle's text encoder (same object the extractor uses).
     const TextEncoder& text_encoder() const;
