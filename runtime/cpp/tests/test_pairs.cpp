@@ -60,7 +60,7 @@ TEST(listed_pairs_are_kept_in_order) {
 }
 
 TEST(pair_errors_name_the_field) {
-    CHECK(expand_pairs(3, std::vector<EntityPair>{}, 4096).empty());  // as the Python runtime: no pairs, no rows
+    CHECK_THROWS(expand_pairs(3, std::vector<EntityPair>{}, 4096), InputError, "pairs: is empty");  // as Python: a line never vanishes
     CHECK_THROWS(expand_pairs(3, std::vector<EntityPair>{{0, 1}, {1, 3}}, 4096), InputError,
                  "pairs[1]: entity indices (1, 3) out of range: there are 3 entities");
     CHECK_EQ(field_of([] { expand_pairs(3, std::vector<EntityPair>{{0, 1}, {1, 3}}, 4096); }), std::string("pairs[1]"));
