@@ -204,8 +204,7 @@ TEST(predict_pairs_checks_everything_first_and_keeps_serving) {
     bad.pairs = std::vector<EntityPair>{{0, 4}};
     CHECK_EQ(field(bad), std::string("pairs[0]"));
     bad.pairs = std::vector<EntityPair>{};
-    bad.crops.assign(4, std::nullopt);
-    CHECK(ex.predict_pairs(bad).empty());  // no pairs: nothing runs, nothing is checked per pair (as Python)
+    CHECK_EQ(field(bad), std::string("pairs"));  // no pairs: refused, as in Python
     bad = good;
     bad.text = "Barack Obama";
     CHECK_EQ(field(bad), std::string("sentence"));  // text and words
