@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"paths to compare (default all: {', '.join(PATHS)})")
     p.add_argument("--cache-mb", type=float, default=64.0, metavar="MB",
                    help="the two-stage paths' image-feature cache (default 64)")
+    p.add_argument("--gap-ms", type=float, default=50.0, metavar="MS",
+                   help="untimed pause before each path's turn (default 50), so that the previous path's idle "
+                        "threads (ONNX Runtime, OpenMP and OpenVINO spin after a run) stop before the next is timed")
     p.add_argument("--threads", type=int, default=None, help="threads (default: CPUs available to this process)")
     p.add_argument("--seed", type=int, default=0, help="which posts are drawn (default 0)")
     p.add_argument("--data", type=Path, default=MNRE_VAL, help=f"MNRE split to group (default {MNRE_VAL})")
@@ -130,6 +133,7 @@ def run(args) -> dict:
     for i, post in enumerate(tqdm(timed, desc="posts", unit="post", file=sys.stderr)):
         order = paths[i % len(paths):] + paths[:i % len(paths)]
         for path in order:
+            time.sleep(args.gap_ms / 1000)
             lat, out = _calls(path, post, args.arrival)
             latencies[path.key] += lat
             busy[path.key] += sum(lat) if args.arrival == "request" else lat[0]
@@ -143,7 +147,8 @@ def run(args) -> dict:
                        "source": manifest["model"].get("source")},
             "machine": {**machine_info(threads), "cpu_use_during_run": others},
             "traffic": {"source": source, "arrival": args.arrival, "seed": args.seed, **pairs_per_post(timed)},
-            "settings": {"threads": threads, "warmup_posts": args.warmup, "cache_mb": args.cache_mb},
+            "settings": {"threads": threads, "warmup_posts": args.warmup, "cache_mb": args.cache_mb,
+                         "gap_ms": args.gap_ms},
             "rows": rows, "skipped": skipped, "disturbed": disturbed,
             "targets": _targets(rows, disturbed)}
 

@@ -39,13 +39,15 @@ class OrtRunner(Runner):
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None,
                  device_id: int = 0, optimization: str = "all", outputs: Sequence[str] | None = None,
                  profile_prefix: str | None = None, io: Mapping | None = None, graph: GraphKind | None = None,
-                 **_: Any):
-        """Nothing is loaded until :meth:`open`."""
+                 spinning: bool = True, **_: Any):
+        """Nothing is loaded until :meth:`open`. ``spinning=False`` lets the intra-op threads sleep as soon
+        as a run ends (``session.intra_op.allow_spinning=0``): what the sessions of a two-stage pair need, so
+        that one stage's idle threads do not spin on the cores the next stage computes on."""
         if device not in PROVIDERS:
             raise BackendUnavailable(f"unknown ONNX Runtime device {device!r}; choose one of {list(PROVIDERS)}")
         super().__init__(io=io, graph=graph, where=str(path))
         self.path, self.device, self.threads, self.device_id = Path(path), device, threads, device_id
-        self.optimization, self.profile_prefix = optimization, profile_prefix
+        self.optimization, self.profile_prefix, self.spinning = optimization, profile_prefix, spinning
         self.outputs: list[str] = list(outputs) if outputs is not None else []
         self.name = f"onnxruntime-{device}"
         self.session: Any = None
@@ -84,7 +86,8 @@ class OrtRunner(Runner):
         providers = [(p, {"device_id": self.device_id}) if p != "CPUExecutionProvider" else p
                      for p in PROVIDERS[self.device]]
         session = ort_session(self.path, threads=self.threads, providers=providers, optimization=self.optimization,
-                              profile_prefix=self.profile_prefix)
+                              profile_prefix=self.profile_prefix,
+                              config=None if self.spinning else {"session.intra_op.allow_spinning": "0"})
         if session.get_providers()[0] != wanted:
             raise BackendUnavailable(f"{wanted} is installed but not usable here (ONNX Runtime fell back "
                                      f"to {session.get_providers()[0]}: no GPU?)")
@@ -109,7 +112,7 @@ class OrtRunner(Runner):
 
     def _describe(self) -> dict:
         return {"providers": self.session.get_providers(), "threads": self.threads,
-                "optimization": self.optimization}
+                "optimization": self.optimization, "spinning": self.spinning}
 
     def end_profiling(self) -> str:
         """Stop ONNX Runtime's profiler; returns the trace file (needs ``profile_prefix``)."""
