@@ -327,7 +327,9 @@ class Loader:
         label = LABELS.get(key) or f"TensorRT {precision} engine"
         t0 = time.perf_counter()
         if mode == "e2e":  # through the runtime when load() selects this very graph
-            extractor = rt.load(self.folder, backend=backend, precision=precision, threads=self.threads)
+            # the whole graph: this row is that graph end to end (benchmarks/traffic.py measures the pairs)
+            extractor = rt.load(self.folder, backend=backend, precision=precision, threads=self.threads,
+                                stages="whole")
             if extractor.describe()["graph"] == file:
                 call = lambda w: _logits(extractor.predict_batch(w.samples))
                 return Contender(key, mode, label, family, precision, file, size, time.perf_counter() - t0, call,

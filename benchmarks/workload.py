@@ -3,7 +3,7 @@
 Model-only runners get the contract's four arrays (``dfma.export.random_feeds.random_inputs``: padded to exactly
 ``length`` pieces, every image slot filled but one ragged row). End-to-end runners get requests as a user
 sends them: a word list with head/tail spans that encodes to exactly ``length`` word pieces, and JPEG
-bytes for the post's image and its 3 crops, so that decoding, resizing, tokenizing and collating are
+bytes for each row's own post image and its 3 crops (no image repeats across rows), so that decoding, resizing, tokenizing and collating are
 timed too.
 """
 from __future__ import annotations
@@ -38,10 +38,13 @@ def synthetic_jpeg(seed: int, width: int, height: int) -> bytes:
     return buf.getvalue()
 
 
-@lru_cache(maxsize=8)
-def _images(width: int, height: int, crop_width: int, crop_height: int, num_crops: int) -> tuple[bytes, tuple]:
-    main = synthetic_jpeg(0, width, height)
-    crops = tuple(synthetic_jpeg(1 + k, crop_width, crop_height) for k in range(num_crops))
+@lru_cache(maxsize=64)
+def _images(width: int, height: int, crop_width: int, crop_height: int, num_crops: int,
+            row: int = 0) -> tuple[bytes, tuple]:
+    """Row ``row``'s post image and crops: every row of a batch its own (distinct bytes and pixels), as in
+    a batch of different posts, so that no path gains from one image repeated across rows."""
+    main = synthetic_jpeg(100 * row, width, height)
+    crops = tuple(synthetic_jpeg(100 * row + 1 + k, crop_width, crop_height) for k in range(num_crops))
     return main, crops
 
 
@@ -92,9 +95,9 @@ def make_samples(text_encoder, words: list[str], batch: int, length: int, num_cr
         raise ValueError(f"length {length} too short for the synthetic requests (needs >= 12)")
     if not words:
         raise ValueError("the tokenizer has no plain single-piece words to build requests from")
-    main, crops = _images(*image_wh, *crop_wh, num_crops)
     out = []
     for row in range(batch):
+        main, crops = _images(*image_wh, *crop_wh, num_crops, row)
         sentence = [words[(row * 31 + i * 7) % len(words)] for i in range(n_words)]
         enc = text_encoder.encode_words(sentence, HEAD, TAIL)
         # words the tokenizer splits after all: pad or trim until the row has exactly `length` pieces
