@@ -38,7 +38,7 @@ $(TRITON_VENV)/.installed:
 triton-env: $(TRITON_VENV)/.installed
 
 demo: setup
-	@echo "== make demo: about 3 minutes on 2 cores once .venv exists (export, precision + guard, verify, predict, benchmark)"
+	@echo "== make demo: about 4 minutes on 2 cores once .venv exists (export, precision + guard, verify, predict, all pairs of a post, benchmark)"
 	$(PY) export/to_onnx.py --checkpoint $(DEMO_CKPT) --out $(DEMO_BUNDLE) --force --quiet
 	$(PY) export/to_precision.py $(DEMO_BUNDLE) --guard-samples 256 --calibration-samples 64 --guard-budget 3 \
 		--latency-samples 8 --quiet
