@@ -33,7 +33,8 @@ from dfma.benchmarks import latency_report as report
 from dfma.benchmarks import memory as memprobe
 from dfma.benchmarks.analysis import evaluate_targets, is_int8, summarize
 from dfma.benchmarks.disturbance import measure_cell
-from dfma.benchmarks.environment import ensure_bundle, expected_duration, machine_info
+from dfma.benchmarks.duration import expected_duration
+from dfma.benchmarks.environment import ensure_bundle, machine_info
 from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops
 from dfma.benchmarks.gemm_int8 import Int8GemmProbe, int8_gemm_rate
 from dfma.benchmarks.latency_options import (
