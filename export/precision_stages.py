@@ -32,10 +32,10 @@ def add_stages(ctx, key: str, whole: Path, executor: str = "onnxruntime") -> Non
     if not stages_io:
         ctx.log(f"  {key}: no two-stage graphs (the bundle was exported before they existed)")
         return
-    paths = split_graph(whole, stages_io["features"])
+    parts = split_graph(whole, stages_io["features"])
     backend = "onnx-reference" if executor == "reference" else "onnxruntime-cpu"
     row = backend_row(backend)
-    pair = TwoStage(*(row.build(paths[s], io=stages_io[s]) for s in STAGES), io=ctx.manifest["io"]).open()
+    pair = TwoStage(*(row.build(parts[s].path, io=stages_io[s]) for s in STAGES), io=ctx.manifest["io"]).open()
     guard = compare_with_labels(ctx.fp32, ctx.logits(pair, f"{key} two-stage ({executor})"), ctx.val.labels,
                                 ctx.none_id)
     whole_run = row.build(whole).open()
@@ -51,7 +51,7 @@ def add_stages(ctx, key: str, whole: Path, executor: str = "onnxruntime") -> Non
     whole_run.close()
     atol = VS_WHOLE_ATOL.get(CATALOGUE[key].precision, 1e-2)
     worst = max(c["max_abs_error"] for c in cases)
-    entries = stage_entries(paths, ctx.work)
+    entries = stage_entries(parts, ctx.work)
     entries["parity"] = {**guard, "executor": executor, "passed": bool(
         guard["top1_agreement"] >= ctx.args.target_agreement and worst <= atol
         and all(c["top1_agreement"] == 1.0 for c in cases)),
@@ -60,6 +60,6 @@ def add_stages(ctx, key: str, whole: Path, executor: str = "onnxruntime") -> Non
         "inputs": f"MNRE validation sentences: {ctx.val.source}; random contract feeds for vs_whole"}
     ctx.graphs[key]["stages"] = entries
     for stage in STAGES:
-        ctx.new_files[entries[stage]["file"]] = paths[stage]
+        ctx.new_files[entries[stage]["file"]] = parts[stage].path
     ctx.log(f"  {key} two-stage: agreement {100 * guard['top1_agreement']:.2f} % vs fp32, "
             f"max |pair - whole| {worst:.2e}")

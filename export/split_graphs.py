@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from dfma.contract.errors import ExportError
 from dfma.contract.graphs import STAGES, stage_file
@@ -21,6 +22,13 @@ from dfma.contract.io_spec import FEATURES_NAME, OUTPUT_NAME, STAGE_INPUTS
 SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 FEATURES_SCOPE = "pfe.token_norm"  # the LayerNorm whose reshaped output is the pyramid tokens
 SPLIT_SUFFIX = "/two-stage"  # parity / guard key of a graph's two-stage pair
+
+
+class StageFile(NamedTuple):
+    """One written stage: its file and its node count."""
+
+    path: Path
+    nodes: int
 
 
 def name_features(model) -> None:
@@ -133,8 +141,8 @@ def _fp32_boundary(part, stage: str, elem: int) -> None:
                                                name="image_features_from_fp32"))
 
 
-def split_graph(path: str | Path, features: Mapping, out_dir: str | Path | None = None) -> dict[str, Path]:
-    """Cut the graph at ``path`` into ``{stage: path}`` files beside it (or in ``out_dir``), named by
+def split_graph(path: str | Path, features: Mapping, out_dir: str | Path | None = None) -> dict[str, StageFile]:
+    """Cut the graph at ``path`` into ``{stage: StageFile}`` files beside it (or in ``out_dir``), named by
     :func:`dfma.contract.graphs.stage_file`. ``features``: the manifest's ``stages.features`` spec.
 
     ExportError when the graph has no ``image_features`` tensor (a bundle from before two-stage export:
@@ -164,19 +172,14 @@ def split_graph(path: str | Path, features: Mapping, out_dir: str | Path | None 
             onnx.save(part, str(target))
         except OSError as exc:
             raise ExportError(f"{target}: cannot write ({exc.strerror or exc})") from None
-        written[stage] = target
+        written[stage] = StageFile(target, len(part.graph.node))
     return written
 
 
-def stage_entries(paths: Mapping[str, Path], folder: Path) -> dict[str, dict]:
+def stage_entries(parts: Mapping[str, StageFile], folder: Path) -> dict[str, dict]:
     """The ``stages`` part of a manifest ``graphs`` entry: file and node count of each stage."""
-    import onnx
-
-    out = {}
-    for stage, p in paths.items():
-        m = onnx.load(str(p), load_external_data=False)
-        out[stage] = {"file": Path(p).relative_to(folder).as_posix(), "nodes": len(m.graph.node)}
-    return out
+    return {stage: {"file": Path(p.path).relative_to(folder).as_posix(), "nodes": p.nodes}
+            for stage, p in parts.items()}
 
 
 def pair_of(folder: Path, entry: Mapping, stages_io: Mapping, io: Mapping, *, threads: int | None = None):
