@@ -125,11 +125,11 @@ def graph_file(key: str) -> str | None:
 
 
 def bf16_label(host: Mapping | None = None) -> tuple[str, bool]:
-    """The eager bf16 row's label on this host (or a :func:`dfma.contract.host.host_info`-like dict), and
+    """The eager bf16 row's label on this host (or a :func:`dfma.host.host_info`-like dict), and
     whether its bf16 is emulated (no AVX512_BF16 or AMX: benchmarks/isa.py)."""
     from dfma.benchmarks.isa import bf16_emulated, bf16_note
 
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     host = host_info() if host is None else host
     emulated = bf16_emulated(host)

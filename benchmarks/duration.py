@@ -217,7 +217,7 @@ def plan_run(args) -> Plan:
     )
 
     from dfma.config import preset
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     grid, batches, lengths, budget = settings_of(args)
     folder = Path(args.bundle) if args.bundle is not None else Path(args.cache or REPO / "bundles" / args.preset)

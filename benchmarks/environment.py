@@ -78,7 +78,7 @@ def ensure_bundle(preset_name: str, cache: Path, rebuild: bool) -> Path:
 # ---------------------------------------------------------------------------- machine
 
 def machine_info(threads: int) -> dict:
-    """CPU model, flags that matter for the kernels, CPU class (``dfma.contract.host``), memory, versions,
+    """CPU model, flags that matter for the kernels, CPU class (``dfma.host``), memory, versions,
     load average."""
     info: dict = {"platform": platform.platform(), "python": platform.python_version(),
                   "logical_cpus": os.cpu_count(), "threads": threads}
@@ -96,7 +96,7 @@ def machine_info(threads: int) -> dict:
     except (OSError, StopIteration):
         info.setdefault("cpu", platform.processor() or "unknown")
     info["cpu"] = info.get("cpu") or "unknown"
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     host = host_info()  # the class every INT8 and bf16 decision is recorded with
     info["cpu_class"], info["cpu_class_from"] = host["class"], host["class_from"]

@@ -86,7 +86,7 @@ def int8_gemm_rate(threads: int, n: int = 2048, reps: int = 5, cpu_class: str | 
     """ops/s of :class:`Int8GemmProbe` (median and best of ``reps`` after a warm-up), with the CPU class and
     the instructions it stands for; ``{"dtype": "int8", "error": ...}`` when it cannot be measured here."""
     if cpu_class is None:
-        from dfma.contract.host import host_info
+        from dfma.host import host_info
 
         cpu_class = host_info()["class"]
     head = {"dtype": "int8", "op": OP, "n": n, "threads": threads, "reps": reps, "cpu_class": cpu_class,

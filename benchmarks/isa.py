@@ -1,4 +1,4 @@
-"""What this CPU's instructions mean for two rows of the benchmark (from ``dfma.contract.host``, torch-free).
+"""What this CPU's instructions mean for two rows of the benchmark (from ``dfma.host``, torch-free).
 
 - **bf16**: eager bf16 autocast runs on bf16 instructions only with AVX512_BF16 or AMX-BF16 (x86) or the
   BF16 extension (Arm); elsewhere oneDNN converts to fp32 and back around every op, which is slower than
@@ -32,7 +32,7 @@ def _family(machine: str) -> str:
 
 
 def bf16_hardware(host: Mapping) -> list[str]:
-    """The bf16 instruction flags a :func:`dfma.contract.host.host_info`-like dict lists."""
+    """The bf16 instruction flags a :func:`dfma.host.host_info`-like dict lists."""
     wanted = BF16_FLAGS.get(_family(str(host.get("machine", ""))), ())
     return [f for f in wanted if f in set(host.get("flags") or ())]
 
@@ -52,5 +52,5 @@ def bf16_note(host: Mapping) -> str:
 
 
 def int8_instructions(cpu_class: str) -> str:
-    """What INT8 GEMMs run on in CPU class ``cpu_class`` (a :func:`dfma.contract.host.cpu_class` name)."""
+    """What INT8 GEMMs run on in CPU class ``cpu_class`` (a :func:`dfma.host.cpu_class` name)."""
     return INT8_INSTRUCTIONS.get(cpu_class, "unknown instruction class")

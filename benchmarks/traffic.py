@@ -200,7 +200,7 @@ def _targets(rows: list[dict], disturbed: bool) -> list[dict]:
 
 def table(result: dict) -> str:
     """The terminal table and the targets."""
-    from dfma.contract.progress import table as fmt
+    from dfma.progress import table as fmt
 
     def f(v, spec):
         return "-" if v is None else format(v, spec)

@@ -30,7 +30,7 @@ class Post:
 
 def mnre_posts(path: Path) -> list[list]:
     """MNRE records grouped by ``img_id``, groups in order of first appearance, records in file order."""
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
 
     groups: dict[str, list] = {}
     for rec in read_mnre(path):

@@ -58,11 +58,6 @@ class DFMAConfig:
     labels: list[str] = field(default_factory=list)
 
     @property
-    def head_dim(self) -> int:
-        """Width of one attention head of the text encoder."""
-        return self.hidden_size // self.num_heads
-
-    @property
     def num_images(self) -> int:
         """Image slots per sample: the main image plus the crops."""
         return 1 + self.num_crops

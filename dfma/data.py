@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from dfma.contract.errors import ImageError
 from dfma.contract.images import ImagePreprocessor, find_crops, find_image
 from dfma.contract.labels import LabelMap
-from dfma.contract.mnre import MNRESample
+from dfma.mnre import MNRESample
 from dfma.contract.text import TextEncoder
 
 log = logging.getLogger(__name__)

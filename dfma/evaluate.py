@@ -38,8 +38,8 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, images: Path | None = None
     from dfma.data import MNREDataset
     from dfma.contract.images import ImagePreprocessor
     from dfma.contract.labels import LabelMap
-    from dfma.contract.metrics import evaluate
-    from dfma.contract.mnre import read_mnre
+    from dfma.metrics import evaluate
+    from dfma.mnre import read_mnre
     from dfma.contract.text import TextEncoder
     from dfma.contract.tokenizer import load_tokenizer
 
@@ -57,7 +57,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, images: Path | None = None
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    from dfma.contract.metrics import format_report
+    from dfma.metrics import format_report
 
     p = argparse.ArgumentParser(prog="python -m dfma.evaluate", description=__doc__)
     p.add_argument("checkpoint", type=Path, help="checkpoint folder (config.json, model.safetensors, tokenizer)")

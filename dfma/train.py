@@ -24,8 +24,8 @@ from dfma.checkpoint import META_FILE, save_checkpoint
 from dfma.config import preset
 from dfma.contract.images import ImagePreprocessor
 from dfma.contract.labels import LabelMap
-from dfma.contract.metrics import micro_prf
-from dfma.contract.mnre import error_summary, read_mnre
+from dfma.metrics import micro_prf
+from dfma.mnre import error_summary, read_mnre
 from dfma.contract.text import TextEncoder
 from dfma.contract.tokenizer import (
     load_tokenizer,

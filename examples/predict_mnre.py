@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import dfma.runtime as rt
-from dfma.contract.mnre import read_mnre
+from dfma.mnre import read_mnre
 
 MNRE = Path(os.environ.get("DFMA_MNRE_DIR", Path(__file__).resolve().parents[2] / "shared" / "data" / "mnre"))
 

@@ -282,7 +282,7 @@ def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float
 
 def summary(manifest: dict) -> str:
     """The closing table of export/to_precision.py: per graph agreement, errors, F1, latency; search outcomes."""
-    from dfma.contract.progress import human_bytes, table
+    from dfma.progress import human_bytes, table
 
     prec = manifest.get("precision", {})
     rows = []

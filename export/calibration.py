@@ -60,7 +60,7 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
     from dfma.contract.features import Preprocessor
     from dfma.contract.images import find_crops, find_image
     from dfma.contract.labels import LabelMap
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
     from dfma.contract.samples import Sample
     from dfma.contract.tokenizer import load_tokenizer
 

@@ -44,7 +44,7 @@ def build_golden(model, preprocess: dict, tokenizer, cfg, special: dict[str, int
     rng = np.random.default_rng(seed)
     val = mnre_dir / "mnre_val.txt"
     if val.is_file():
-        from dfma.contract.mnre import read_mnre
+        from dfma.mnre import read_mnre
 
         records = read_mnre(val)
         picks = [records[i] for i in sorted(rng.choice(len(records), size=min(rows, len(records)), replace=False))]
@@ -84,7 +84,7 @@ def expected_results(golden_file: Path, manifest: dict, graphs: dict[str, Path],
     from dfma.backends.registry import backend as backend_row
     from dfma.contract.golden import read_golden
     from dfma.contract.graphs import row_of
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     golden = read_golden(golden_file)
     host = {**host_info(), "onnxruntime": _ort_version()}

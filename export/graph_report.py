@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dfma.contract.errors import DFMAError
 from dfma.export.graph_stats import attention_blocks, expected_blocks, fusion_summary, op_counts
-from dfma.contract.progress import human_bytes, table
+from dfma.progress import human_bytes, table
 
 
 def graph_report(path: Path, expected: list[str] | None = None, *, top: int = 0) -> tuple[str, dict]:

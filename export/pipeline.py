@@ -12,7 +12,7 @@ from pathlib import Path
 from dfma.contract.errors import ExportError
 from dfma.contract.bundle_writer import BundleWriter, check_target
 from dfma.contract.graphs import CATALOGUE, STAGES
-from dfma.contract.progress import Steps, human_bytes, table
+from dfma.progress import Steps, human_bytes, table
 
 PORTABLE_FILE, ORT_FILE = CATALOGUE["portable"].file, CATALOGUE["ort"].file
 

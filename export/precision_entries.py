@@ -10,7 +10,7 @@ def graph_entry(model, key: str, *, derived_from: str | None = None, **extra) ->
 
     import onnxruntime
 
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     return {**CATALOGUE[key].manifest_fields(), **({"derived_from": derived_from} if derived_from else {}),
             "guard_host": {**host_info(), "onnxruntime": onnxruntime.__version__},  # where its guard ran

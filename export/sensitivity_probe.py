@@ -75,7 +75,7 @@ def probe(bundle: Path, *, samples: int, by: str, seed: int = 0, progress: bool 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the per-unit table (worst first); ``--json FILE`` writes it too."""
-    from dfma.contract.progress import table
+    from dfma.progress import table
 
     p = argparse.ArgumentParser(prog="python -m dfma.export.sensitivity_probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from dfma.contract.bundle import read_manifest
-    from dfma.contract.progress import human_bytes
+    from dfma.progress import human_bytes
 
     before = sum(e["bytes"] for e in read_manifest(args.bundle)["files"].values())
     after = sum(e["bytes"] for e in manifest["files"].values())

@@ -41,7 +41,7 @@ class Context:
     def __init__(self, args, work: Path, steps: int):
         from dfma.export import accuracy_guard as guard
         from dfma.export.calibration import mnre_feeds
-        from dfma.contract.progress import Steps
+        from dfma.progress import Steps
         from dfma.contract.bundle import open_bundle
 
         self.args, self.work, self.guard = args, work, guard
@@ -181,7 +181,7 @@ def latency_candidates(ctx: Context) -> dict[str, tuple[str, str, Path]]:
 def measure_latency(ctx: Context) -> dict:
     """Batch-1 latency (ms) of every :func:`latency_candidates` entry on guard sentences, interleaved; the
     OpenVINO entries are also guarded against fp32 (a graph OpenVINO cannot compile is left out, with why)."""
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     samples = ctx.guard.single_samples(ctx.val, ctx.args.latency_samples)
     runners, where = {}, {}

@@ -37,7 +37,7 @@ from dfma.contract.graphs import (
     resolve_precision,
     stage_files,
 )
-from dfma.contract.host import host_info, same_class
+from dfma.host import host_info, same_class
 from dfma.runtime.edge import STAGE_MODES
 from dfma.runtime.self_check import SELF_CHECK, auto_open
 

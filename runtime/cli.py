@@ -32,7 +32,7 @@ from dfma.contract.errors import DataError, DFMAError
 from dfma.contract.graphs import AUTO, PRECISIONS
 from dfma.contract.limits import LIMIT_NAMES, Limits
 from dfma.contract.prediction import Prediction
-from dfma.contract.progress import Progress
+from dfma.progress import Progress
 from dfma.contract.samples import ImageFolders
 
 EXIT_OK, EXIT_BAD_LINES, EXIT_FATAL = 0, 1, 2
@@ -210,7 +210,7 @@ def cmd_predict(args) -> int:
 
 def cmd_evaluate(args) -> int:
     """Score every line of --input against its gold relation; print micro P/R/F1 and a table."""
-    from dfma.contract.metrics import evaluate, format_report
+    from dfma.metrics import evaluate, format_report
 
     _check_paths(args)
     ex = _open_extractor(args)

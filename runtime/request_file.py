@@ -3,7 +3,7 @@
 Formats (``auto`` decides from the first non-blank line: JSON -> ``jsonl``, else ``mnre``):
 
 - ``mnre``: one Python dict literal per line, as in the MNRE release (``token``, ``h``, ``t``, ``img_id``,
-  ``relation``), parsed by :func:`dfma.contract.mnre.parse_record`;
+  ``relation``), parsed by :func:`dfma.mnre.parse_record`;
 - ``jsonl``: one JSON object per line, any form :func:`dfma.runtime.as_sample` accepts (raw ``text`` with
   character spans, ``words`` or MNRE ``token`` with word spans, ``image``, ``crops``, ``img_id``), with
   an optional gold ``relation`` and an ``id`` echoed in the output; a line with ``entities`` (a list of
@@ -27,7 +27,7 @@ from dfma.runtime.line_source import count_lines, read_lines
 
 from dfma.contract.errors import DataError, DFMAError, InputError
 from dfma.contract.limits import DEFAULT_LIMITS, Limits, check_json_depth
-from dfma.contract.mnre import MAX_LINE_CHARS, parse_record
+from dfma.mnre import MAX_LINE_CHARS, parse_record
 from dfma.contract.reprs import short_repr
 from dfma.contract.samples import ImageFolders, Sample, as_sample
 

@@ -16,7 +16,7 @@ from dfma.contract.bundle import Bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import judge, load_golden
 from dfma.contract.graphs import recorded_default
-from dfma.contract.host import host_info
+from dfma.host import host_info
 
 SELF_CHECK = ("auto", "always", "never")
 

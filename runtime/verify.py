@@ -17,8 +17,8 @@ from dfma.contract.bundle import open_bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import judge, load_golden
 from dfma.contract.graphs import present
-from dfma.contract.host import host_info
-from dfma.contract.progress import table
+from dfma.host import host_info
+from dfma.progress import table
 
 
 def verify(bundle: str | os.PathLike, *, backend: str = "onnxruntime-cpu", threads: int | None = None,

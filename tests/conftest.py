@@ -24,7 +24,7 @@ from fixtures_cpp import cli  # noqa: E402,F401  (shared: the C++ tool, built on
 
 def pytest_report_header(config):
     """The CPU class the INT8 tests are judged for (tests assert what is right for this class)."""
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     info = host_info()
     return [f"dfma host: {info['cpu']}; CPU class {info['class']} (from {info['class_from']}); "

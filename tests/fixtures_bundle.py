@@ -34,7 +34,7 @@ def _labels() -> list[str]:
 def _corpus() -> list[list[str]]:
     train = SHARED_MNRE / "mnre_train.txt"
     if train.is_file():
-        from dfma.contract.mnre import read_mnre
+        from dfma.mnre import read_mnre
         return [list(s.words) for s in read_mnre(train)]
     words = "the of and to in a is was for on with at by from rt obama visits paris london met".split()
     return [[words[(i * 7 + j) % len(words)] for j in range(12)] for i in range(400)]

@@ -168,7 +168,7 @@ def test_compile_row_is_timed_without_its_compile_cost(compile_run):
 
 
 def test_bf16_row_says_whether_it_is_emulated(quick_run):
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     result, _, stdout = quick_run
     entry = result["backends"]["eager-bf16"]
@@ -197,7 +197,7 @@ def test_bf16_emulation_follows_the_cpu_flags():
 
 
 def test_int8_gemm_rate_is_measured_in_the_run(quick_run):
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     result, _, stdout = quick_run
     int8 = result["gemm"]["int8"]

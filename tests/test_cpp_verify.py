@@ -60,7 +60,7 @@ def test_verify_equals_the_python_golden_check(cli, golden_bundle):
     from dfma.backends.ort_runner import OrtRunner
     from dfma.contract.golden import judge
     from dfma.contract.graphs import present
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     folder, manifest = golden_bundle
     proc = _run([cli, "verify", "--bundle", folder], timeout=300)
@@ -117,7 +117,7 @@ def test_auto_passes_over_an_int8_graph_that_fails_its_golden_set_here(cli, gold
     from dfma.backends.ort_runner import OrtRunner
     from dfma.contract.golden import judge
     from dfma.contract.graphs import present
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     folder, manifest = golden_bundle
     _perturbed_copy(folder / "model.onnx", folder / "model.int8.onnx")

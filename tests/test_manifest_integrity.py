@@ -196,7 +196,7 @@ def test_an_edit_without_a_new_digest_is_detected_by_both(cli, bundle):
     proc = _cpp_info(cli, bundle)
     assert proc.returncode == 2 and "manifest.sha256: manifest.json has sha256" in proc.stderr
     # the documented way to accept a deliberate edit
-    cmd = [sys.executable, "-m", "dfma.contract.manifest_digest", "digest", str(bundle)]
+    cmd = [sys.executable, str(REPO / "export" / "sign_bundle.py"), "digest", str(bundle)]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert open_bundle(bundle).manifest["limits"]["max_batch"] == 8
@@ -207,7 +207,7 @@ def test_an_edit_without_a_new_digest_is_detected_by_both(cli, bundle):
 
 def test_the_digest_command_refuses_to_digest_an_invalid_manifest(bundle):
     _edit(bundle, _set("limits.max_batch", -1), redigest=False)
-    cmd = [sys.executable, "-m", "dfma.contract.manifest_digest", "digest", str(bundle)]
+    cmd = [sys.executable, str(REPO / "export" / "sign_bundle.py"), "digest", str(bundle)]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "field 'limits.max_batch'" in done.stderr and "Traceback" not in done.stderr
 
@@ -222,7 +222,7 @@ def test_a_missing_or_malformed_digest_is_refused(bundle):
 
 
 def _sign(bundle: Path, key_file: Path) -> None:
-    cmd = [sys.executable, "-m", "dfma.contract.manifest_digest", "sign", str(bundle), "--key-file", str(key_file)]
+    cmd = [sys.executable, str(REPO / "export" / "sign_bundle.py"), "sign", str(bundle), "--key-file", str(key_file)]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
 
@@ -238,7 +238,7 @@ def test_a_signature_is_checked_against_the_users_key_in_both(cli, bundle, tmp_p
     open_bundle(bundle, key=key.read_bytes())
     open_bundle(bundle)  # no key: the digest is checked, the signature cannot be
     assert _cpp_info(cli, bundle, DFMA_BUNDLE_KEY_FILE=str(key)).returncode == 0
-    check = [sys.executable, "-m", "dfma.contract.manifest_digest", "check", str(bundle)]
+    check = [sys.executable, str(REPO / "export" / "sign_bundle.py"), "check", str(bundle)]
     checked = subprocess.run(check + ["--key-file", str(key)], check=False, capture_output=True, timeout=60)
     assert checked.returncode == 0, checked.stderr
     # another key: refused by both, and by the runtime reading the key from the environment

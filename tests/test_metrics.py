@@ -7,7 +7,7 @@ import pytest
 import json
 
 from dfma.contract.labels import LabelMap
-from dfma.contract.metrics import evaluate, format_report, micro_prf, per_relation
+from dfma.metrics import evaluate, format_report, micro_prf, per_relation
 
 NAMES = ["None", "A", "B", "C"]
 N, A, B, C = 0, 1, 2, 3

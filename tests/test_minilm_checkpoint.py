@@ -55,7 +55,7 @@ def test_export_matches_eager_on_real_validation_sentences(tmp_path, mnre_dir):
     from dfma.checkpoint import load_checkpoint
     from dfma.contract.features import Preprocessor
     from dfma.contract.labels import LabelMap
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
     from dfma.contract.tokenizer import load_tokenizer
 
     bundle = tmp_path / "bundle"

@@ -10,7 +10,7 @@ from PIL import Image
 
 from dfma.contract.errors import DataError
 from dfma.contract.labels import LabelMap
-from dfma.contract.mnre import MNRESample, error_summary, read_mnre
+from dfma.mnre import MNRESample, error_summary, read_mnre
 
 GOOD = ("{'token': ['Bill', 'Cosby', 'on', 'Hollywood', 'Walk'], 'h': {'name': 'Bill Cosby', 'pos': [0, 2]}, "
         "'t': {'name': 'Hollywood Walk', 'pos': [3, 5]}, 'img_id': 'twitter_1.jpg', "

@@ -97,7 +97,7 @@ def test_fp16_runs_within_tolerance_of_eager(fp16_graph, tiny_bundle, tiny_eager
 
 @pytest.fixture(scope="module")
 def images_dir(mnre_dir, tmp_path_factory) -> Path:
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
 
     folder = tmp_path_factory.mktemp("images")
     for i, s in enumerate(read_mnre(mnre_dir / "mnre_train.txt")[:24]):
@@ -210,7 +210,7 @@ def _recipe_for_this_host(precision: str) -> tuple[str, bool]:
     """The catalogue row the runtime serves for ``precision`` on this CPU class, and whether it is the
     7-bit-weight recipe (x86 without VNNI, whose U8xS8 products saturate at full range)."""
     from dfma.contract.graphs import of_precision
-    from dfma.contract.host import host_info
+    from dfma.host import host_info
 
     row = min(of_precision(precision), key=lambda r: r.host_rank(host_info()["class"]))
     return row.key, row.cpu_classes is not None

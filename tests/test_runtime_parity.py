@@ -25,7 +25,7 @@ def extractor(tiny_bundle):
 @pytest.fixture(scope="module")
 def val_samples(mnre_dir):
     from dfma.contract.labels import LabelMap
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
     return read_mnre(mnre_dir / "mnre_val.txt", LabelMap.from_json(mnre_dir / "rel2id.json"))
 
 

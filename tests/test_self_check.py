@@ -19,7 +19,7 @@ import dfma.runtime as rt
 from dfma.contract.bundle import sha256_file
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import GOLDEN_FILE, judge, load_golden
-from dfma.contract.host import cpu_class
+from dfma.host import cpu_class
 from dfma.contract.manifest_digest import write_digest
 from dfma.contract.tensor_file import read_tensors, write_tensors
 
@@ -42,7 +42,7 @@ def test_cpu_classes(machine, flags, expected):
 
 
 def test_class_override_for_emulators():
-    code = "from dfma.contract.host import host_info; i = host_info(); print(i['class'], i['class_from'])"
+    code = "from dfma.host import host_info; i = host_info(); print(i['class'], i['class_from'])"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**__import__("os").environ, "DFMA_CPU_CLASS": "x86-avx2"})
     assert out.stdout.split() == ["x86-avx2", "$DFMA_CPU_CLASS"]

@@ -285,7 +285,7 @@ def test_save_and_load_round_trip(tmp_path):
 @pytest.fixture(scope="module")
 def mnre(mnre_dir):
     from dfma.contract.labels import LabelMap
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
     labels = LabelMap.from_json(mnre_dir / "rel2id.json")
     train = read_mnre(mnre_dir / "mnre_train.txt", labels)
     val = read_mnre(mnre_dir / "mnre_val.txt", labels)

@@ -92,7 +92,7 @@ def _mnre_like_requests(val_samples, images, crops) -> list:
 def requests(tmp_path_factory):
     """40 MNRE validation sentences (when the annotations are here) + 12 posts with shared images."""
     from dfma.contract.labels import LabelMap
-    from dfma.contract.mnre import read_mnre
+    from dfma.mnre import read_mnre
 
     samples = []
     if (SHARED_MNRE / "mnre_val.txt").is_file():

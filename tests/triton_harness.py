@@ -177,7 +177,7 @@ def mnre_samples() -> list[dict]:
     """A few MNRE samples (with synthetic images and crops), plus one longer than max_length."""
     path = REPO.parent / "shared" / "data" / "mnre" / "mnre_val.txt"
     if path.is_file():
-        from dfma.contract.mnre import read_mnre
+        from dfma.mnre import read_mnre
         recs = [(list(s.words), s.head, s.tail) for s in read_mnre(path)[:4]]
     else:
         recs = [("Obama visits Paris today with Michelle".split(), (0, 1), (2, 3))] * 4

@@ -36,7 +36,7 @@ def compare(reference: np.ndarray, actual: np.ndarray) -> dict:
 def compare_with_labels(reference: np.ndarray, actual: np.ndarray, gold: np.ndarray, none_id: int) -> dict:
     """:func:`compare` plus micro-F1 (percent) of the reference and of ``actual`` against ``gold`` and
     their difference in points; a row with non-finite outputs is scored as a wrong prediction."""
-    from dfma.contract.metrics import micro_prf
+    from dfma.metrics import micro_prf
 
     out = compare(reference, actual)
     pred = np.asarray(actual).argmax(-1)

@@ -56,7 +56,7 @@ class OpenVINORunner(Runner):
     @classmethod
     def preference(cls, graph: GraphKind, **options: Any) -> int:
         """The row meant for this CPU class first (OpenVINO's INT8 kernels have the same x86 constraint)."""
-        from dfma.contract.host import host_info
+        from dfma.host import host_info
 
         return graph.host_rank(host_info()["class"])
 

@@ -73,7 +73,7 @@ class OrtRunner(Runner):
     def preference(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> tuple[int, int]:
         """CPU: the row meant for this CPU class first (catalogue ``cpu_classes``), then fused kernels;
         GPU providers: standard ops first."""
-        from dfma.contract.host import host_info
+        from dfma.host import host_info
 
         fused = graph.ops == "com.microsoft"
         if device != "cpu":

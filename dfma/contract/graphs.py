@@ -14,7 +14,7 @@ Columns:
 - ``devices``: ``cpu`` and/or ``gpu`` (ONNX Runtime has kernels for it there);
 - ``derived_from``: the key of the graph it is built from (None for the export's first graph);
 - ``tensorrt``: the engine precision TensorRT compiles from this graph (None: not an engine source);
-- ``cpu_classes``: the CPU classes (``dfma.contract.host``) the graph is meant for, None for any. The INT8
+- ``cpu_classes``: the CPU classes (``dfma.host``) the graph is meant for, None for any. The INT8
   graphs come in two recipes: U8 activations x S8 weights at full range (exact where the CPU has INT8 dot
   products: VNNI, AMX, ARM dot product) and the same with 7-bit weights (``reduce_range``), whose 16-bit
   intermediate cannot saturate in AVX2's ``VPMADDUBSW``: its integer products are exact on every x86 CPU

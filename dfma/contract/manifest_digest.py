@@ -17,19 +17,15 @@ print some floats differently (shortest round-trip digits, exponent forms), so a
 could not be reproduced bit for bit in C++; hashing the bytes as written needs no canonical form, and
 the C++ runtime (runtime/cpp/src/bundle.cpp) checks the very same bytes.
 
-Command line: ``python -m dfma.contract.manifest_digest {digest,sign,check} BUNDLE [--key-file KEY]``
-(``digest`` re-digests after an intended hand edit; ``sign`` writes the digest and the signature;
-``check`` verifies both). Exit status 0, 1 on a bundle error, 2 on a usage error.
+Command line: ``python export/sign_bundle.py {digest,sign,check} BUNDLE [--key-file KEY]``.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
 import os
 import re
 import stat
-import sys
 from pathlib import Path
 
 from dfma.contract.errors import BundleError
@@ -94,7 +90,7 @@ def check_digest(folder: str | os.PathLike, data: bytes) -> None:
     """Check ``folder/manifest.sha256`` against the manifest bytes ``data``; BundleError naming the file."""
     path = Path(folder) / DIGEST_FILE
     raw = read_small_file(path, MAX_SIDECAR_BYTES, missing=f"every bundle has the digest of its {MANIFEST}; "
-                          "after an intended edit run `python -m dfma.contract.manifest_digest digest BUNDLE`")
+                          "after an intended edit run `python export/sign_bundle.py digest BUNDLE`")
     match = _DIGEST_LINE.fullmatch(raw.decode("ascii", errors="replace"))
     if match is None:
         raise BundleError(f"{path}: expected one line '<sha256 hex>  {MANIFEST}', got {raw[:100]!r}",
@@ -126,7 +122,7 @@ def check_signature(folder: str | os.PathLike, data: bytes, key: bytes) -> None:
     """Check ``folder/manifest.sig`` against the manifest bytes ``data`` and ``key``; BundleError."""
     path = Path(folder) / SIGNATURE_FILE
     raw = read_small_file(path, MAX_SIDECAR_BYTES, missing="a signing key is given, so the bundle must be signed "
-                          "(python -m dfma.contract.manifest_digest sign BUNDLE --key-file KEY)")
+                          "(python export/sign_bundle.py sign BUNDLE --key-file KEY)")
     match = _SIGNATURE_LINE.fullmatch(raw.decode("ascii", errors="replace"))
     if match is None:
         raise BundleError(f"{path}: expected one line '{SIGNATURE_SCHEME} <hex>', got {raw[:100]!r}",
@@ -168,46 +164,3 @@ def copy_manifest(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     (dst / DIGEST_FILE).write_text(digest_line(data), encoding="ascii")
     if (src / SIGNATURE_FILE).is_file():
         (dst / SIGNATURE_FILE).write_bytes(read_small_file(src / SIGNATURE_FILE, MAX_SIDECAR_BYTES, missing=""))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line (module doc)."""
-    p = argparse.ArgumentParser(prog="python -m dfma.contract.manifest_digest",
-                                description="Digest, sign or check a bundle's manifest.json.")
-    p.add_argument("command", choices=("digest", "sign", "check"),
-                   help="digest: write manifest.sha256; sign: digest + manifest.sig; check: verify both")
-    p.add_argument("bundle", type=Path, help="bundle folder")
-    p.add_argument("--key-file", type=Path, default=None,
-                   help=f"HMAC-SHA256 key (raw bytes of the file); default ${KEY_ENV}; required by sign")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run one command; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        key = load_key(args.key_file) if args.key_file is not None else key_from_env()
-        if args.command == "sign" and key is None:
-            print(f"usage error: sign needs --key-file or ${KEY_ENV}", file=sys.stderr)
-            return 2
-        if args.command == "check":
-            from dfma.contract.bundle import open_bundle
-
-            open_bundle(args.bundle, key=key)
-            print(f"{args.bundle}: manifest digest{' and signature' if key else ''} and every file verified")
-        else:
-            from dfma.contract.bundle import parse_manifest
-
-            path = args.bundle / MANIFEST
-            parse_manifest(read_small_file(path, MAX_MANIFEST_BYTES, missing="nothing to digest"), path)
-            digest = write_digest(args.bundle, key=key if args.command == "sign" else None)
-            signed = f"; {SIGNATURE_FILE} written" if args.command == "sign" else ""
-            print(f"{args.bundle / DIGEST_FILE}: {digest}{signed}")
-    except BundleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -3,7 +3,7 @@
 Accepted forms (all torch-free):
 
 - :class:`Sample` itself;
-- an MNRE record: :class:`dfma.contract.mnre.MNRESample`, or a dict ``{"token": [...], "h": {"pos": [s, e]},
+- an MNRE record: :class:`dfma.mnre.MNRESample`, or a dict ``{"token": [...], "h": {"pos": [s, e]},
   "t": {"pos": [s, e]}, "img_id": ...}`` (word spans, end exclusive);
 - a dict with ``"words"`` and word spans ``"head"`` / ``"tail"``;
 - a dict with raw ``"text"`` and character spans ``"head"`` / ``"tail"`` (``[start, end)``).
@@ -179,7 +179,7 @@ def as_sample(obj: Any, *, folders: ImageFolders | None = None) -> Sample:
     if isinstance(obj, Mapping):
         return _from_mapping(obj, folders)
     words = getattr(obj, "words", None)
-    if words is not None and hasattr(obj, "head") and hasattr(obj, "tail"):  # dfma.contract.mnre.MNRESample
+    if words is not None and hasattr(obj, "head") and hasattr(obj, "tail"):  # dfma.mnre.MNRESample
         image, crops = _resolve_image_id(getattr(obj, "img_id", None), folders)
         return Sample(head=obj.head, tail=obj.tail, words=words, image=image, crops=crops)
     raise InputError(f"expected a Sample, an MNRE record or a dict, got {type(obj).__name__}",

@@ -1,4 +1,4 @@
-// CPU class detection (mirrors dfma/contract/host.py, which reads the same bits from /proc/cpuinfo).
+// CPU class detection (mirrors dfma/host.py, which reads the same bits from /proc/cpuinfo).
 #include "dfma/host.hpp"
 
 #include <cstdint>

@@ -92,7 +92,7 @@ void check_digest(const std::string& dir, const std::string& manifest_bytes) {
     const std::string path = dir + "/manifest.sha256";
     const std::string raw = read_small_file(path, kMaxSidecarBytes,
                                             "every bundle has the digest of its manifest.json; after an intended edit run "
-                                            "`python -m dfma.contract.manifest_digest digest BUNDLE`");
+                                            "`python export/sign_bundle.py digest BUNDLE`");
     const std::string line = strip_newline(raw);
     if (line.size() != 64 + 2 + 13 || !is_hex64(line, 0) || line[64] != ' ' || (line[65] != ' ' && line[65] != '*') ||
         line.compare(66, std::string::npos, "manifest.json") != 0)
@@ -118,7 +118,7 @@ void check_signature(const std::string& dir, const std::string& manifest_bytes, 
     const std::string path = dir + "/manifest.sig";
     const std::string raw = read_small_file(path, kMaxSidecarBytes,
                                             "a signing key is given, so the bundle must be signed "
-                                            "(python -m dfma.contract.manifest_digest sign BUNDLE --key-file KEY)");
+                                            "(python export/sign_bundle.py sign BUNDLE --key-file KEY)");
     const std::string line = strip_newline(raw);
     const std::string scheme = "hmac-sha256 ";
     if (line.size() != scheme.size() + 64 || line.compare(0, scheme.size(), scheme) != 0 || !is_hex64(line, scheme.size()))

@@ -1,4 +1,4 @@
-// The CPU class of this machine, as dfma/contract/host.py computes it: the name recorded wherever a
+// The CPU class of this machine, as dfma/host.py computes it: the name recorded wherever a
 // measurement is (benchmarks, the accuracy guard, the golden set's expected results, `auto`).
 #pragma once
 
