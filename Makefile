@@ -69,7 +69,7 @@ train-minilm: minilm
 # Debian packages: JPEG/PNG decoders for the C++ runtime; qemu-user to run the INT8 test of another CPU class
 # (an emulated AVX2-only CPU) on this one.
 sysdeps:
-	dpkg -s libjpeg-dev libpng-dev qemu-user >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libjpeg-dev libpng-dev qemu-user; }
+	dpkg -s libjpeg-dev libpng-dev libssl-dev qemu-user >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq libjpeg-dev libpng-dev libssl-dev qemu-user; }
 
 cpp-test: setup sysdeps
 	bash runtime/cpp/scripts/fetch_deps.sh

@@ -88,16 +88,6 @@ def guarded_run(run: Callable[[], T], backend: str, rows: int) -> T:
         raise translate(e, BackendUnavailable, f"{backend}: running a batch of {rows} row(s) failed") from e
 
 
-def with_field(error: InputError, field: str) -> InputError:
-    """The same error type and message, naming ``field`` instead (the old field's prefix dropped)."""
-    message = str(error)
-    if error.field and message.startswith(f"{error.field}: "):
-        message = message[len(error.field) + 2:]
-    new = type(error)(message, field=field)
-    new.__dict__.update({k: v for k, v in error.__dict__.items() if k != "field"})
-    return new
-
-
 # ---------------------------------------------------------------- arguments
 
 def batch_list(samples: Any, limits: Limits) -> list:

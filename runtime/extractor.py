@@ -18,7 +18,7 @@ from typing import Any, Self
 
 import numpy as np
 from dfma.runtime.backend_choice import Choice, open_backend
-from dfma.runtime.decode_memo import DecodeMemo
+from dfma.runtime.decoded_images import DecodedImages
 from dfma.runtime.edge import (
     batch_list,
     cache_megabytes,
@@ -27,14 +27,13 @@ from dfma.runtime.edge import (
     guarded_prepare,
     guarded_run,
     typed,
-    with_field,
 )
 from dfma.runtime.entity_pairs import ALL, PairRequest, check_pair_request, pair_field, pair_samples
 from dfma.runtime.image_cache import ImageCache
 from dfma.runtime.staged_run import check_logits, staged_logits
 
 from dfma.contract.bundle import open_bundle
-from dfma.contract.errors import BackendUnavailable, BundleError, DataError, InputError
+from dfma.contract.errors import BackendUnavailable, BundleError, DataError, InputError, with_field
 from dfma.contract.features import Features, Preprocessor
 from dfma.contract.graphs import AUTO
 from dfma.contract.labels import LabelMap
@@ -118,8 +117,8 @@ class Extractor:
 
     def prepare(self, sample: Any) -> Features:
         """Check and preprocess one request; raises InputError / ImageError naming the field."""
-        memo = DecodeMemo(self.preprocessor.images.load)  # an image given again as a crop is decoded once
-        return guarded_prepare(lambda s: self.preprocessor.add_images(self.preprocessor.prepare_text(s), memo.load),
+        decoded = DecodedImages(self.preprocessor.images.load)  # an image given again as a crop is decoded once
+        return guarded_prepare(lambda s: self.preprocessor.add_images(self.preprocessor.prepare_text(s), decoded.load),
                                sample)
 
     def run(self, features: Sequence[Features]) -> list[Prediction]:
@@ -176,14 +175,14 @@ class Extractor:
                 texts.append(guarded_prepare(self.preprocessor.prepare_text, sample))
             except InputError as e:
                 raise _indexed(e, i) from e
-        decode = DecodeMemo(self.preprocessor.images.load)  # a source repeated in the call is decoded once
+        decoded = DecodedImages(self.preprocessor.images.load)  # a source repeated in the call is decoded once
         seen = self._call_memo()  # and its features computed once, across chunks
         out: list[Prediction] = []
         for start in range(0, len(texts), self.max_batch):
             chunk = []
             for i in range(start, min(start + self.max_batch, len(texts))):
                 try:
-                    chunk.append(guarded_prepare(lambda t: self.preprocessor.add_images(t, decode.load), texts[i]))
+                    chunk.append(guarded_prepare(lambda t: self.preprocessor.add_images(t, decoded.load), texts[i]))
                 except InputError as e:
                     raise _indexed(e, i) from e
             out += self._run(chunk, seen)
@@ -210,8 +209,8 @@ class Extractor:
                 raise pair_field(e, h, t) from e
         if not texts:
             return []
-        decode = DecodeMemo(self.preprocessor.images.load)
-        first = guarded_prepare(lambda t: self.preprocessor.add_images(t, decode.load), texts[0])
+        decoded = DecodedImages(self.preprocessor.images.load)
+        first = guarded_prepare(lambda t: self.preprocessor.add_images(t, decoded.load), texts[0])
         return [first, *(Features(encoded, first.pixel_values, first.image_mask, sample.id)
                          for sample, encoded in texts[1:])]
 

@@ -60,6 +60,44 @@ def jpeg_with_header(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+def jpeg_many_scans(scans: int, side: int = 4000) -> bytes:
+    """A grey ``side`` x ``side`` progressive JPEG of ``scans`` scans, small for its decoding time.
+
+    Pillow writes libjpeg's progressive script (6 scans for grey); its last scan, an AC refinement of a
+    flat image, is about 30 bytes (end-of-band runs) yet makes the decoder walk every 8x8 block again.
+    It is repeated until the file has ``scans`` scans (libjpeg warns about the repeated refinement and
+    decodes on, as Pillow does): 4000 x 4000 with 5000 scans is about 220 kB and tens of seconds of
+    decoding.
+    """
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (side, side), 128).save(buf, format="JPEG", progressive=True, quality=90)
+    data = buf.getvalue()
+    last, eoi = data.rindex(b"\xff\xda"), len(data) - 2
+    assert data[eoi:] == b"\xff\xd9" and data.count(b"\xff\xda") == 6, "not libjpeg's grey progressive script"
+    return data[:eoi] + data[last:eoi] * (scans - 6) + data[eoi:]
+
+
+def truncated_jpeg() -> bytes:
+    """The first half of a real 64x48 JPEG (the decoder runs out of data)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (30, 160, 90)).save(buf, format="JPEG")
+    data = buf.getvalue()
+    return data[:len(data) // 2]
+
+
+def good_jpeg() -> bytes:
+    """A real 64x48 JPEG."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 40, 10)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
 def _make(spec: dict, folder: Path, name: str) -> Any:
     """A file (its path) or a value the spec describes."""
     kind = spec["make"]
@@ -70,6 +108,12 @@ def _make(spec: dict, folder: Path, name: str) -> Any:
         path.write_bytes(png_with_chunk(spec["chunk"], spec["inflate"], spec.get("count", 1)))
     elif kind == "jpeg":
         path.write_bytes(jpeg_with_header(spec["width"], spec["height"]))
+    elif kind == "jpeg_scans":
+        path.write_bytes(jpeg_many_scans(spec["scans"], spec.get("side", 4000)))
+    elif kind == "jpeg_truncated":
+        path.write_bytes(truncated_jpeg())
+    elif kind == "jpeg_good":
+        path.write_bytes(good_jpeg())
     elif kind == "sparse":
         with path.open("wb") as f:
             f.truncate(spec["bytes"])

@@ -21,6 +21,7 @@ from PIL import Image
 from dfma.contract.errors import DFMAError, ImageError, InputError
 from dfma.contract.features import Preprocessor
 from dfma.contract.images import ImagePreprocessor
+from dfma.contract.jpeg_scans import count_scans
 from dfma.contract.limits import Limits, json_depth
 from dfma.contract.png_chunks import check_ancillary
 from dfma.contract.samples import as_sample
@@ -178,6 +179,9 @@ def _seeds() -> dict[str, bytes]:
             out[fmt] = _encoded(fmt, 23, 17, i)
         except (KeyError, OSError):  # a Pillow built without this codec
             pass
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(out["JPEG"])).save(buf, format="JPEG", progressive=True)
+    out["JPEG progressive"] = buf.getvalue()
     return out
 
 
@@ -250,3 +254,34 @@ def test_ancillary_check_agrees_with_pillow(data):
         return
     with Image.open(io.BytesIO(data)) as img:
         img.load()
+
+
+def _grey_progressive() -> bytes:
+    buf = io.BytesIO()
+    Image.new("L", (24, 16), 77).save(buf, format="JPEG", progressive=True)
+    return buf.getvalue()  # libjpeg's grey script: 6 scans
+
+
+GREY_PROGRESSIVE = _grey_progressive()
+
+
+@FAST
+@given(repeats=st.integers(0, 300), thumbnail=st.booleans(), junk=st.binary(max_size=12), fill=st.integers(0, 3))
+def test_jpeg_scans_counted_as_libjpeg_reads_them(images, repeats, thumbnail, junk, fill):
+    """A progressive JPEG's last scan repeated: counted exactly, whatever an APP1 segment holds (a whole
+    JPEG, as an EXIF thumbnail does), junk without 0xFF before a marker or fill 0xFF bytes; refused past
+    max_jpeg_scans before decoding, decoded (or refused for another reason) up to it, in bounded time."""
+    data = GREY_PROGRESSIVE
+    last, eoi = data.rindex(b"\xff\xda"), len(data) - 2
+    body = data[2:last] + junk.replace(b"\xff", b"") + b"\xff" * fill + data[last:eoi] * (1 + repeats) + data[eoi:]
+    app1 = b"\xff\xe1" + (len(data) + 2).to_bytes(2, "big") + data if thumbnail else b""
+    jpeg = b"\xff\xd8" + app1 + body
+    scans = 6 + repeats
+    assert count_scans(jpeg, 10**6) == scans
+    assert count_scans(jpeg, 50) == min(scans, 50)
+    try:
+        x = _timed(images.load, jpeg)
+    except ImageError as e:
+        assert ("max_jpeg_scans" in str(e)) == (scans > Limits().max_jpeg_scans), str(e)
+        return
+    assert scans <= Limits().max_jpeg_scans and x.shape == (3, 8, 8)

@@ -1,4 +1,4 @@
-"""The bounded feature cache (runtime/image_cache.py) and the per-call decode memo (runtime/decode_memo.py):
+"""The bounded feature cache (runtime/image_cache.py) and the images decoded once per call (runtime/decoded_images.py):
 hits give bit-identical logits, the size limit holds over many images, threads share one cache, each image
 source is decoded once per call, describe() counts hits and misses."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from fixtures_bundle import GOOD, jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
-from dfma.runtime.decode_memo import DecodeMemo, source_key
+from dfma.runtime.decoded_images import DecodedImages, source_key
 from dfma.runtime.image_cache import MIB, ImageCache
 
 WORDS = "rt @ap : obama meets merkel in berlin before the g20 summit in hamburg".split()
@@ -158,13 +158,13 @@ def test_the_whole_graph_has_no_cache(tiny_bundle):
 
 # ---------------------------------------------------------------- decode once per call
 
-def test_memo_keys():
+def test_decoded_images_keys():
     assert source_key("a.jpg") == source_key(__import__("pathlib").Path("a.jpg"))
     assert source_key(b"xyz") == source_key(bytearray(b"xyz")) == source_key(memoryview(b"xyz"))
     assert source_key(b"xyz") != source_key(b"xy")
     assert source_key(np.zeros((2, 2, 3), np.uint8)) is None
-    memo = DecodeMemo(lambda s: np.zeros(1, np.float32) + len(s))
-    assert memo.load(b"ab")[0] == 2 and memo.load(bytes(b"ab"))[0] == 2 and memo.decoded == 1
+    decoded = DecodedImages(lambda s: np.zeros(1, np.float32) + len(s))
+    assert decoded.load(b"ab")[0] == 2 and decoded.load(bytes(b"ab"))[0] == 2 and decoded.decoded == 1
 
 
 def test_a_source_repeated_in_a_batch_is_decoded_once(tiny_bundle, tmp_path):

@@ -9,6 +9,8 @@ from PIL import Image
 
 from dfma.contract.errors import ImageError, InputError
 from dfma.contract.images import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocessor, find_crops, find_image
+from dfma.contract.jpeg_scans import count_scans
+from dfma.contract.limits import Limits
 
 MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
 STD = np.array(IMAGENET_STD, dtype=np.float32)
@@ -159,6 +161,35 @@ def test_stack_slots_and_mask():
     assert none.shape == (3, 3, 2, 2) and not none.any() and none_mask.tolist() == [0, 0, 0]
     with pytest.raises(InputError, match="crops"):
         p.stack(red, [red] * 4)
+
+
+def test_stack_names_the_bad_crop_and_takes_a_loader():
+    p = ImagePreprocessor(2, 2)
+    red = Image.new("RGB", (2, 2), (255, 0, 0))
+    for main, crops, field in ((b"nope", [red], "image"), (red, [red, b"nope"], "crops[1]"),
+                               (None, [None, None, 42], "crops[2]"), (red, [np.zeros((2, 2), np.uint8)], "crops[0]")):
+        with pytest.raises(ImageError) as info:
+            p.stack(main, crops)
+        assert info.value.field == field and str(info.value).startswith(f"{field}: ")
+    seen = []
+    pixels, mask = p.stack(b"a", [None, b"bc"], load=lambda s: seen.append(s) or np.full((3, 2, 2), len(s), np.float32))
+    assert seen == [b"a", b"bc"] and mask.tolist() == [1, 0, 1, 0] and pixels[2].max() == 2 and not pixels[1].any()
+
+
+def test_jpeg_scans_are_bounded_before_decoding():
+    img = noise(40, 30)
+    baseline, progressive = encode(img, "JPEG"), encode(img, "JPEG", progressive=True)
+    assert count_scans(baseline, 1000) == 1 and count_scans(progressive, 1000) == 10  # libjpeg's colour script
+    assert count_scans(encode(img, "PNG"), 1000) == 0 and count_scans(b"\xff\xd8", 1000) == 0
+    last, eoi = progressive.rindex(b"\xff\xda"), len(progressive) - 2
+    many = progressive[:eoi] + progressive[last:eoi] * 91 + progressive[eoi:]  # 101 scans
+    assert count_scans(many, 1000) == 101 and count_scans(many, 7) == 7
+    with pytest.raises(ImageError, match="more than 100 scans exceeds max_jpeg_scans 100") as info:
+        ImagePreprocessor(8, 10).load(many)
+    assert info.value.field == "image"
+    assert ImagePreprocessor(8, 10, limits=Limits(max_jpeg_scans=101)).load(many).shape == (3, 8, 8)
+    with pytest.raises(ImageError, match="max_jpeg_scans 9"):
+        ImagePreprocessor(8, 10, limits=Limits(max_jpeg_scans=9)).load(progressive)
 
 
 def test_find_image_and_crops(tmp_path):

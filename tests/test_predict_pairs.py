@@ -114,7 +114,7 @@ BAD = {
     "crops a string": ({"crops": "x.jpg"}, InputError, "crops"),
     "too many crops": ({"crops": [None, None, None, None]}, InputError, "crops"),
     "image not an image": ({"image": b"not an image"}, ImageError, "image"),
-    "crop not an image": ({"crops": [b"nope"]}, ImageError, "image"),
+    "crop not an image": ({"crops": [b"nope"]}, ImageError, "crops[0]"),
 }
 
 

@@ -88,7 +88,8 @@ def test_bad_images(extractor, baseline, tmp_path, slot):
         request = {**GOOD, "image": bad} if slot == "image" else {**GOOD, "crops": [synthetic_image(1), bad]}
         with pytest.raises(ImageError) as info:
             extractor.predict(request)
-        assert info.value.field == "image", name
+        assert info.value.field == ("image" if slot == "image" else "crops[1]"), name
+        assert str(info.value).startswith(f"{info.value.field}: "), name
         _serves_next(extractor, baseline)
 
 
@@ -107,6 +108,10 @@ def test_bad_member_of_a_batch_names_its_index(extractor, baseline):
     with pytest.raises(ImageError) as info:
         extractor.predict_batch([good, good, {**GOOD, "image": b"nope"}])
     assert info.value.field == "samples[2].image"
+    with pytest.raises(ImageError) as info:
+        extractor.predict_batch([good, {**good, "crops": [None, synthetic_image(4), b"nope"]}, good])
+    assert info.value.field == "samples[1].crops[2]" and info.value.index == 1
+    assert str(info.value).startswith("samples[1].crops[2]: ")
     preds = extractor.predict_batch([good, good])
     assert [p.relation for p in preds] == [baseline.relation] * 2
     _serves_next(extractor, baseline)

@@ -54,7 +54,7 @@ REQUESTS = {
     "text and words": ({**GOOD, "words": ["a"]}, InputError, "text"),
     "crops as a string": ({**GOOD, "crops": "x.jpg"}, InputError, "crops"),
     "crops as a generator": ({**GOOD, "crops": (x for x in [None])}, InputError, "crops"),
-    "crops of ints": ({**GOOD, "crops": [1, 2]}, ImageError, "image"),
+    "crops of ints": ({**GOOD, "crops": [1, 2]}, ImageError, "crops[0]"),
     "span nested 100000 deep": ({**GOOD, "head": nested(100_000)}, InputError, "head"),
     "span with a failing repr": ({**GOOD, "head": Weird()}, InputError, "head"),
     "image path with a NUL": ({**GOOD, "image": "a\0b.png"}, ImageError, "image"),

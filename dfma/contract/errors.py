@@ -34,6 +34,16 @@ class ImageError(InputError):
     """An image that cannot be used: not an image, truncated, too large, wrong shape or dtype."""
 
 
+def with_field(error: InputError, field: str) -> InputError:
+    """The same error type and message, naming ``field`` instead (the old field's prefix dropped)."""
+    message = str(error)
+    if error.field and message.startswith(f"{error.field}: "):
+        message = message[len(error.field) + 2:]
+    new = type(error)(message, field=field)
+    new.__dict__.update({k: v for k, v in error.__dict__.items() if k != "field"})
+    return new
+
+
 class CheckpointError(DFMAError):
     """A checkpoint folder with a missing, corrupt or mismatched file."""
 

@@ -104,29 +104,12 @@ class Preprocessor:
         """The other half: decode the images of a :meth:`prepare_text` result into :class:`Features`.
 
         ``load`` (source -> float32 ``(3, S, S)``) replaces the image preprocessor's ``load``, e.g. a
-        per-call memo that decodes a source repeated across requests once.
+        per-call :class:`dfma.runtime.decoded_images.DecodedImages` that decodes a repeated source once.
+        A bad crop's ImageError names ``crops[i]`` (:meth:`ImagePreprocessor.stack`).
         """
         sample, encoded = text
-        if load is None:
-            pixels, mask = self.images.stack(sample.image, sample.crops, self.num_crops)
-        else:
-            pixels, mask = self.stack_images(sample.image, sample.crops, load)
+        pixels, mask = self.images.stack(sample.image, sample.crops, self.num_crops, load)
         return Features(encoded, pixels, mask, sample.id)
-
-    def stack_images(self, main: Any, crops: Sequence[Any], load: Callable[[Any], np.ndarray]
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        """``pixel_values`` ``(1+num_crops, 3, S, S)`` and ``image_mask`` of a main image and its crops, each
-        present source through ``load`` (absent: zeros, mask 0), as :meth:`ImagePreprocessor.stack` does."""
-        if len(crops) > self.num_crops:
-            raise InputError(f"got {len(crops)} crops, at most {self.num_crops} allowed", field="crops")
-        s = self.images.image_size
-        pixels = np.zeros((1 + self.num_crops, 3, s, s), dtype=np.float32)
-        mask = np.zeros((1 + self.num_crops,), dtype=np.int64)
-        for slot, source in enumerate([main, *crops]):
-            if source is not None:
-                pixels[slot] = load(source)
-                mask[slot] = 1
-        return pixels, mask
 
     def collate(self, batch: Sequence[Features]) -> dict[str, np.ndarray]:
         """Stack features into the four contract inputs, rows right-padded to the longest member."""

@@ -2,7 +2,7 @@
 
 decode (refusing, before the pixels are decoded, what :mod:`dfma.contract.limits` bounds: a file that is
 not a regular file or is over ``max_image_bytes``, PNG text / ICC chunks that inflate past their limits,
-and from the header a side, aspect ratio, pixel count or resized size over its limit) -> 8-bit RGB (alpha dropped, grey replicated, no EXIF rotation) -> resize so the shorter side is
+a JPEG of more than ``max_jpeg_scans`` scans, and from the header a side, aspect ratio, pixel count or resized size over its limit) -> 8-bit RGB (alpha dropped, grey replicated, no EXIF rotation) -> resize so the shorter side is
 ``resize_size`` (Pillow bilinear) -> center crop ``S x S`` -> ``(pixel / 255 - mean) / std`` in float32,
 layout ``3 x S x S``. Absent images and crops are zeros with mask 0.
 
@@ -15,15 +15,16 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from dfma.contract.errors import ImageError, InputError
+from dfma.contract.errors import ImageError, InputError, with_field
 from dfma.contract.image_files import read_image_file
+from dfma.contract.jpeg_scans import check_jpeg_scans
 from dfma.contract.limits import (
     DEFAULT_LIMITS,
     Limits,
@@ -114,6 +115,7 @@ class ImagePreprocessor:
             raise ImageError(f"unsupported image source {type(source).__name__} (expected a path, "
                              "bytes, a PIL image or a uint8 (H, W, 3) array)", field="image")
         check_ancillary(data, name, self.limits)
+        check_jpeg_scans(data, name, self.limits)
         return data
 
     def decode(self, source: ImageSource) -> Image.Image:
@@ -180,20 +182,32 @@ class ImagePreprocessor:
         """Decode and transform one image: float32 ``(3, S, S)``; raises ImageError when unusable."""
         return self.transform(self.decode(source))
 
-    def stack(self, main: ImageSource | None, crops: Sequence[ImageSource | None] = (),
-              num_crops: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    def stack(self, main: ImageSource | None, crops: Sequence[ImageSource | None] = (), num_crops: int = 3,
+              load: Callable[[ImageSource], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Main image + up to ``num_crops`` crops -> ``pixel_values`` float32 ``(1+num_crops, 3, S, S)``
-        and ``image_mask`` int64 ``(1+num_crops,)``; ``None`` = absent (zeros, mask 0)."""
+        and ``image_mask`` int64 ``(1+num_crops,)``; ``None`` = absent (zeros, mask 0).
+
+        Each present source goes through ``load`` (default :meth:`load`; e.g. a per-call
+        :class:`dfma.runtime.decoded_images.DecodedImages` that decodes a repeated source once). A crop
+        that cannot be used raises its ImageError with the field ``crops[i]`` (the main image's: ``image``).
+        """
         crops = list(crops)
         if len(crops) > num_crops:
             raise InputError(f"got {len(crops)} crops, at most {num_crops} allowed", field="crops")
+        load = self.load if load is None else load
         s = self.image_size
         pixels = np.zeros((1 + num_crops, 3, s, s), dtype=np.float32)
         mask = np.zeros((1 + num_crops,), dtype=np.int64)
         for slot, source in enumerate([main, *crops]):
-            if source is not None:
-                pixels[slot] = self.load(source)
-                mask[slot] = 1
+            if source is None:
+                continue
+            try:
+                pixels[slot] = load(source)
+            except InputError as e:
+                if slot == 0:
+                    raise
+                raise with_field(e, f"crops[{slot - 1}]") from None
+            mask[slot] = 1
         return pixels, mask
 
 

@@ -33,6 +33,7 @@ class Limits:
     max_resized_pixels: int = 4_194_304       #: width x height after the resize to ``resize_size``
     max_chunk_bytes: int = 1024 * 1024        #: one PNG text / ICC chunk, inflated (Pillow's MAX_TEXT_CHUNK)
     max_ancillary_bytes: int = 8 * 1024 * 1024  #: all PNG text / ICC chunks of one image, inflated
+    max_jpeg_scans: int = 100                 #: scans (SOS markers) of one JPEG, counted before decoding
     max_text_chars: int = 100_000             #: code points of ``text``, or of all ``words`` together
     max_words: int = 10_000                   #: entries of ``words`` / ``token``
     max_batch_requests: int = 4096            #: requests in one ``predict_batch`` call

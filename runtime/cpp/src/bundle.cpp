@@ -13,7 +13,7 @@
 #include "dfma/errors.hpp"
 #include "manifest_checks.hpp"
 #include "manifest_digest.hpp"
-#include "sha256.hpp"
+#include "digests.hpp"
 
 namespace dfma::detail {
 namespace fs = std::filesystem;
@@ -236,7 +236,7 @@ std::string Bundle::verified_path(const std::string& rel) const {
         throw BundleError(path + ": size " + std::to_string(size) + " bytes does not match the manifest (" +
                           std::to_string(it->second.bytes) + " bytes)");
     const std::string actual = sha256_file(path);
-    if (actual != it->second.sha256)
+    if (!equal_constant_time(actual, it->second.sha256))
         throw BundleError(path + ": sha256 " + actual + " does not match the manifest (" + it->second.sha256 + ")");
     verified_.insert(rel);
     return path;

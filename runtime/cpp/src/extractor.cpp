@@ -276,6 +276,16 @@ int int_or(const detail::Bundle& b, const std::string& key, int fallback) {
     return v->get<int>();
 }
 
+// The error of crop k's image, naming it as Python does: field "crops[k]", the message's "image: " (if any)
+// replaced by "crops[k]: ".
+ImageError crop_error(const ImageError& e, std::size_t k) {
+    const std::string field = "crops[" + std::to_string(k) + "]";
+    std::string message = e.what();
+    const std::string old = e.field() + ": ";
+    if (!e.field().empty() && message.compare(0, old.size(), old) == 0) message.erase(0, old.size());
+    return ImageError(field + ": " + message, field);
+}
+
 }  // namespace
 
 Extractor::Impl::Impl(BundleInfo i, TextEncoder t, detail::GraphRunner r)
@@ -314,7 +324,11 @@ void Extractor::Impl::load_images(const std::optional<Image>& image, const std::
     }
     for (std::size_t k = 0; k < crops.size(); ++k) {
         if (!crops[k]) continue;
-        images.load_into(*crops[k], pixels + (k + 1) * plane);
+        try {
+            images.load_into(*crops[k], pixels + (k + 1) * plane);
+        } catch (const ImageError& e) {
+            throw crop_error(e, k);
+        }
         mask[k + 1] = 1;
     }
 }

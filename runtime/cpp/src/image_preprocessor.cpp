@@ -8,6 +8,7 @@
 #include "dfma/image.hpp"
 #include "image_decode.hpp"
 #include "image_file.hpp"
+#include "jpeg_scans.hpp"
 #include "png_chunks.hpp"
 #include "request_limits.hpp"
 
@@ -50,12 +51,14 @@ RgbImage ImagePreprocessor::decode(const Image& image) const {
         case Image::Kind::File: {
             const auto data = detail::read_image_file(image.path(), limits_);
             detail::check_png_ancillary(data.data(), data.size(), image.path(), limits_);
+            detail::check_jpeg_scans(data.data(), data.size(), image.path(), limits_);
             return detail::decode_image(data.data(), data.size(), check, image.path());
         }
         case Image::Kind::Encoded: {
             const auto& data = image.bytes();
             detail::check_image_bytes(static_cast<long long>(data.size()), image.describe(), limits_);
             detail::check_png_ancillary(data.data(), data.size(), image.describe(), limits_);
+            detail::check_jpeg_scans(data.data(), data.size(), image.describe(), limits_);
             return detail::decode_image(data.data(), data.size(), check, image.describe());
         }
         case Image::Kind::Rgb:

@@ -13,7 +13,7 @@ namespace dfma {
 const std::vector<std::string>& Limits::names() {
     static const std::vector<std::string> kNames = {
         "max_image_bytes", "max_image_pixels", "max_image_side", "max_aspect_ratio", "max_resized_pixels",
-        "max_chunk_bytes", "max_ancillary_bytes", "max_text_chars", "max_words", "max_batch_requests",
+        "max_chunk_bytes", "max_ancillary_bytes", "max_jpeg_scans", "max_text_chars", "max_words", "max_batch_requests",
         "max_line_bytes", "max_json_depth"};
     return kNames;
 }
@@ -33,7 +33,7 @@ void Limits::set(const std::string& name, const std::string& value) {
         throw InputError(field + ": must be a positive int, got '" + value + "'", field);
     const auto v = static_cast<std::int64_t>(number);
     std::int64_t* slots[] = {&max_image_bytes, &max_image_pixels, &max_image_side, nullptr, &max_resized_pixels,
-                             &max_chunk_bytes, &max_ancillary_bytes, &max_text_chars, &max_words,
+                             &max_chunk_bytes, &max_ancillary_bytes, &max_jpeg_scans, &max_text_chars, &max_words,
                              &max_batch_requests, &max_line_bytes, &max_json_depth};
     const auto& all = names();
     const auto it = std::find(all.begin(), all.end(), name);

@@ -11,7 +11,7 @@
 #include <cstring>
 
 #include "dfma/errors.hpp"
-#include "sha256.hpp"
+#include "digests.hpp"
 
 namespace dfma::detail {
 namespace {
@@ -33,21 +33,6 @@ std::string quoted_head(const std::string& s) {
     std::string out;
     for (char c : s.substr(0, 100)) out += std::isprint(static_cast<unsigned char>(c)) ? std::string(1, c) : "?";
     return "'" + out + "'";
-}
-
-std::string raw_digest(const std::string& data) {
-    const std::string hex = sha256_hex(data);
-    std::string out(32, '\0');
-    for (std::size_t i = 0; i < 32; ++i) out[i] = static_cast<char>(std::stoi(hex.substr(2 * i, 2), nullptr, 16));
-    return out;
-}
-
-// Same length and content, in time independent of where they differ.
-bool equal_constant_time(const std::string& a, const std::string& b) {
-    if (a.size() != b.size()) return false;
-    unsigned char diff = 0;
-    for (std::size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-    return diff == 0;
 }
 
 }  // namespace
@@ -101,17 +86,6 @@ void check_digest(const std::string& dir, const std::string& manifest_bytes) {
     if (!equal_constant_time(line.substr(0, 64), actual))
         throw BundleError(path + ": manifest.json has sha256 " + actual + ", the digest says " + line.substr(0, 64) +
                           ": the manifest was edited after it was written");
-}
-
-std::string hmac_sha256_hex(const std::string& key, const std::string& data) {
-    std::string k = key.size() > 64 ? raw_digest(key) : key;
-    k.resize(64, '\0');
-    std::string inner(64, '\0'), outer(64, '\0');
-    for (std::size_t i = 0; i < 64; ++i) {
-        inner[i] = static_cast<char>(k[i] ^ 0x36);
-        outer[i] = static_cast<char>(k[i] ^ 0x5c);
-    }
-    return sha256_hex(outer + raw_digest(inner + data));
 }
 
 void check_signature(const std::string& dir, const std::string& manifest_bytes, const std::string& key) {

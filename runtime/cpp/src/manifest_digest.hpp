@@ -2,6 +2,7 @@
 // dfma/contract/manifest_digest.py: both cover the bytes of manifest.json exactly as written.
 //   manifest.sha256  "<sha256 hex>  manifest.json\n"  (sha256sum format; required)
 //   manifest.sig     "hmac-sha256 <hex>\n"           (HMAC-SHA256 under the user's key; required when a key is given)
+// The digests and their comparison are libcrypto's (digests.hpp).
 #pragma once
 
 #include <cstddef>
@@ -27,9 +28,6 @@ void check_signature(const std::string& dir, const std::string& manifest_bytes, 
 
 /// The raw bytes of a key file (1 byte to 64 KiB); `where` names the option or variable in errors.
 std::string load_key(const std::string& path, const std::string& where);
-
-/// Lower-case hex HMAC-SHA256 of `data` under `key` (RFC 2104).
-std::string hmac_sha256_hex(const std::string& key, const std::string& data);
 
 /// Whether DFMA_BUNDLE_ALLOW_UNLISTED is 1, true or yes.
 bool allow_unlisted_from_env();

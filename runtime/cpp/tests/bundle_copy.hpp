@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "check.hpp"
-#include "sha256.hpp"
+#include "digests.hpp"
 
 class BundleCopy {
 public:

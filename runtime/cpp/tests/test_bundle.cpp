@@ -8,7 +8,7 @@
 #include "dfma/extractor.hpp"
 #include "dfma/errors.hpp"
 #include "manifest_digest.hpp"
-#include "sha256.hpp"
+#include "digests.hpp"
 
 namespace fs = std::filesystem;
 using dfma::BundleError;

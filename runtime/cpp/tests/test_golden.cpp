@@ -19,7 +19,7 @@
 #include "dfma/verify.hpp"
 #include "golden.hpp"
 #include "onnx_session.hpp"
-#include "sha256.hpp"
+#include "digests.hpp"
 #include "tensor_file.hpp"
 
 namespace fs = std::filesystem;

@@ -1,13 +1,16 @@
 // The request limits of dfma/limits.hpp: files that are not regular files, PNG text / ICC chunk bombs,
-// header sizes, word and batch limits, the JSON depth walk; each a typed error naming the field, and the
-// toy extractor serving the next request with the same answer.
+// JPEGs of too many scans, header sizes, word and batch limits, the JSON depth walk; each a typed error
+// naming the field (a crop's: crops[k]), and the toy extractor serving the next request with the same answer.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <vector>
 
 #include <sys/stat.h>
 #include <unistd.h>
+#include <jpeglib.h>
 #include <zlib.h>
 
 #include "check.hpp"
@@ -16,6 +19,7 @@
 #include "dfma/image.hpp"
 #include "dfma/limits.hpp"
 #include "image_file.hpp"
+#include "jpeg_scans.hpp"
 #include "png_chunks.hpp"
 #include "request_limits.hpp"
 
@@ -69,6 +73,45 @@ std::vector<std::uint8_t> text_chunk(const char* kind, std::size_t inflate) {
     return out;
 }
 
+// A grey side x side progressive JPEG (libjpeg's script: 6 scans) whose last scan, an AC refinement of a
+// flat image (a few end-of-band runs, ~30 bytes), is repeated until the file has `scans` scans: small,
+// and each repeat makes the decoder walk every 8x8 block again (as tests/hostile_cases.py makes it).
+std::vector<std::uint8_t> jpeg_many_scans(int scans, int side) {
+    jpeg_compress_struct c{};
+    jpeg_error_mgr err{};
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    unsigned char* buf = nullptr;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &buf, &size);
+    c.image_width = static_cast<JDIMENSION>(side);
+    c.image_height = static_cast<JDIMENSION>(side);
+    c.input_components = 1;
+    c.in_color_space = JCS_GRAYSCALE;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_simple_progression(&c);
+    jpeg_start_compress(&c, TRUE);
+    std::vector<JSAMPLE> row(static_cast<std::size_t>(side), 128);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW rows[1] = {row.data()};
+        jpeg_write_scanlines(&c, rows, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    const std::vector<std::uint8_t> data(buf, buf + size);
+    std::free(buf);
+    std::size_t last = 0;
+    for (std::size_t i = 0; i + 1 < data.size(); ++i)
+        if (data[i] == 0xFF && data[i + 1] == 0xDA) last = i;
+    const std::size_t eoi = data.size() - 2;
+    std::vector<std::uint8_t> out(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(eoi));
+    for (int k = 6; k < scans; ++k) out.insert(out.end(), data.begin() + static_cast<std::ptrdiff_t>(last),
+                                                data.begin() + static_cast<std::ptrdiff_t>(eoi));
+    out.insert(out.end(), {0xFF, 0xD9});
+    return out;
+}
+
 std::string field_of(const std::function<void()>& fn) {
     try {
         fn();
@@ -118,6 +161,37 @@ TEST(ancillary_chunks_are_bounded) {
     CHECK_EQ(detail::inflated_size(junk.data(), junk.size(), 100), std::int64_t(0));
 }
 
+TEST(jpeg_scans_are_counted_and_bounded) {
+    const auto six = jpeg_many_scans(6, 64);
+    CHECK_EQ(detail::count_jpeg_scans(six.data(), six.size(), 1000), std::int64_t(6));
+    const auto hundred = jpeg_many_scans(100, 512);
+    CHECK_EQ(detail::count_jpeg_scans(hundred.data(), hundred.size(), 1000), std::int64_t(100));
+    CHECK_EQ(detail::count_jpeg_scans(hundred.data(), hundred.size(), 7), std::int64_t(7));  // stops at the cap
+    // A JPEG inside an APP1 segment (an EXIF thumbnail) is skipped by the segment's length, not counted.
+    std::vector<std::uint8_t> thumb = {0xFF, 0xD8, 0xFF, 0xE1};
+    const std::size_t app = six.size() + 2;
+    thumb.push_back(static_cast<std::uint8_t>(app >> 8));
+    thumb.push_back(static_cast<std::uint8_t>(app & 0xFF));
+    thumb.insert(thumb.end(), six.begin(), six.end());
+    thumb.insert(thumb.end(), six.begin() + 2, six.end());
+    CHECK_EQ(detail::count_jpeg_scans(thumb.data(), thumb.size(), 1000), std::int64_t(6));
+    const std::vector<std::uint8_t> png_bytes = png(10, 10);
+    CHECK_EQ(detail::count_jpeg_scans(png_bytes.data(), png_bytes.size(), 1000), std::int64_t(0));
+
+    const ImagePreprocessor pre(config());
+    pre.load(Image::from_encoded(hundred));  // max_jpeg_scans scans: decoded
+    pre.load(Image::from_encoded(thumb));
+    const auto bomb = jpeg_many_scans(5000, 4000);  // ~220 kB; tens of seconds to decode without the limit
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_THROWS(pre.load(Image::from_encoded(bomb)), ImageError, "exceeds max_jpeg_scans 100");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    CHECK(seconds < 0.5);
+    CHECK_EQ(field_of([&] { pre.load(Image::from_encoded(bomb)); }), std::string("image"));
+    Limits few;
+    few.max_jpeg_scans = 99;
+    CHECK_THROWS(ImagePreprocessor(config(), few).load(Image::from_encoded(hundred)), ImageError, "max_jpeg_scans 99");
+}
+
 TEST(only_regular_files_are_read) {
     const Limits limits;
     CHECK_THROWS(detail::read_image_file("/dev/zero", limits), ImageError, "a character device, not a regular file");
@@ -147,7 +221,7 @@ TEST(limits_set_by_name) {
     CHECK_THROWS(l.set("max_image_side", "-1"), InputError, "positive");
     CHECK_THROWS(l.set("max_words", "2.5"), InputError, "positive int");
     CHECK_THROWS(l.set("max_nothing", "3"), InputError, "unknown limit");
-    CHECK_EQ(Limits::names().size(), std::size_t(12));
+    CHECK_EQ(Limits::names().size(), std::size_t(13));
 }
 
 TEST(text_limits_and_json_depth) {
@@ -182,5 +256,16 @@ TEST(extractor_enforces_limits_and_keeps_serving) {
     Sample bomb = good;
     bomb.image = Image::from_encoded(png(100000, 1));
     CHECK_EQ(field_of([&] { ex.predict_batch({good, bomb}); }), std::string("samples[1].image"));
+    Sample bad_crop = good;  // the crop's error names it, not the post's image
+    bad_crop.image = Image::from_file(check::data_dir() + "/images/rgb.png");
+    bad_crop.crops = {std::nullopt, Image::from_encoded(png(100000, 1))};
+    CHECK_EQ(field_of([&] { ex.predict(bad_crop); }), std::string("crops[1]"));
+    CHECK_EQ(field_of([&] { ex.predict_batch({good, bad_crop}); }), std::string("samples[1].crops[1]"));
+    CHECK_THROWS(ex.predict(bad_crop), ImageError, "crops[1]: <");
+    PairsSample pairs;
+    pairs.words = {"a", "b", "c"};
+    pairs.entities = {{0, 1}, {2, 3}};
+    pairs.crops = {Image::from_encoded(jpeg_many_scans(5000, 64))};
+    CHECK_EQ(field_of([&] { ex.predict_pairs(pairs); }), std::string("crops[0]"));
     CHECK(ex.predict(good).logits == before);
 }

@@ -40,7 +40,7 @@ const char* kUsage =
     "  info     [--graph auto] [--stages auto|two-stage|whole] [--self-check auto|always|never]\n"
     "  verify   [--threads N]   (the golden set on every CPU graph; exit 0 all pass, 1 one fails)\n"
     "  request limits (predict, tokenize, image): --max-image-bytes --max-image-pixels --max-image-side\n"
-    "           --max-aspect-ratio --max-resized-pixels --max-chunk-bytes --max-ancillary-bytes\n"
+    "           --max-aspect-ratio --max-resized-pixels --max-chunk-bytes --max-ancillary-bytes --max-jpeg-scans\n"
     "           --max-text-chars --max-words --max-batch-requests --max-line-bytes --max-json-depth N\n";
 
 // A message on one line (a fatal error is always one line of stderr).

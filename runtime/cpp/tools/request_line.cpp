@@ -54,11 +54,12 @@ std::vector<std::string> word_list(const json& words) {
     return out;
 }
 
-std::optional<Image> image_of(const json& v) {
+// "image", or crop k ("crops[k]"): a path or null.
+std::optional<Image> image_of(const json& v, const std::string& field) {
     if (v.is_null()) return std::nullopt;
     if (!v.is_string())
-        throw ImageError(std::string("image: unsupported image source ") + v.type_name() +
-                         " (expected a path, or null)");
+        throw ImageError(field + ": unsupported image source " + v.type_name() + " (expected a path, or null)",
+                         field);
     return Image::from_file(v.get<std::string>());
 }
 
@@ -194,9 +195,10 @@ PairsSample parse_pairs_sample(const json& j, const Limits& limits) {
         throw InputError("pairs: expected 'all' or a list of [head, tail] entity indices, got " +
                          (pairs.is_string() ? pairs.dump().substr(0, 40) : std::string(pairs.type_name())), "pairs");
     }
-    if (j.contains("image")) s.image = image_of(j["image"]);
+    if (j.contains("image")) s.image = image_of(j["image"], "image");
     if (crops.is_array())
-        for (const auto& c : crops) s.crops.push_back(image_of(c));
+        for (std::size_t k = 0; k < crops.size(); ++k)
+            s.crops.push_back(image_of(crops[k], "crops[" + std::to_string(k) + "]"));
     return s;
 }
 
@@ -227,9 +229,10 @@ Sample parse_sample(const json& j, const Limits& limits) {
         s.head = span_of(head, "head");
         s.tail = span_of(tail, "tail");
     }
-    if (j.contains("image")) s.image = image_of(j["image"]);
+    if (j.contains("image")) s.image = image_of(j["image"], "image");
     if (crops.is_array())
-        for (const auto& c : crops) s.crops.push_back(image_of(c));
+        for (std::size_t k = 0; k < crops.size(); ++k)
+            s.crops.push_back(image_of(crops[k], "crops[" + std::to_string(k) + "]"));
     return s;
 }
 

@@ -39,7 +39,7 @@ struct Request {
 
 /// One JSON line -> Request. A UTF-8 byte order mark at the start is dropped. Throws DataError (the
 /// line), InputError (a field: "text", "words", "head", "tail", "crops", "h", "t", "h.pos", "entities",
-/// "entities[i]", "pairs", "pairs[k]", ...) or ImageError ("image"), in the order the Python runtime
+/// "entities[i]", "pairs", "pairs[k]", ...) or ImageError ("image", "crops[k]"), in the order the Python runtime
 /// checks them.
 Request parse_request(const std::string& line, const Limits& limits);
 

@@ -43,7 +43,7 @@ private:
 };
 
 /// An image that cannot be used: unreadable, not a regular file, not JPEG/PNG, corrupt, truncated, over
-/// a limit, bad buffer. field() is "image" (the crops' too, as in Python) unless given.
+/// a limit, bad buffer. field() is "image" unless given (crop k's: "crops[k]", as in Python).
 class ImageError : public InputError {
 public:
     explicit ImageError(const std::string& message) : InputError(message, "image") {}

@@ -120,13 +120,14 @@ public:
     /// Throws BundleError (missing/corrupt/mismatched files, edited manifest) or InferenceError (ONNX Runtime).
     static Extractor load(const std::string& bundle_dir, const Options& options = {});
 
-    /// Predicts one sample. Throws InputError / ImageError for bad input (field() names the field),
-    /// InferenceError if the run fails; the extractor goes on serving either way.
+    /// Predicts one sample. Throws InputError / ImageError for bad input (field() names the field: "image"
+    /// for the post's image, "crops[k]" for crop k), InferenceError if the run fails; the extractor goes
+    /// on serving either way.
     Prediction predict(const Sample& sample) const;
     /// Predicts many samples (at most limits.max_batch_requests; padded batches of at most max_batch
-    /// rows), results in input order. Errors name the sample: field() "samples[i].head". With the
-    /// two-stage pair, the vision stage runs once per distinct image set of each batch (same image mask,
-    /// bit-identical preprocessed pixels in the present slots).
+    /// rows), results in input order. Errors name the sample: field() "samples[i].head",
+    /// "samples[i].crops[k]". With the two-stage pair, the vision stage runs once per distinct image set
+    /// of each batch (same image mask, bit-identical preprocessed pixels in the present slots).
     std::vector<Prediction> predict_batch(const std::vector<Sample>& samples) const;
     /// Logits of a batch exactly as the graph returns them ([n][num_labels]), for parity tools.
     std::vector<std::vector<float>> logits_batch(const std::vector<Sample>& samples) const;
@@ -137,8 +138,8 @@ public:
     /// (runtime/entity_pairs.py): InputError "sentence" (text and words both, empty, over a limit),
     /// "entities" (fewer than two, more than max_batch_requests), "entities[i]" (out of range,
     /// whitespace only, given twice), "pairs" (all pairs or the list over max_batch_requests), "pairs[k]"
-    /// (an index out of range, head == tail), "crops"; ImageError ("image") for an image that cannot be
-    /// used. An empty list of pairs returns no predictions (and checks no images), as in Python.
+    /// (an index out of range, head == tail), "crops"; ImageError ("image", "crops[k]") for an image that
+    /// cannot be used. An empty list of pairs returns no predictions (and checks no images), as in Python.
     std::vector<PairPrediction> predict_pairs(const PairsSample& sample) const;
 
     /// The bundle's text encoder (same object the extractor uses).

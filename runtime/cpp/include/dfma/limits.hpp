@@ -18,6 +18,7 @@ struct Limits {
     std::int64_t max_resized_pixels = 4194304;          ///< width x height after the resize to resize_size
     std::int64_t max_chunk_bytes = 1024 * 1024;         ///< one PNG text / ICC chunk, inflated (refused at this size)
     std::int64_t max_ancillary_bytes = 8LL * 1024 * 1024;  ///< all PNG text / ICC chunks of one image, inflated
+    std::int64_t max_jpeg_scans = 100;                  ///< scans (SOS markers) of one JPEG, counted before decoding
     std::int64_t max_text_chars = 100000;               ///< code points of the text, or of all words together
     std::int64_t max_words = 10000;                     ///< entries of the word list
     std::int64_t max_batch_requests = 4096;             ///< samples in one predict_batch call

@@ -1,10 +1,11 @@
-// SHA-256 against FIPS 180-4 test vectors, incremental updates and file hashing.
+// The libcrypto digests of digests.hpp: SHA-256 against FIPS 180-4 test vectors, incremental updates, file
+// hashing, HMAC-SHA256 against RFC 4231 (also in test_bundle) and the constant-time comparison.
 #include <cstdio>
 #include <fstream>
 
 #include "check.hpp"
 #include "dfma/errors.hpp"
-#include "sha256.hpp"
+#include "digests.hpp"
 
 using dfma::detail::Sha256;
 using dfma::detail::sha256_hex;
@@ -37,4 +38,15 @@ TEST(file_hash_and_missing_file) {
     CHECK_EQ(dfma::detail::sha256_file(path), sha256_hex("abc"));
     std::remove(path.c_str());
     CHECK_THROWS(dfma::detail::sha256_file("no/such/file"), dfma::BundleError, "no/such/file");
+}
+
+TEST(hmac_and_constant_time_comparison) {
+    // RFC 4231 test case 1 (Python's hmac gives the same; tests/test_manifest_integrity.py compares the
+    // runtimes' verdicts)
+    CHECK_EQ(dfma::detail::hmac_sha256_hex(std::string(20, '\x0b'), "Hi There"),
+             std::string("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"));
+    CHECK(dfma::detail::equal_constant_time("abc", "abc"));
+    CHECK(!dfma::detail::equal_constant_time("abc", "abd"));
+    CHECK(!dfma::detail::equal_constant_time("abc", "abcd"));
+    CHECK(dfma::detail::equal_constant_time("", ""));
 }
