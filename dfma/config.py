@@ -158,6 +158,6 @@ def model_config(manifest) -> DFMAConfig:
     return DFMAConfig.from_dict(dict(manifest["model"]["config"]), source="manifest.json model.config")
 
 
-def special_ids(manifest) -> dict[str, int]:
+def special_token_ids(manifest) -> dict[str, int]:
     """The special tokens' ids a bundle's manifest records (``preprocess.special_tokens``): name -> id."""
-    return {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
+    return {k: int(v["id"]) for k, v in manifest["preprocess"]["special_tokens"].items()}

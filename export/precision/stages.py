@@ -21,7 +21,7 @@ def stage_pair(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
     from dfma.backends.compare import compare
     from dfma.backends.registry import backend as backend_row
     from dfma.backends.two_stage import TwoStage
-    from dfma.config import model_config, special_ids
+    from dfma.config import model_config, special_token_ids
     from dfma.export.random_feeds import random_inputs
     from dfma.export.split_graphs import split_graph, stage_entries
 
@@ -35,7 +35,7 @@ def stage_pair(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
     pair = TwoStage(*(row.build(parts[s].path, io=stages_io[s]) for s in STAGES), io=ctx.manifest["io"]).open()
     guard = ctx.compare(ctx.logits(pair, f"{key} two-stage ({executor})"))
     whole_run = row.build(whole).open()
-    cfg, special = model_config(ctx.manifest), special_ids(ctx.manifest)
+    cfg, special = model_config(ctx.manifest), special_token_ids(ctx.manifest)
     rng, cases = np.random.default_rng(ctx.options.seed), []
     limits = ctx.manifest["limits"]
     for batch, length in ((1, 8), (min(7, limits["max_batch"]), limits["max_length"])):

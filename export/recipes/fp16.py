@@ -41,7 +41,7 @@ class FP16Recipe(Recipe):
         import onnx
 
         from dfma.backends.compare import compare as compare_shapes
-        from dfma.config import model_config, special_ids
+        from dfma.config import model_config, special_token_ids
         from dfma.export import fp16
         from dfma.export.precision.context import open_runner
         from dfma.export.random_feeds import random_inputs
@@ -58,7 +58,7 @@ class FP16Recipe(Recipe):
             executor = "reference" if fallbacks and params <= REFERENCE_MAX_PARAMS else "onnxruntime"
         run = open_runner(out, "onnx-reference" if executor == "reference" else "onnxruntime-cpu")
         row = ctx.compare(ctx.logits(run, f"{self.key} ({executor})"))
-        cfg, special = model_config(ctx.manifest), special_ids(ctx.manifest)
+        cfg, special = model_config(ctx.manifest), special_token_ids(ctx.manifest)
         ref_run, rng, shapes = open_runner(source), np.random.default_rng(ctx.options.seed), []
         limits = ctx.manifest["limits"]
         for batch, length in ((1, 8), (min(7, limits["max_batch"]), limits["max_length"])):
