@@ -133,6 +133,12 @@ def test_a_new_recipe_is_built_guarded_recorded_chosen_slimmed_and_benchmarked(r
                                options.target_agreement, options.f1_tolerance)
     assert forced["cpu"]["graph"] == KEY and forced["cpu"]["precision"] == KEY
     assert manifest["graphs"][KEY]["file"] == ROW.file
+    import dfma.runtime as rt  # the runtime serves it by its precision, and auto's choice as recorded
+
+    for asked, expect in ((KEY, ROW.file), ("auto", checked["graphs"][checked["defaults"]["auto"]["cpu"]["graph"]]["file"])):
+        extractor = rt.load(bundle, backend="onnxruntime-cpu", precision=asked, stages="whole")
+        assert extractor.describe()["graph"] == expect, extractor.describe()
+        extractor.close()
 
     # slimming: kept for CPU (ONNX Runtime CPU runs it, the only row of its precision), dropped for GPU
     assert KEY in graphs_for(checked, "cpu") and KEY not in graphs_for(checked, "gpu")

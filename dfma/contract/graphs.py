@@ -29,7 +29,7 @@ Two-stage graphs: every ONNX row may carry, in its manifest entry's ``stages``, 
 at the ``image_features`` tensor (``dfma.contract.io_spec``): ``vision`` (pixels -> features) and ``text``
 (text + features -> logits), files named by :func:`stage_file` (``model.int8.onnx`` ->
 ``model.int8.vision.onnx`` / ``model.int8.text.onnx``). They are cut from the whole graph node for node, so
-they share its precision, kind, ops and guard; a runtime that serves them encodes each image once.
+they share its precision, format, ops and guard; a runtime that serves them encodes each image once.
 
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
