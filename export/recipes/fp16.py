@@ -12,6 +12,7 @@ from dfma.export.recipes.base import Built, Recipe
 
 NAME = __name__.rpartition(".")[2]
 FP16_REL_TOL = 0.02  # fp16 vs fp32 on random shapes: max |diff| <= 2% of the largest |fp32 logit|
+SUMMARY_FIELD = "fp16"  # the graphs entry's field holding the conversion summary (a manifest field name)
 REFERENCE_MAX_PARAMS = 20_000_000  # above this the reference evaluator is too slow for the guard set
 
 
@@ -70,7 +71,7 @@ class FP16Recipe(Recipe):
         why = (f"ONNX Runtime's CPU provider would run {sum(fallbacks.values())} fp16 node(s) in fp32 ({fallbacks})"
                if fallbacks else "all fp16 nodes have CPU kernels")
         return Built(
-            fields={"producer": "dfma.export.fp16 (onnx + numpy)", "fp16": res.summary(), "validation": {
+            fields={"producer": "dfma.export.fp16 (onnx + numpy)", SUMMARY_FIELD: res.summary(), "validation": {
                 "executor": "onnx.reference.ReferenceEvaluator (fp16 arithmetic; GEMM/Conv accumulate in fp32)"
                 if executor == "reference" else "onnxruntime CPUExecutionProvider", "why": why,
                 "ort_cpu_fp32_fallbacks": fallbacks}},
