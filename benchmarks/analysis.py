@@ -9,13 +9,14 @@ from dfma.benchmarks.backends import EAGER
 from dfma.benchmarks.disturbance import undisturbed
 from dfma.benchmarks.flops import model_flops
 from dfma.benchmarks.timing import latency_stats
+from dfma.contract.graphs import INT8
 
 TARGET_SPEEDUP_FUSED, TARGET_EFFICIENCY_FUSED, TARGET_SPEEDUP_INT8 = 1.3, 0.5, 3.0
 
 
 def is_int8(precision: str | None) -> bool:
     """Whether a row's precision is one of the INT8 ones (``int8``, ``int8-dynamic``)."""
-    return bool(precision) and str(precision).startswith("int8")
+    return bool(precision) and str(precision).startswith(INT8)
 
 
 def _cell_rate(cells: Mapping | None, row: Mapping, fallback: float | None) -> float | None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from dfma.backends.registry import BACKENDS
+from dfma.config import model_config  # noqa: F401  (the bundle's DFMAConfig; bk.model_config for the benchmarks)
 from dfma.contract.graphs import CATALOGUE, engines
 
 HERE = Path(__file__).resolve().parent
@@ -104,13 +105,6 @@ def read_bundle(folder: Path) -> dict:
     from dfma.contract.bundle import read_manifest
 
     return read_manifest(folder)
-
-
-def model_config(manifest: Mapping):
-    """The bundle's DFMAConfig."""
-    from dfma.config import DFMAConfig
-
-    return DFMAConfig.from_dict(dict(manifest["model"]["config"]), source="manifest.json model.config")
 
 
 def trt_engines(manifest: Mapping) -> dict[str, Mapping]:

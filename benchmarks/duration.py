@@ -12,7 +12,8 @@ from dfma.benchmarks import backends as bk
 from dfma.benchmarks.environment import PRECISION_GRAPHS, REPO, cache_matches
 from dfma.benchmarks.timing import Budget
 
-from dfma.contract.graphs import CATALOGUE
+from dfma.benchmarks.gemm_int8 import DTYPE as INT8_GEMM
+from dfma.contract.graphs import CATALOGUE, FP16, FP32, INT8, INT8_DYNAMIC
 #
 # What the run prints before it starts: its expected duration, computed from its plan (plan_run: cells,
 # modes, budget, backends, memory groups, memory probes, torch.compile, export) with the cost model of
@@ -27,22 +28,23 @@ CALL_GFLOPS = {
     ("eager", "bf16"): 145.0,  # 349 / 2619 (native bf16)
     ("compile", "fp32"): 145.0,  # 338 / 2758
     ("onnxruntime", "fp32"): 175.0,  # fused 276 / 2047, portable 282
-    ("onnxruntime", "fp16"): 155.0,  # 322 (1x80, no-argument run)
-    ("onnxruntime", "int8"): 330.0,  # 154 / 881
-    ("onnxruntime", "int8-dynamic"): 205.0,  # 241 / 1594
+    ("onnxruntime", FP16): 155.0,  # 322 (1x80, no-argument run)
+    ("onnxruntime", INT8): 330.0,  # 154 / 881
+    ("onnxruntime", INT8_DYNAMIC): 205.0,  # 241 / 1594
     ("openvino", "fp32"): 172.0,  # 287 / 2047
-    ("openvino", "fp16"): 172.0,  # 261 (1x80)
-    ("openvino", "int8"): 575.0,  # 86 / 568
+    ("openvino", FP16): 172.0,  # 261 (1x80)
+    ("openvino", INT8): 575.0,  # 86 / 568
     ("tensorrt", "fp32"): 2000.0,
 }
 DEFAULT_GFLOPS = 150.0
 # INT8 rows on CPUs without AMX, relative to the rates above (Zen 4 with VNNI, Run A: static INT8 244 / 1853 ms,
 # dynamic 234 / 1820 ms; Zen 3 with AVX2 only: 352 and 345 ms at 1x80)
-OTHER_INT8 = {"int8": 0.55, "int8-dynamic": 0.7}
+OTHER_INT8 = {INT8: 0.55, INT8_DYNAMIC: 0.7}
 BF16_EMULATED_GFLOPS = 4.5  # eager bf16 without AVX512_BF16 or AMX: ~11 s per 1x80 call (Zen 3)
 CALL_OVERHEAD_S = {"eager": 0.012, "compile": 0.006, "onnxruntime": 0.003, "openvino": 0.009, "tensorrt": 0.002}
 E2E_SAMPLE_S = 0.004  # preprocessing per request (JPEG decode, crops, tokenizing: e2e - model rows of --quick)
-GEMM_GFLOPS = {"fp32": 250.0, "bf16": 700.0, "bf16-emulated": 2.5, "int8": 1000.0, "int8-no-amx": 300.0}
+# keyed by GEMM data type (benchmarks/gemm_int8.py measures the int8 one), not by graph
+GEMM_GFLOPS = {"fp32": 250.0, "bf16": 700.0, "bf16-emulated": 2.5, INT8_GEMM: 1000.0, "int8-no-amx": 300.0}
 UNEVEN_CALL_S = 1.0  # cells whose calls average below this were measured 3 times in most quiet runs (calls of
 #                      a fraction of a second vary beyond p50 / fastest = 1.25: benchmarks/disturbance.py)
 FIRST_CALL = 1.3  # a fresh process's first call, relative to a warm one (memory probes)
@@ -60,7 +62,7 @@ EXPORT_OTHER_S = (300.0, 600.0)
 # a memory probe's peak minus its RSS after imports, beyond the graph's weights, per GFLOP of the probed cell
 # (base 8x80, 396 GFLOP: ort-fused 990 MiB for a 567 MB graph, openvino-int8 885 for 184 MB, eager 1017)
 PROBE_MB_PER_GFLOP = 1.1
-SIZE_RATIO = {"fp32": 1.0, "fp16": 0.5, "int8": 0.33, "int8-dynamic": 0.47}  # graph bytes / fp32 graph bytes
+SIZE_RATIO = {FP32: 1.0, FP16: 0.5, INT8: 0.33, INT8_DYNAMIC: 0.47}  # graph bytes / fp32 graph bytes
 EXPECTED_ATTEMPTS = 3  # 1 + disturbance.RERUNS: a cell measured again twice
 
 
@@ -130,7 +132,7 @@ def _gemm_seconds(plan: Plan) -> float:
     speed = max(plan.threads, 1) / 2
     flops = 2.0 * plan.gemm_n ** 3
     rates = (GEMM_GFLOPS["fp32"], GEMM_GFLOPS["bf16-emulated" if plan.bf16_emulated else "bf16"],
-             GEMM_GFLOPS["int8" if plan.cpu_class == "x86-amx" else "int8-no-amx"])
+             GEMM_GFLOPS[INT8_GEMM if plan.cpu_class == "x86-amx" else "int8-no-amx"])
     return 2 * sum(6 * flops / (r * 1e9 * speed) + 0.3 for r in rates)
 
 
@@ -140,7 +142,7 @@ def _probe_seconds(plan: Plan, n_int8: bool) -> float:
     flops = 2.0 * plan.gemm_n ** 3
     out = flops / (GEMM_GFLOPS["fp32"] * 1e9 * speed) + plan.budget.gap_s
     if n_int8:
-        rate = GEMM_GFLOPS["int8" if plan.cpu_class == "x86-amx" else "int8-no-amx"]
+        rate = GEMM_GFLOPS[INT8_GEMM if plan.cpu_class == "x86-amx" else "int8-no-amx"]
         out += flops / (rate * 1e9 * speed) + plan.budget.gap_s
     return out
 

@@ -18,6 +18,7 @@ from dfma.benchmarks.isa import int8_instructions
 from dfma.contract.errors import BackendUnavailable
 
 KEY = "gemm-int8"
+DTYPE = "int8"  # the GEMM's weight data type (ONNX int8), the key of its rate in a result's "gemm"
 OP = "ONNX Runtime MatMulInteger, uint8 x int8 -> int32"
 
 
@@ -89,7 +90,7 @@ def int8_gemm_rate(threads: int, n: int = 2048, reps: int = 5, cpu_class: str | 
         from dfma.host import host_info
 
         cpu_class = host_info()["class"]
-    head = {"dtype": "int8", "op": OP, "n": n, "threads": threads, "reps": reps, "cpu_class": cpu_class,
+    head = {"dtype": DTYPE, "op": OP, "n": n, "threads": threads, "reps": reps, "cpu_class": cpu_class,
             "instructions": int8_instructions(cpu_class)}
     try:
         probe = Int8GemmProbe(n, threads)

@@ -36,7 +36,7 @@ from dfma.benchmarks.disturbance import measure_cell
 from dfma.benchmarks.duration import expected_duration
 from dfma.benchmarks.environment import ensure_bundle, machine_info
 from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops
-from dfma.benchmarks.gemm_int8 import Int8GemmProbe, int8_gemm_rate
+from dfma.benchmarks.gemm_int8 import DTYPE as INT8_GEMM, Int8GemmProbe, int8_gemm_rate
 from dfma.benchmarks.latency_options import (
     backend_keys,
     cell_budget,
@@ -232,7 +232,7 @@ def flops_check(model, cfg, manifest, batch: int, length: int) -> dict:
 def _gemm(threads: int, quick: bool) -> dict:
     n = 1024 if quick else 2048
     return {"fp32": gemm_rate(threads, n=n, reps=5), "bf16": gemm_rate(threads, n=n, reps=5, dtype="bfloat16"),
-            "int8": int8_gemm_rate(threads, n=n, reps=5)}
+            INT8_GEMM: int8_gemm_rate(threads, n=n, reps=5)}
 
 
 def _combine_gemm(before: dict, after: dict) -> dict:
@@ -345,7 +345,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     gemm = _combine_gemm(gemm_before, gemm_after)
     gemm["per_cell"] = ctx["gemm_cells"]
     gemm["per_cell_int8"] = ctx["int8_cells"]
-    results = summarize(raw, cfg, gemm["fp32"]["rate"], ctx["gemm_cells"], gemm_int8=gemm["int8"].get("rate"),
+    results = summarize(raw, cfg, gemm["fp32"]["rate"], ctx["gemm_cells"], gemm_int8=gemm[INT8_GEMM].get("rate"),
                         int8_cells=ctx["int8_cells"])
 
     for key, entry in backends.items():

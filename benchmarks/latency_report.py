@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dfma.benchmarks.gemm_int8 import DTYPE as INT8_GEMM
+
 MODE_TITLES = {"model": "model only (prepared input arrays -> logits)",
                "e2e": "end to end (words + spans + JPEG bytes -> predictions, preprocessing included)"}
 
@@ -46,7 +48,7 @@ def shown(result: Mapping, key: str) -> str:
 
 def int8_rate_line(gemm: Mapping, markdown: bool = False) -> str | None:
     """The INT8 GEMM rate sentence of the header (None when the run has no INT8 record)."""
-    i8 = gemm.get("int8") or {}
+    i8 = gemm.get(INT8_GEMM) or {}
     if not i8:
         return None
     where = f"CPU class {i8.get('cpu_class')}: {i8.get('instructions')}"

@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from dfma.benchmarks import backends as bk  # noqa: E402
 from dfma.benchmarks.environment import ensure_bundle, log, machine_info  # noqa: E402
+from dfma.benchmarks.analysis import is_int8  # noqa: E402
 from dfma.benchmarks.timing import CpuLoad  # noqa: E402
 from dfma.benchmarks.traffic_contenders import DEFAULT_PATHS, PATHS, open_path  # noqa: E402
 from dfma.benchmarks.traffic_workload import (  # noqa: E402
@@ -183,7 +184,7 @@ def _summarize(paths, latencies, busy, logits) -> list[dict]:
 
 def _targets(rows: list[dict], disturbed: bool) -> list[dict]:
     by = {r["key"]: r for r in rows}
-    int8 = [r for r in rows if r["stages"] == "two-stage" and r["precision"].startswith("int8") and r.get("vs_eager")]
+    int8 = [r for r in rows if r["stages"] == "two-stage" and is_int8(r["precision"]) and r.get("vs_eager")]
     best = max(int8, key=lambda r: r["vs_eager"], default=None)
     out = []
     for key, ref, goal, what in TARGETS:

@@ -20,15 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
+from dfma.contract.graphs import FP32, INT8
+
 # key: (label, stages, backend, precision)
 PATHS: dict[str, tuple[str, str, str, str]] = {
-    "eager": ("eager PyTorch fp32", "eager", "eager", "fp32"),
-    "whole-fp32": ("whole graph, ONNX Runtime fp32", "whole", "onnxruntime-cpu", "fp32"),
-    "whole-int8": ("whole graph, ONNX Runtime INT8", "whole", "onnxruntime-cpu", "int8"),
-    "whole-openvino-int8": ("whole graph, OpenVINO INT8", "whole", "openvino", "int8"),
-    "two-stage-fp32": ("two-stage, ONNX Runtime fp32", "two-stage", "onnxruntime-cpu", "fp32"),
-    "two-stage-int8": ("two-stage, ONNX Runtime INT8", "two-stage", "onnxruntime-cpu", "int8"),
-    "two-stage-openvino-int8": ("two-stage, OpenVINO INT8", "two-stage", "openvino", "int8"),
+    "eager": ("eager PyTorch fp32", "eager", "eager", FP32),
+    f"whole-{FP32}": ("whole graph, ONNX Runtime fp32", "whole", "onnxruntime-cpu", FP32),
+    f"whole-{INT8}": ("whole graph, ONNX Runtime INT8", "whole", "onnxruntime-cpu", INT8),
+    f"whole-openvino-{INT8}": ("whole graph, OpenVINO INT8", "whole", "openvino", INT8),
+    f"two-stage-{FP32}": ("two-stage, ONNX Runtime fp32", "two-stage", "onnxruntime-cpu", FP32),
+    f"two-stage-{INT8}": ("two-stage, ONNX Runtime INT8", "two-stage", "onnxruntime-cpu", INT8),
+    f"two-stage-openvino-{INT8}": ("two-stage, OpenVINO INT8", "two-stage", "openvino", INT8),
 }
 DEFAULT_PATHS = tuple(PATHS)
 

@@ -15,13 +15,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from dfma.config import special_token_ids
+
 HEAD, TAIL = (1, 2), (4, 6)  # word spans of every synthetic request: 4 markers around 3 words
-
-
-def special_ids(manifest: Mapping) -> dict[str, int]:
-    """``{key: id}`` of the manifest's special tokens (pad, cls, sep, markers ...)."""
-    tokens = manifest["preprocess"]["special_tokens"]
-    return {key: int(v["id"]) for key, v in tokens.items()}
 
 
 def synthetic_jpeg(seed: int, width: int, height: int) -> bytes:
@@ -84,7 +80,7 @@ def make_feeds(cfg, manifest: Mapping, batch: int, length: int, seed: int = 0) -
     from dfma.export.random_feeds import random_inputs
 
     rng = np.random.default_rng(seed + 1000 * batch + length)
-    return random_inputs(cfg, special_ids(manifest), batch, length, crops=True, rng=rng, nan_absent=False)
+    return random_inputs(cfg, special_token_ids(manifest), batch, length, crops=True, rng=rng, nan_absent=False)
 
 
 def make_samples(text_encoder, words: list[str], batch: int, length: int, num_crops: int,

@@ -151,3 +151,13 @@ def preset(name: str, **overrides) -> DFMAConfig:
     if name not in PRESETS:
         raise CheckpointError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     return DFMAConfig(**{"preset": name, **PRESETS[name], **overrides}).validate()
+
+
+def model_config(manifest) -> DFMAConfig:
+    """The model configuration a bundle's manifest records (``model.config``)."""
+    return DFMAConfig.from_dict(dict(manifest["model"]["config"]), source="manifest.json model.config")
+
+
+def special_token_ids(manifest) -> dict[str, int]:
+    """The special tokens' ids a bundle's manifest records (``preprocess.special_tokens``): name -> id."""
+    return {k: int(v["id"]) for k, v in manifest["preprocess"]["special_tokens"].items()}

@@ -6,7 +6,9 @@ Commands: ``to_onnx`` (export), ``to_precision`` (fp16, int8, accuracy guard, ``
 ``onnx_export`` (dynamo trace + translation), ``ort_fusion`` (ONNX Runtime fusions), ``graph_stats``,
 ``random_feeds`` (contract-valid random inputs), ``validate`` (eager vs graph parity through the runners of
 ``dfma.backends``), ``manifest`` (its sections), ``pipeline`` (the export steps), ``fp16``, ``quantize``,
-``qdq_concat`` (the Concat quantization OpenVINO compiles), ``calibration``, ``accuracy_guard``,
-``trt_build``, ``triton_config``. The bundle contract itself (reader, writer, catalogue, IO spec,
+``qdq_concat`` (the Concat quantization OpenVINO compiles), ``graph_entry`` (a graph's manifest entry),
+``precision`` (the precision step as a library: context, options, accuracy guard, calibration, latency,
+two-stage pairs, the step), ``recipes`` (one file per precision the step builds), ``trt_build``,
+``triton_config``. The bundle contract itself (reader, writer, catalogue, IO spec,
 preprocessing) is ``dfma.contract``; nothing here imports ``dfma.runtime``.
 """

@@ -100,17 +100,14 @@ def _resolve_max_length(opts: ExportOptions, cfg) -> int:
 def _graph_entry(path: Path, key: str, opset: int, expected: list[str], producer: str, **extra) -> dict:
     import onnx
 
-    from dfma.export.graph_stats import fusion_summary, op_counts
+    from dfma.export.graph_entry import graph_entry
 
     model = onnx.load(str(path), load_external_data=False)
-    counts = op_counts(model)
-    if counts.get("BatchNormalization"):
-        raise ExportError(f"{path.name}: {counts['BatchNormalization']} BatchNormalization node(s) left; "
+    folded = sum(n.op_type == "BatchNormalization" for n in model.graph.node)
+    if folded:
+        raise ExportError(f"{path.name}: {folded} BatchNormalization node(s) left; "
                           "they should be folded into the convolutions (eval mode)")
-    return {**CATALOGUE[key].manifest_fields(), "opset": opset,
-            "domains": sorted({n.domain or "ai.onnx" for n in model.graph.node}),
-            "nodes": len(model.graph.node), "producer": producer, **extra,
-            "attention": fusion_summary(model, expected), "op_counts": counts}
+    return graph_entry(model, key, producer=producer, opset=opset, attention=expected, **extra)
 
 
 def export_bundle(opts: ExportOptions) -> ExportResult:

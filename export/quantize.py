@@ -4,7 +4,7 @@ dynamic INT8 (CPU), plus the S8-symmetric rewrite that TensorRT needs.
 Static: the portable fp32 graph -> ``quant_pre_process`` (ONNX Runtime's symbolic shape inference is
 skipped: it mistakes the opset-23 ``Attention`` op for the com.microsoft one and asserts, with or
 without ``auto_merge``; ONNX shape inference types every tensor instead) -> ``quantize_static`` in QDQ
-format on MatMul / Gemm / Conv, weights per channel, ranges from :mod:`dfma.export.calibration` (no
+format on MatMul / Gemm / Conv, weights per channel, ranges from :mod:`dfma.export.precision.calibration` (no
 calibration pass here: the ranges are given). U8 activations / S8 weights is the fast static
 configuration of ONNX Runtime on x86 (VNNI); TensorRT takes only symmetric S8, see :func:`to_symmetric_s8`.
 

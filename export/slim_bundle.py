@@ -29,11 +29,15 @@ from collections.abc import Mapping  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dfma.contract.errors import DFMAError, ExportError  # noqa: E402
-from dfma.contract.graphs import CATALOGUE, PRECISIONS, engines, entry_files, present  # noqa: E402
+from dfma.contract.graphs import CATALOGUE, engines, entry_files, precisions, present  # noqa: E402
 
 TARGETS = ("cpu", "gpu")
-CPU_SKIP = ("fp16",)  # ONNX Runtime's CPU provider casts fp16 nodes back to fp32: no reason to ship it for CPUs
-CALIBRATION_FILE = "calibration.json"
+
+
+def cpu_skipped() -> set[str]:
+    """Precisions a CPU deployment leaves out: every row of them lacks ONNX Runtime CPU kernels (the catalogue's
+    ``cpu_kernels``: the CPU provider casts fp16 nodes back to fp32, so there is no reason to ship it)."""
+    return {p for p in precisions() if not any(r.cpu_kernels for r in CATALOGUE.values() if r.precision == p)}
 
 
 def graphs_for(manifest: Mapping, target: str) -> list[str]:
@@ -47,15 +51,16 @@ def graphs_for(manifest: Mapping, target: str) -> list[str]:
         rec = ((manifest.get("defaults") or {}).get("auto") or {}).get("cpu") or {}
         if rec.get("backend") not in (None, "onnxruntime-cpu"):  # auto serves another CPU backend (OpenVINO)
             specs.append(backend(rec["backend"]))
+        skip = cpu_skipped()
         for spec in specs:
-            for precision in PRECISIONS:
-                if precision not in CPU_SKIP and spec.ordered(rows, precision):
+            for precision in precisions():
+                if precision not in skip and spec.ordered(rows, precision):
                     keep.add(spec.ordered(rows, precision)[0])
         if rec.get("graph") in rows:
             keep.add(rec["graph"])
     elif target == "gpu":
         spec = backend("onnxruntime-cuda")
-        for precision in PRECISIONS:
+        for precision in precisions():
             if spec.ordered(rows, precision):
                 keep.add(spec.ordered(rows, precision)[0])
         keep |= set(engines(manifest)) & set(rows)
@@ -75,8 +80,9 @@ def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Pa
         pairs = kept_files - {manifest["graphs"][k]["file"] for k in keep}
         dropped_files |= pairs
         kept_files -= pairs
-    if "int8" not in keep:
-        dropped_files.add(CALIBRATION_FILE)  # ranges serve only the static INT8 graph (and re-quantizing it)
+    kept_companions = {f for k in keep if k in CATALOGUE for f in CATALOGUE[k].companions}
+    # a graph's companion files (the static INT8 ranges, also for re-quantizing it) go unless a kept graph has them
+    dropped_files |= {f for r in CATALOGUE.values() if r.key not in keep for f in r.companions} - kept_companions
     new = copy.deepcopy(dict(manifest))
     new["graphs"] = {k: v for k, v in new["graphs"].items() if k in keep}
     if not stages:

@@ -26,13 +26,13 @@ from dfma.contract.errors import BackendUnavailable, DFMAError  # noqa: E402
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line (every option documented in --help)."""
-    from dfma.export.trt_build import BuildOptions
+    from dfma.export.trt_build import ENGINE_PRECISIONS, BuildOptions
 
     d = BuildOptions()
     p = argparse.ArgumentParser(prog="python export/to_tensorrt.py", description=__doc__.split("\n\n")[1],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("bundle", type=Path, help="bundle folder (updated in place, atomically)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default=d.precision,
+    p.add_argument("--precision", choices=ENGINE_PRECISIONS, default=d.precision,
                    help="which ONNX graph to compile; the precision is the graph's own (strongly typed)")
     p.add_argument("--workspace-mib", type=int, default=None, metavar="MIB",
                    help="builder workspace limit (MemoryPoolType.WORKSPACE); default: TensorRT's")
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> dict:
     """Check the platform, build, add the engine (and timing cache) to the bundle; returns the new manifest."""
     from dfma.export import trt_build as tb
+    from dfma.export.trt_build import INT8_ENGINE
     from dfma.contract.bundle_writer import update_bundle
     from dfma.contract.bundle import open_bundle
     from dfma.backends.trt_runner import platform_info
@@ -90,7 +91,7 @@ def run(args) -> dict:
                             for name, s in shapes.items()},
                 "workspace_mib": opts.workspace_mib, "timing_cache": cache_rel if opts.timing_cache is None else None,
                 "int8_activations": ("rewritten from uint8 to symmetric int8 (same ranges)"
-                                     if opts.precision == "int8" else None),
+                                     if opts.precision == INT8_ENGINE else None),
                 "built": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
                 "build_seconds": seconds}
             manifest["tools"]["tensorrt"] = platform["tensorrt_version"]

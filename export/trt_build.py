@@ -14,9 +14,13 @@ from pathlib import Path
 
 from dfma.contract.errors import BundleError, ExportError
 from dfma.backends.trt_runner import import_tensorrt  # noqa: F401  (re-exported: to_tensorrt checks it first)
-from dfma.contract.graphs import engine_sources, gpu_slug as slug  # noqa: F401  (slug: engine file names)
+from dfma.contract.graphs import CATALOGUE, engine_sources, gpu_slug as slug  # noqa: F401  (slug: engine file names)
 
 SOURCE_GRAPHS = engine_sources()  # engine precision -> graph key (the catalogue's tensorrt column)
+ENGINE_PRECISIONS = tuple(SOURCE_GRAPHS)  # fp32, fp16, int8
+# TensorRT engine precisions (values of the catalogue's tensorrt column), not graph keys: the default build,
+# and the one whose Q/DQ graph TensorRT takes only in symmetric S8 form
+FP16_ENGINE, INT8_ENGINE = "fp16", "int8"
 MIN_LENGTH = 2
 
 
@@ -24,7 +28,7 @@ MIN_LENGTH = 2
 class BuildOptions:
     """What the command line can set."""
 
-    precision: str = "fp16"
+    precision: str = FP16_ENGINE
     workspace_mib: int | None = None  # None: TensorRT's default (the device memory)
     opt_batch: int = 8
     opt_length: int = 48
@@ -40,10 +44,15 @@ def source_graph(manifest: dict, precision: str) -> tuple[str, str]:
     key = SOURCE_GRAPHS[precision]
     graph = manifest["graphs"].get(key)
     if graph is None:
-        hint = {"portable": "export/to_onnx.py", "fp16": "export/to_precision.py --fp16",
-                "int8": "export/to_precision.py --int8 static"}[key]
+        hint = "export/to_onnx.py" if CATALOGUE[key].recipe is None else _precision_command(key)
         raise BundleError(f"the bundle has no {key!r} graph ({precision} engines are built from it); run {hint} first")
     return key, graph["file"]
+
+
+def _precision_command(key: str) -> str:
+    from dfma.export.recipes import how_to_build
+
+    return how_to_build(key)
 
 
 def profile_shapes(manifest: dict, opts: BuildOptions) -> dict[str, tuple[tuple, tuple, tuple]]:
@@ -63,7 +72,7 @@ def profile_shapes(manifest: dict, opts: BuildOptions) -> dict[str, tuple[tuple,
 
 def onnx_bytes(path: Path, precision: str) -> bytes:
     """The serialized graph TensorRT parses (INT8: with U8 activation Q/DQ rewritten to symmetric S8)."""
-    if precision != "int8":
+    if precision != INT8_ENGINE:
         return Path(path).read_bytes()
     import onnx
 

@@ -28,10 +28,10 @@ from dfma.contract.bundle import Bundle
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
 from dfma.contract.graphs import (
     AUTO,
-    PRECISIONS,
     STAGES,
     GraphKind,
     is_engine,
+    precisions,
     present,
     recorded_default,
     resolve_precision,
@@ -183,8 +183,8 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
     """
     if backend not in BACKEND_NAMES:
         raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {list(BACKEND_NAMES)}")
-    if precision != AUTO and precision not in PRECISIONS:
-        raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
+    if precision != AUTO and precision not in precisions():
+        raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *precisions()]}")
     if self_check not in SELF_CHECK:
         raise InputError(f"must be one of {list(SELF_CHECK)}, got {self_check!r}", field="self_check")
     if stages not in STAGE_MODES:

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from dfma.export import accuracy_guard as guard
-from dfma.export import calibration as cal
+from dfma.export.precision import accuracy_guard as guard
+from dfma.export.precision import calibration as cal
 from dfma.export import fp16
 from dfma.export import quantize as q
 from fixtures_bundle import jpeg_bytes, tiny_bundle, tiny_eager  # noqa: F401
@@ -309,7 +309,7 @@ def test_to_precision_cli_updates_the_bundle(tiny_bundle, mnre_dir, tmp_path):
     assert bad.returncode == 2 and "--target-agreement" in bad.stderr
     assert again["graphs"]["int8"]["quantization"]["search_by"] == "kind"
     # the end-to-end probe: one kind INT8 at a time, worst (largest logit error) first, bundle untouched
-    from dfma.export.sensitivity_probe import probe
+    from dfma.export.precision.sensitivity_probe import probe
 
     rows = probe(bundle, samples=16, by="kind", progress=False)
     assert any(".*." in r["unit"] for r in rows) and sum(r["nodes"] for r in rows) >= 20

@@ -16,7 +16,7 @@ import numpy as np
 from dfma.backends.base import Runner
 from dfma.backends.sessions import ort_session
 from dfma.contract.errors import BackendUnavailable
-from dfma.contract.graphs import GraphKind
+from dfma.contract.graphs import ENGINE_KIND, GraphKind
 from dfma.contract.io_spec import OUTPUT_NAME
 
 PROVIDERS: dict[str, list[str]] = {
@@ -67,7 +67,7 @@ class OrtRunner(Runner):
     @classmethod
     def runs(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> bool:
         """Graphs with kernels on that device class (``int8-dynamic`` is CPU-only)."""
-        return graph.kind != "tensorrt" and ("cpu" if device == "cpu" else "gpu") in graph.devices
+        return graph.format != ENGINE_KIND and ("cpu" if device == "cpu" else "gpu") in graph.devices
 
     @classmethod
     def preference(cls, graph: GraphKind, device: str = "cpu", **_: Any) -> tuple[int, int]:

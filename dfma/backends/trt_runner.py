@@ -23,7 +23,7 @@ import numpy as np
 
 from dfma.backends.base import Runner
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
-from dfma.contract.graphs import GraphKind, engines
+from dfma.contract.graphs import ENGINE_KIND, GraphKind, engines
 
 if TYPE_CHECKING:
     import tensorrt
@@ -201,7 +201,7 @@ class TensorRTRunner(Runner):
     @classmethod
     def runs(cls, graph: GraphKind, **options: Any) -> bool:
         """Engines only."""
-        return graph.kind == "tensorrt"
+        return graph.format == ENGINE_KIND
 
     def _open(self) -> None:
         import_tensorrt()  # BackendUnavailable (one line) when TensorRT is absent or broken

@@ -9,7 +9,8 @@ Columns:
 
 - ``key``: the manifest ``graphs`` key; ``file``: the bundle file; ``precision``: what ``load(...,
   precision=...)`` calls it (two fp32 graphs share ``fp32``; runners choose by ``ops``);
-- ``kind``: the manifest ``kind`` (``portable`` = standard ONNX ops, ``onnxruntime`` = com.microsoft ops);
+- ``format``: what runs it, written as the manifest's ``kind`` field (``portable`` = standard ONNX ops,
+  ``onnxruntime`` = com.microsoft ops, ``tensorrt`` = an engine);
 - ``ops``: ``onnx`` (standard domains only: any ONNX consumer) or ``com.microsoft`` (ONNX Runtime only);
 - ``devices``: ``cpu`` and/or ``gpu`` (ONNX Runtime has kernels for it there);
 - ``derived_from``: the key of the graph it is built from (None for the export's first graph);
@@ -18,19 +19,24 @@ Columns:
   graphs come in two recipes: U8 activations x S8 weights at full range (exact where the CPU has INT8 dot
   products: VNNI, AMX, ARM dot product) and the same with 7-bit weights (``reduce_range``), whose 16-bit
   intermediate cannot saturate in AVX2's ``VPMADDUBSW``: its integer products are exact on every x86 CPU
-  (only the fp32 parts round by ulps per ISA), so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host.
+  (only the fp32 parts round by ulps per ISA), so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host;
+- ``cpu_kernels``: False where ONNX Runtime's CPU provider casts the graph's math back to fp32 (fp16): a
+  CPU deployment leaves it out; ``companions``: bundle files that serve only this graph (slimmed with it);
+- ``recipe``: the name of the precision step's recipe that builds the graph (``export/recipes/``: a module
+  name, ``.reduce_range`` for the 7-bit twin it also builds), None for the export's own graphs.
 
 Two-stage graphs: every ONNX row may carry, in its manifest entry's ``stages``, the same graph cut in two
 at the ``image_features`` tensor (``dfma.contract.io_spec``): ``vision`` (pixels -> features) and ``text``
 (text + features -> logits), files named by :func:`stage_file` (``model.int8.onnx`` ->
 ``model.int8.vision.onnx`` / ``model.int8.text.onnx``). They are cut from the whole graph node for node, so
-they share its precision, kind, ops and guard; a runtime that serves them encodes each image once.
+they share its precision, format, ops and guard; a runtime that serves them encodes each image once.
 
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,24 +44,28 @@ from dataclasses import dataclass
 from dfma.contract.errors import BundleError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GraphKind:
-    """One row of the catalogue (module doc)."""
+    """One row of the catalogue (module doc). Built with keywords only."""
 
     key: str
     file: str
     precision: str
-    kind: str
+    format: str  # the manifest's "kind" field: portable, onnxruntime or tensorrt
     ops: str
     devices: tuple[str, ...]
     derived_from: str | None
     tensorrt: str | None
     doc: str
     cpu_classes: tuple[str, ...] | None = None
+    cpu_kernels: bool = True  # False: ONNX Runtime's CPU provider would cast its math back to fp32
+    companions: tuple[str, ...] = ()  # bundle files that serve only this graph (slimmed with it)
+    recipe: str | None = None  # the precision step's recipe that builds it (export/recipes/), None: the export's
 
     def manifest_fields(self) -> dict:
-        """The catalogue's columns as a manifest ``graphs`` entry starts them."""
-        return {"file": self.file, "precision": self.precision, "kind": self.kind, "ops": self.ops,
+        """The catalogue's columns as a manifest ``graphs`` entry starts them (``format`` is written as
+        the manifest's ``kind`` field, the name readers, the C++ runtime included, know it by)."""
+        return {"file": self.file, "precision": self.precision, "kind": self.format, "ops": self.ops,
                 "devices": list(self.devices),
                 "cpu_classes": list(self.cpu_classes) if self.cpu_classes is not None else None,
                 **({"derived_from": CATALOGUE[self.derived_from].file} if self.derived_from else {})}
@@ -68,26 +78,39 @@ class GraphKind:
 
 
 NO_DOT_PRODUCT = ("x86-avx2", "x86-avx512", "x86")  # x86 classes whose U8xS8 GEMM may saturate (host.py)
+PORTABLE, ONNXRUNTIME = "portable", "onnxruntime"  # graph formats: standard ONNX ops / com.microsoft ops
+CALIBRATION_FILE = "calibration.json"  # the static INT8 graph's activation ranges (its companion file)
+# the built-in rows' precisions (each also the key of the first row of that precision); other modules import
+# these names rather than spell a precision, and a registered row brings its own
+FP32, FP16, INT8, INT8_DYNAMIC = "fp32", "fp16", "int8", "int8-dynamic"
 _ROWS = (
-    GraphKind("portable", "model.onnx", "fp32", "portable", "onnx", ("cpu", "gpu"), None, "fp32",
-              "fp32, standard ONNX ops (opset 23 Attention): any ONNX consumer, TensorRT, OpenVINO"),
-    GraphKind("ort", "model.ort.onnx", "fp32", "onnxruntime", "com.microsoft", ("cpu", "gpu"), "portable", None,
-              "fp32, ONNX Runtime fused kernels (MultiHeadAttention, SkipLayerNorm, BiasGelu)"),
-    GraphKind("fp16", "model.fp16.onnx", "fp16", "portable", "onnx", ("cpu", "gpu"), "portable", "fp16",
-              "fp16 weights and math; LayerNorm, Softmax and reductions fp32; fp32 inputs and outputs"),
-    GraphKind("int8", "model.int8.onnx", "int8", "portable", "onnx", ("cpu", "gpu"), "portable", "int8",
-              "static INT8 (QDQ): per-channel S8 weights, U8 activations calibrated on MNRE"),
-    GraphKind("int8-dynamic", "model.int8-dynamic.onnx", "int8-dynamic", "onnxruntime", "com.microsoft", ("cpu",),
-              "ort", None, "dynamic INT8 (MatMulInteger) from the fused graph; ONNX Runtime CPU kernels only"),
-    GraphKind("int8-avx2", "model.int8-avx2.onnx", "int8", "portable", "onnx", ("cpu",), "portable", None,
-              "static INT8 as int8, weights at 7 bits (reduce_range): exact on x86 CPUs without VNNI",
-              NO_DOT_PRODUCT),
-    GraphKind("int8-dynamic-avx2", "model.int8-dynamic-avx2.onnx", "int8-dynamic", "onnxruntime", "com.microsoft",
-              ("cpu",), "ort", None, "dynamic INT8 as int8-dynamic, weights at 7 bits: exact on x86 CPUs without VNNI",
-              NO_DOT_PRODUCT),
+    GraphKind(key="portable", file="model.onnx", precision=FP32, format=PORTABLE, ops="onnx",
+              devices=("cpu", "gpu"), derived_from=None, tensorrt=FP32,
+              doc="fp32, standard ONNX ops (opset 23 Attention): any ONNX consumer, TensorRT, OpenVINO"),
+    GraphKind(key="ort", file="model.ort.onnx", precision=FP32, format=ONNXRUNTIME, ops="com.microsoft",
+              devices=("cpu", "gpu"), derived_from="portable", tensorrt=None,
+              doc="fp32, ONNX Runtime fused kernels (MultiHeadAttention, SkipLayerNorm, BiasGelu)"),
+    GraphKind(key=FP16, file="model.fp16.onnx", precision=FP16, format=PORTABLE, ops="onnx",
+              devices=("cpu", "gpu"), derived_from="portable", tensorrt=FP16, cpu_kernels=False, recipe="fp16",
+              doc="fp16 weights and math; LayerNorm, Softmax and reductions fp32; fp32 inputs and outputs"),
+    GraphKind(key=INT8, file="model.int8.onnx", precision=INT8, format=PORTABLE, ops="onnx",
+              devices=("cpu", "gpu"), derived_from="portable", tensorrt=INT8, companions=(CALIBRATION_FILE,),
+              recipe="int8_static",
+              doc="static INT8 (QDQ): per-channel S8 weights, U8 activations calibrated on MNRE"),
+    GraphKind(key=INT8_DYNAMIC, file="model.int8-dynamic.onnx", precision=INT8_DYNAMIC, format=ONNXRUNTIME,
+              ops="com.microsoft", devices=("cpu",), derived_from="ort", tensorrt=None, recipe="int8_dynamic",
+              doc="dynamic INT8 (MatMulInteger) from the fused graph; ONNX Runtime CPU kernels only"),
+    GraphKind(key="int8-avx2", file="model.int8-avx2.onnx", precision=INT8, format=PORTABLE, ops="onnx",
+              devices=("cpu",), derived_from="portable", tensorrt=None, cpu_classes=NO_DOT_PRODUCT,
+              recipe="int8_static.reduce_range",
+              doc="static INT8 as int8, weights at 7 bits (reduce_range): exact on x86 CPUs without VNNI"),
+    GraphKind(key="int8-dynamic-avx2", file="model.int8-dynamic-avx2.onnx", precision=INT8_DYNAMIC,
+              format=ONNXRUNTIME, ops="com.microsoft", devices=("cpu",), derived_from="ort", tensorrt=None,
+              cpu_classes=NO_DOT_PRODUCT, recipe="int8_dynamic.reduce_range",
+              doc="dynamic INT8 as int8-dynamic, weights at 7 bits: exact on x86 CPUs without VNNI"),
 )
 CATALOGUE: dict[str, GraphKind] = {row.key: row for row in _ROWS}
-PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(row.precision for row in _ROWS))
+PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(row.precision for row in _ROWS))  # the built-in rows'
 AUTO = "auto"
 STAGES = ("vision", "text")
 ENGINE_KIND = "tensorrt"
@@ -106,11 +129,47 @@ def file_of(key: str) -> str:
     return graph_kind(key).file
 
 
+def register(row: GraphKind) -> GraphKind:
+    """Add a row to the catalogue (an extension's precision, or a test's throw-away one); BundleError when
+    its key is taken or it derives from a key the catalogue lacks. Returns the row."""
+    if row.key in CATALOGUE:
+        raise BundleError(f"graph kind {row.key!r} is already in the catalogue")
+    if row.derived_from is not None and row.derived_from not in CATALOGUE:
+        raise BundleError(f"graph kind {row.key!r}: derived_from {row.derived_from!r} is not in the catalogue")
+    CATALOGUE[row.key] = row
+    return row
+
+
+def precisions() -> tuple[str, ...]:
+    """Every precision of the catalogue as it is now (registered rows included), in catalogue order."""
+    return tuple(dict.fromkeys(row.precision for row in CATALOGUE.values()))
+
+
+def derived_from(key: str) -> list[GraphKind]:
+    """The rows built from graph ``key``, in catalogue order."""
+    return [row for row in CATALOGUE.values() if row.derived_from == key]
+
+
+def of_recipe(name: str) -> GraphKind:
+    """The row a precision-step recipe builds; BundleError naming the recipes the catalogue knows."""
+    rows = [row for row in CATALOGUE.values() if row.recipe == name]
+    if len(rows) != 1:
+        known = sorted(r.recipe for r in CATALOGUE.values() if r.recipe)
+        raise BundleError(f"recipe {name!r}: {len(rows)} catalogue rows name it (one must); the rows' recipes "
+                          f"are {known}")
+    return rows[0]
+
+
+def fp32_rows() -> list[GraphKind]:
+    """The fp32 rows (the export's graphs, what every other row is built from), in catalogue order."""
+    return [row for row in CATALOGUE.values() if row.precision == FP32]
+
+
 def of_precision(precision: str) -> list[GraphKind]:
     """Rows of one precision, in catalogue order; BundleError for an unknown precision."""
-    rows = [row for row in _ROWS if row.precision == precision]
+    rows = [row for row in CATALOGUE.values() if row.precision == precision]
     if not rows:
-        raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *PRECISIONS]}")
+        raise BundleError(f"unknown precision {precision!r}; choose one of {[AUTO, *precisions()]}")
     return rows
 
 
@@ -150,7 +209,7 @@ def gpu_slug(text: str) -> str:
 
 def engine_sources() -> dict[str, str]:
     """Engine precision -> key of the ONNX graph TensorRT compiles it from."""
-    return {row.tensorrt: row.key for row in _ROWS if row.tensorrt}
+    return {row.tensorrt: row.key for row in CATALOGUE.values() if row.tensorrt}
 
 
 def engine_row(precision: str, gpu: str) -> GraphKind:
@@ -160,8 +219,9 @@ def engine_row(precision: str, gpu: str) -> GraphKind:
     if precision not in sources:
         raise BundleError(f"no graph is a TensorRT source for precision {precision!r}; choose one of {list(sources)}")
     slug = gpu_slug(gpu)
-    return GraphKind(f"{ENGINE_KIND}-{precision}-{slug}", f"{ENGINE_DIR}/{precision}-{slug}.plan", precision,
-                     ENGINE_KIND, "tensorrt", ("gpu",), sources[precision], None, f"TensorRT {precision} engine for {gpu}")
+    return GraphKind(key=f"{ENGINE_KIND}-{precision}-{slug}", file=f"{ENGINE_DIR}/{precision}-{slug}.plan",
+                     precision=precision, format=ENGINE_KIND, ops="tensorrt", devices=("gpu",),
+                     derived_from=sources[precision], tensorrt=None, doc=f"TensorRT {precision} engine for {gpu}")
 
 
 def is_engine(entry: Mapping) -> bool:
@@ -173,17 +233,19 @@ def row_of(key: str, entry: Mapping) -> GraphKind:
     """The catalogue row of a manifest ``graphs`` entry; the entry's own fields win, so that a bundle
     written before a column existed still describes itself (engines get a row from their entry)."""
     if is_engine(entry):
-        return GraphKind(key, str(entry.get("file")), str(entry.get("precision", "fp32")), ENGINE_KIND, "tensorrt",
-                         ("gpu",), None, None, "TensorRT engine")
+        return GraphKind(key=key, file=str(entry.get("file")), precision=str(entry.get("precision", FP32)),
+                         format=ENGINE_KIND, ops="tensorrt", devices=("gpu",), derived_from=None, tensorrt=None,
+                         doc="TensorRT engine")
     base = CATALOGUE.get(key)
     if base is None:
         raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
                           f"({sorted(CATALOGUE)} or a TensorRT engine)")
     classes = entry.get("cpu_classes", base.cpu_classes)
-    return GraphKind(key, str(entry.get("file", base.file)), str(entry.get("precision", base.precision)),
-                     str(entry.get("kind", base.kind)), str(entry.get("ops", base.ops)),
-                     tuple(entry.get("devices", base.devices)), base.derived_from, base.tensorrt, base.doc,
-                     tuple(classes) if classes is not None else None)
+    return dataclasses.replace(base, file=str(entry.get("file", base.file)),
+                               precision=str(entry.get("precision", base.precision)),
+                               format=str(entry.get("kind", base.format)), ops=str(entry.get("ops", base.ops)),
+                               devices=tuple(entry.get("devices", base.devices)),
+                               cpu_classes=tuple(classes) if classes is not None else None)
 
 
 def present(manifest: Mapping) -> dict[str, GraphKind]:

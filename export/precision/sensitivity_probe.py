@@ -1,4 +1,4 @@
-"""Which parts of a model static INT8 hurts, measured end to end: ``python -m dfma.export.sensitivity_probe BUNDLE``.
+"""Which parts of a model static INT8 hurts, measured end to end: ``python -m dfma.export.precision.sensitivity_probe BUNDLE``.
 
 The guard's search ranks nodes by a local measure (the SQNR of their quantized inputs, computed in one pass).
 This probe measures instead: for every *kind* of node (one module role across layers, e.g.
@@ -18,11 +18,12 @@ import time
 from pathlib import Path
 
 from dfma.contract.errors import DFMAError
+from dfma.contract.graphs import CALIBRATION_FILE, fp32_rows
 
 
 def unit_of(module: str, node: str, by: str) -> str:
     """The probe unit of a node: its kind (layer indices wildcarded) or, ``by="layer"``, its module."""
-    from dfma.export.accuracy_guard import kind_of
+    from dfma.export.precision.accuracy_guard import kind_of
 
     return kind_of({"module": module, "node": node}) if by == "kind" else (module or node)
 
@@ -30,12 +31,12 @@ def unit_of(module: str, node: str, by: str) -> str:
 def probe(bundle: Path, *, samples: int, by: str, seed: int = 0, progress: bool = True) -> list[dict]:
     """Per unit: nodes, agreement, F1 delta and mean |logit error| with only that unit INT8; worst first."""
     import onnx
-    from dfma.export import calibration as cal
+    from dfma.export.precision import calibration as cal
     from dfma.export import photos
     from dfma.export import quantize as q
-    from dfma.export.accuracy_guard import run_feeds
+    from dfma.export.precision.accuracy_guard import run_feeds
     from dfma.export.fp16 import module_of
-    from dfma.export.precision_options import CALIBRATION_FILE, DEFAULT_DATA
+    from dfma.export.precision.options import DEFAULT_DATA
 
     from dfma.backends.compare import compare_with_labels
     from dfma.backends.ort_runner import OrtRunner
@@ -47,14 +48,14 @@ def probe(bundle: Path, *, samples: int, by: str, seed: int = 0, progress: bool 
     ranges = cal.load_cache(b.path(CALIBRATION_FILE))["ranges"]
     val = cal.mnre_feeds(b.folder, b.manifest, DEFAULT_DATA / "mnre_val.txt", samples, seed=seed, batch_size=32,
                          photos=photos.available())
-    modules = {n.name: module_of(n) for n in onnx.load(str(b.graph_path("portable"))).graph.node}
+    modules = {n.name: module_of(n) for n in onnx.load(str(b.graph_path(fp32_rows()[0].key))).graph.node}
     none_id = b.manifest["labels"].index("None")
     rows = []
     with tempfile.TemporaryDirectory(prefix="dfma-probe-") as tmp:
-        pre = q.preprocess(b.graph_path("portable"), Path(tmp) / "pre.onnx")
+        pre = q.preprocess(b.graph_path(fp32_rows()[0].key), Path(tmp) / "pre.onnx")
         nodes = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type in q.STATIC_OPS and
                  all(t in ranges for t in n.input[:1])]
-        fp32 = run_feeds(OrtRunner(b.graph_path("portable")).open(), val, desc="fp32", progress=progress)
+        fp32 = run_feeds(OrtRunner(b.graph_path(fp32_rows()[0].key)).open(), val, desc="fp32", progress=progress)
         units: dict[str, list[str]] = {}
         for name in nodes:
             units.setdefault(unit_of(modules.get(name, ""), name, by), []).append(name)
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the per-unit table (worst first); ``--json FILE`` writes it too."""
     from dfma.progress import table
 
-    p = argparse.ArgumentParser(prog="python -m dfma.export.sensitivity_probe", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m dfma.export.precision.sensitivity_probe", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path)
     p.add_argument("--samples", type=int, default=256, help="MNRE validation sentences (0 = all)")

@@ -1,7 +1,7 @@
 """Accuracy guard: reduced-precision graphs vs fp32 on held-out MNRE sentences, and the INT8 sensitivity search.
 
 - :func:`run_feeds` runs a runner (``dfma.backends``: ONNX Runtime CPU, or the onnx reference evaluator for
-  fp16) over a :class:`~dfma.export.calibration.FeedSet`; ``dfma.backends.compare.compare_with_labels``
+  fp16) over a :class:`~dfma.export.precision.calibration.FeedSet`; ``dfma.backends.compare.compare_with_labels``
   reports top-1 agreement with fp32, max/mean logit error and micro-F1 (MNRE metric) against gold labels.
 - :func:`node_sensitivity` ranks quantizable nodes by the local signal-to-quantization-noise ratio of their
   inputs (what onnxruntime's ``qdq_loss_debug`` calls ``qdq_err``): the activation quantized with its

@@ -1,0 +1,14 @@
+"""The precision step as a library (``export/to_precision.py`` is its command line).
+
+- :mod:`~dfma.export.precision.options`: the step's options (a frozen dataclass whose fields declare their flags);
+- :mod:`~dfma.export.precision.context`: the frozen :class:`PrecisionContext` every recipe is given (bundle,
+  work folder, options, lazily drawn guard / calibration feeds and the fp32 reference logits);
+- :mod:`~dfma.export.precision.accuracy_guard`: guard runs, the sensitivity ranking, the fp32-node search,
+  the latency table and the ``auto`` choice; :mod:`~dfma.export.precision.calibration`: MNRE feeds and
+  activation ranges;
+- :mod:`~dfma.export.precision.latency`: the ``auto`` candidates and their batch-1 latency;
+- :mod:`~dfma.export.precision.stages`: the two-stage pair of each new graph, guarded;
+- :mod:`~dfma.export.precision.step`: runs the chosen recipes (``dfma.export.recipes``) and merges the bundle;
+- :mod:`~dfma.export.precision.command_line`: the generated command line;
+- :mod:`~dfma.export.precision.sensitivity_probe`: the end-to-end per-kind INT8 diagnostic.
+"""

@@ -1,0 +1,74 @@
+"""Batch-1 latency of what ``precision="auto"`` may choose among, measured on the host of the precision step.
+
+Candidates (:func:`candidates`): ONNX Runtime CPU on the fp32 graph it runs and on each graph built now by a
+``timed`` recipe; every other CPU backend of the registry that is installed (OpenVINO) on the fp32 graph and
+the first graph of each timed precision that it runs (``auto`` picks one only where it is measured faster
+on the host of that CPU class). :func:`measure` times them interleaved
+(:func:`~dfma.export.precision.accuracy_guard.latency_table`) and guards the other backends' entries.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from dfma.contract.errors import DFMAError
+from dfma.contract.graphs import CATALOGUE, FP32, fp32_rows
+from dfma.export.precision.context import CPU_BACKEND, open_runner
+
+HOW = "per sentence the fastest of 3 runs, median over sentences; graphs interleaved"
+
+
+def candidates(ctx, outcomes: Mapping) -> dict[str, tuple[str, str, Path]]:
+    """label -> (backend, graph key, file) of every candidate (module doc); ``outcomes``: key -> Outcome."""
+    from dfma.backends.registry import BACKENDS
+    from dfma.contract.errors import BackendUnavailable
+
+    graphs = ctx.manifest["graphs"]
+    fp32_key = next(r.key for r in reversed(fp32_rows()) if r.key in graphs)  # the fused graph where there is one
+    out = {FP32: (CPU_BACKEND, fp32_key, ctx.bundle.graph_path(fp32_key))}
+    for key, outcome in outcomes.items():
+        if outcome.timed:
+            out[key] = (CPU_BACKEND, key, outcome.path)
+    precisions = {FP32} | {CATALOGUE[k].precision for k, o in outcomes.items() if o.timed}
+    new_files = {o.entry["file"]: o.path for o in outcomes.values()}
+    for name, spec in BACKENDS.items():
+        if name == CPU_BACKEND or spec.device != "cpu" or not spec.bundles:
+            continue
+        try:
+            spec.check_available()
+        except BackendUnavailable as exc:
+            ctx.log(f"{name} not measured ({exc})")
+            continue
+        for key, row in CATALOGUE.items():
+            path = new_files.get(row.file) or (ctx.bundle.graph_path(key) if key in graphs else None)
+            if row.precision in precisions and spec.runs(row) and path is not None:
+                out.setdefault(f"{name}-{row.precision}", (name, key, path))
+    return out
+
+
+def measure(ctx, outcomes: Mapping) -> tuple[dict, dict]:
+    """``(latency, guard rows)``: batch-1 latency (ms) of every candidate on guard sentences, interleaved, and
+    the guard rows of the other backends' entries (a graph a backend cannot compile is left out, with why)."""
+    from dfma.export.precision import accuracy_guard as guard
+    from dfma.host import host_info
+
+    samples = guard.single_samples(ctx.data.guard, ctx.options.latency_samples)
+    runners, where, rows = {}, {}, {}
+    for label, (backend, key, path) in candidates(ctx, outcomes).items():
+        try:
+            runners[label] = open_runner(path, backend)
+        except DFMAError as exc:
+            ctx.log(f"  {label}: left out ({exc})")
+            continue
+        where[label] = (backend, key, path)
+        if backend != CPU_BACKEND:
+            rows[label] = ctx.evaluate(path, f"{label} ({backend})", backend)
+    with ctx.steps.step(f"latency of {', '.join(runners)} (batch 1, {len(samples)} sentences, interleaved)"):
+        ms = guard.latency_table(runners, samples)
+    for key, value in ms.items():
+        ctx.log(f"  {key:13s} {value:8.2f} ms")
+    host = host_info()
+    return {label: {"backend": where[label][0], "graph": where[label][1], "file": where[label][2].name,
+                    "precision": CATALOGUE[where[label][1]].precision, "batch1_median_ms": value,
+                    "samples": len(samples), "host": host, "how": HOW}
+            for label, value in ms.items()}, rows

@@ -1,0 +1,59 @@
+"""Recipe: dynamic INT8 (MatMulInteger, activations quantized per batch at run time) from the ONNX Runtime
+fused graph (its row's ``derived_from``: dynamic INT8 is CPU-only anyway), guarded by the same fp32-node
+search as static INT8; and its 7-bit-weight twin for x86 CPUs without VNNI."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from dfma.export.recipes.base import Built, Recipe
+from dfma.export.recipes.int8_static import SENSITIVITY_BATCHES, Int8State, ReduceRangeTwin
+
+NAME = __name__.rpartition(".")[2]
+
+
+class DynamicInt8(Recipe):
+    """Quantize dynamically, search, record."""
+
+    name = NAME
+    switch = ("--int8", "dynamic")
+    switch_help = "dynamic INT8 (MatMulInteger, CPU)"
+    timed = True
+
+    def build(self, ctx, out: Path, parent) -> Built:
+        import onnx
+
+        from dfma.export import quantize as q
+        from dfma.export.precision.accuracy_guard import node_sensitivity
+
+        src = ctx.graph_path(self.source)
+        stats: dict = {}
+
+        def quantize(path: Path, excluded, reduce_range: bool = False) -> dict:
+            return q.quantize_dynamic_int8(src, path, exclude=excluded, reduce_range=reduce_range)
+
+        def build(excluded):
+            stats.update(quantize(out, excluded))
+
+        def evaluate(excluded):
+            build(excluded)
+            return ctx.evaluate(out, f"{self.key} ({len(excluded)} fp32)")
+
+        def rank():
+            nodes = q.weight_nodes(onnx.load(str(src)))
+            return node_sensitivity(src, nodes, ctx.data.calibration.batches[:SENSITIVITY_BATCHES], None)
+
+        found = ctx.search(evaluate, rank, rebuild=build)
+        quantization = {"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
+                        "search_by": ctx.options.guard_by, "stats": stats,
+                        "convolutions": "fp32 (dynamic quantization leaves them)"}
+        return Built(fields={"derived_from": src.name, "cpu_only": True,
+                             "producer": "onnxruntime quantize_dynamic (MatMulInteger)", "quantization": quantization},
+                     guard=found["final"], search={k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")},
+                     state=Int8State(found["excluded"], quantize, quantization))
+
+
+class DynamicInt8Avx2(ReduceRangeTwin):
+    """Dynamic INT8 with 7-bit weights."""
+
+    name = f"{NAME}.reduce_range"
+    follows = NAME
