@@ -56,3 +56,7 @@ class ExportError(DFMAError):
 
 class BackendUnavailable(DFMAError):
     """A requested backend (TensorRT, CUDA) is not available on this machine."""
+
+
+class OnnxRuntimeMissing(DFMAError, ImportError):
+    """``import dfma.runtime`` where no ONNX Runtime wheel is installed: says which extra to install."""
