@@ -33,6 +33,7 @@ import numpy as np  # noqa: E402
 from dfma.benchmarks import backends as bk  # noqa: E402
 from dfma.benchmarks.environment import ensure_bundle, log, machine_info  # noqa: E402
 from dfma.benchmarks.timing import CpuLoad  # noqa: E402
+from dfma.progress import bar as progress_bar  # noqa: E402
 from dfma.benchmarks.traffic_contenders import DEFAULT_PATHS, PATHS, open_path  # noqa: E402
 from dfma.benchmarks.traffic_workload import (  # noqa: E402
     mnre_posts, pairs_per_post, sample_posts, synthetic_groups,
@@ -128,9 +129,7 @@ def run(args) -> dict:
     busy = {p.key: 0.0 for p in paths}
     logits = {p.key: [] for p in paths}
     load = CpuLoad()
-    from tqdm.auto import tqdm
-
-    for i, post in enumerate(tqdm(timed, desc="posts", unit="post", file=sys.stderr)):
+    for i, post in enumerate(progress_bar(timed, desc="posts", unit="post")):
         order = paths[i % len(paths):] + paths[:i % len(paths)]
         for path in order:
             time.sleep(args.gap_ms / 1000)
