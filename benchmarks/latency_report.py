@@ -289,7 +289,7 @@ def markdown(result: Mapping) -> str:
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print("usage: python benchmarks/latency_report.py RESULT.json   (prints the Markdown tables of a run)")
-        sys.exit(2)
+        sys.exit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     print(markdown(json.loads(Path(sys.argv[1]).read_text())))
