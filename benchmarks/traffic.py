@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 
 from dfma.benchmarks import backends as bk  # noqa: E402
 from dfma.benchmarks.environment import ensure_bundle, log, machine_info  # noqa: E402
+from dfma.benchmarks.latency_report import model_title  # noqa: E402
 from dfma.benchmarks.timing import CpuLoad  # noqa: E402
 from dfma.progress import bar as progress_bar  # noqa: E402
 from dfma.benchmarks.traffic_contenders import DEFAULT_PATHS, PATHS, open_path  # noqa: E402
@@ -143,7 +144,7 @@ def run(args) -> dict:
     return {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": "python benchmarks/traffic.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "bundle": {"folder": str(folder), "preset": manifest["model"].get("preset"),
-                       "source": manifest["model"].get("source")},
+                       "source": manifest["model"].get("source"), "checkpoint": manifest["model"].get("checkpoint")},
             "machine": {**machine_info(threads), "cpu_use_during_run": others},
             "traffic": {"source": source, "arrival": args.arrival, "seed": args.seed, **pairs_per_post(timed)},
             "settings": {"threads": threads, "warmup_posts": args.warmup, "cache_mb": args.cache_mb,
@@ -254,7 +255,7 @@ def plot(result: dict, path: Path) -> None:
         ax.tick_params(axis="x", rotation=35, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     t, m = result["traffic"], result["machine"]
-    fig.suptitle(f"DFMA {result['bundle']['preset']}: MNRE-like traffic ({t['requests']} requests, {t['mean']} pairs "
+    fig.suptitle(f"DFMA {model_title(result['bundle'])}: MNRE-like traffic ({t['requests']} requests, {t['mean']} pairs "
                  f"per post, arrival {t['arrival']}) - {m.get('cpu')}, {result['settings']['threads']} threads"
                  + (" - DISTURBED" if result["disturbed"] else ""), fontsize=9)
     fig.tight_layout()
