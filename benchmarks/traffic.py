@@ -3,7 +3,7 @@
 Requests come grouped by post as in the MNRE validation split (its pairs per image: 1.74 on average, up to
 21), each post with its own JPEG image and crops, through the runtime's whole path (decode, resize,
 tokenize, run). Compared in one interleaved run (post by post, the paths' order rotating every post):
-eager PyTorch fp32, the whole graph and the two-stage pair (vision once per image, text per pair), each at
+eager PyTorch fp32, the whole graph and its stage graphs (vision once per image, text per entity pair), each at
 fp32 and at INT8 (ONNX Runtime, and OpenVINO where installed). Reported per path: throughput (requests/s
 over the time spent in calls), p50/p99 latency per request, speed-up over eager and over the whole graph
 of the same precision and backend, the feature cache's hits, the CPU time other processes took (a run

@@ -23,7 +23,7 @@ CASE_FIELDS = ("max_abs_error", "max_rel_error", "top1_agreement")
 VALIDATION_BATCHES = (1, 3, 7)
 VALIDATION_LENGTHS = (8, 33)  # plus the maximum length
 DEFAULT_ATOL = 1e-4
-SPLIT_ATOL = 1e-5  # a two-stage pair against its whole graph: the same nodes, so only fusion across the cut differs
+SPLIT_ATOL = 1e-5  # stage graphs against their whole graph: the same nodes, so only fusion across the cut differs
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,8 @@ def run_parity(model, graphs: Mapping[str, Path | object], cfg, special: dict[st
                whole_of: Mapping[str, str] | None = None, split_atol: float = SPLIT_ATOL) -> dict[str, dict]:
     """Validate every graph against the eager model on every case; returns the manifest ``parity`` section.
 
-    ``graphs`` values are graph files (run on ONNX Runtime CPU) or runners (a two-stage pair). ``whole_of``
-    maps such a pair's key to its whole graph's key: the pair is then also compared with the whole graph
+    ``graphs`` values are graph files (run on ONNX Runtime CPU) or runners (stage graphs). ``whole_of``
+    maps such a runner's key to its whole graph's key: the stage graphs are then also compared with the whole graph
     on the same feeds (``vs_whole``) and passes only within ``split_atol`` of it as well.
     """
     from dfma.backends.compare import compare

@@ -1,7 +1,7 @@
 """The extractor hosts embed: ``load(bundle)`` -> ``predict(sample)`` / ``predict_batch(samples)`` /
 ``predict_pairs(sentence, entities)``.
 
-One extractor holds one backend session (the whole graph, or its two-stage pair: each distinct image
+One extractor holds one backend session (the whole graph, or its stage graphs: each distinct image
 encoded once per call, :mod:`dfma.runtime.staged_run`), one stateless preprocessor and an optional bounded
 feature cache (:mod:`dfma.runtime.image_cache`); it can be shared by any number of threads. A bad request raises a typed error (InputError / ImageError naming the field) and leaves the
 extractor ready for the next one: every public call goes through :mod:`dfma.runtime.edge`, so nothing
@@ -68,7 +68,7 @@ class Extractor:
         self._names = labels.names
         self._closed = False
         self._description: dict | None = None
-        self.image_cache = image_cache if choice.stage_files else None  # features exist only with the pair
+        self.image_cache = image_cache if choice.stage_files else None  # features exist only with the stage graphs
         shape = ((manifest.get("stages") or {}).get("features") or {}).get("shape") or []
         self._feature_shape = tuple(shape[1:]) if shape and all(isinstance(d, int) for d in shape[1:]) else None
 
@@ -88,7 +88,7 @@ class Extractor:
 
     @property
     def stages(self) -> str:
-        """``two-stage`` (the graph's vision + text pair runs, each distinct image encoded once) or ``whole``."""
+        """``two-stage`` (the graph's vision + text stage graphs run, each distinct image encoded once) or ``whole``."""
         return self._choice.stages
 
     @property
@@ -125,7 +125,7 @@ class Extractor:
     def run(self, features: Sequence[Features]) -> list[Prediction]:
         """Predictions for prepared samples, in chunks of ``max_batch``, each padded to its longest row.
 
-        With the two-stage pair, each distinct image set (same pixels in the same slots) of ``features``
+        With the stage graphs, each distinct image set (same pixels in the same slots) of ``features``
         runs the vision stage once (or comes from the image cache), then every row the text stage.
         """
         return self._run(features)
@@ -224,7 +224,7 @@ class Extractor:
         (every ordered pair head != tail: (0, 1), (0, 2), ..., (1, 0), ...) or a list of ``[head_index,
         tail_index]``, at most ``limits.max_batch_requests``. Each Prediction's ``id`` is ``(head_index,
         tail_index)``, or ``(id, head_index, tail_index)`` when ``id`` is given. The image and crops are decoded
-        once (and, with the two-stage pair, encoded once); the pairs run batched. Every check comes first:
+        once (and, with the stage graphs, encoded once); the pairs run batched. Every check comes first:
         InputError / ImageError naming ``sentence``, ``entities``, ``entities[i]``, ``pairs``, ``pairs[k]``,
         ``image`` or ``crops``.
         """
@@ -276,10 +276,10 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
     ``threads``: ONNX Runtime intra-op threads (None: its default). ``max_batch``: rows per run
     (default: the manifest's ``limits.max_batch``). ``limits``: the request limits
     (:class:`dfma.contract.limits.Limits`, or a mapping of the fields to change; default its defaults).
-    ``stages``: ``auto`` (default) serves the chosen graph's two-stage pair (vision + text, cut from it node for
-    node) when the bundle has one, else the whole graph (TensorRT engines: whole); ``two-stage`` requires the
-    pair (BundleError naming the graph); ``whole`` runs the whole graph. ``image_cache_mb``: with the pair, an
-    LRU of image features of at most that many MiB shared by every call (None: no cache).
+    ``stages``: ``auto`` (default) serves the chosen graph's stage graphs (vision + text, cut from it node for
+    node) when the bundle has them, else the whole graph (TensorRT engines: whole); ``two-stage`` requires the
+    stage graphs (BundleError naming the graph); ``whole`` runs the whole graph. ``image_cache_mb``: with the
+    stage graphs, an LRU of image features of at most that many MiB shared by every call (None: no cache).
     Every file hash is verified first; raises InputError (an argument of the wrong type or range),
     BundleError (missing file, hash mismatch, bad manifest) or BackendUnavailable.
     """

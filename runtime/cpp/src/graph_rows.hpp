@@ -21,7 +21,7 @@ int host_rank(const nlohmann::json& entry, const std::string& cpu_class);
 /// Fused ONNX Runtime kernels: ops "com.microsoft" (kind "onnxruntime" when ops is absent).
 bool is_fused(const nlohmann::json& entry);
 
-/// The two files of a graph's two-stage pair (`graphs.<key>.stages`).
+/// The two files of a graph's stage graphs (`graphs.<key>.stages`).
 struct StageFiles {
     std::string vision, text;
 };

@@ -1,4 +1,4 @@
-// What the extractor runs: the whole graph, or its two-stage pair (vision: pixels -> image_features,
+// What the extractor runs: the whole graph, or its stage graphs (vision: pixels -> image_features,
 // text: text + image_features -> logits) with the vision stage run once per distinct image set of a
 // batch (image_groups.hpp). Both give the whole graph's logits (to float rounding). Immutable after
 // construction; run() may be called from many threads at once.
@@ -26,7 +26,7 @@ class GraphRunner {
 public:
     /// The whole graph.
     explicit GraphRunner(std::unique_ptr<OnnxSession> whole);
-    /// A two-stage pair; throws BundleError when the stages do not meet at image_features (names, static
+    /// The stage graphs; throws BundleError when the stages do not meet at image_features (names, static
     /// dimensions).
     GraphRunner(std::unique_ptr<OnnxSession> vision, std::unique_ptr<OnnxSession> text);
 

@@ -77,7 +77,7 @@ TEST(two_stage_equals_whole_on_the_toy_samples) {
     const auto pair = load(check::data_dir() + "/toy_two_stage", dfma::Stages::automatic);
     const auto whole = load(check::data_dir() + "/toy_two_stage", dfma::Stages::whole);
     CHECK_EQ(pair.info().stages, std::string("two-stage"));
-    CHECK_EQ(pair.info().stages_reason, std::string("auto: the two-stage pair of model.onnx"));
+    CHECK_EQ(pair.info().stages_reason, std::string("auto: the stage graphs of model.onnx"));
     CHECK_EQ(pair.info().vision_file, std::string("model.vision.onnx"));
     CHECK_EQ(pair.info().text_file, std::string("model.text.onnx"));
     CHECK_EQ(whole.info().stages, std::string("whole"));
@@ -160,10 +160,10 @@ TEST(stage_sessions_check_their_inputs) {
 TEST(stages_option_and_a_bundle_without_a_pair) {
     const auto whole = load(check::data_dir() + "/toy_bundle", dfma::Stages::automatic);
     CHECK_EQ(whole.info().stages, std::string("whole"));
-    CHECK_EQ(whole.info().stages_reason, std::string("auto: whole graph (graph 'portable' (model.onnx) has no two-stage "
-                                                     "pair in the bundle (graphs.portable.stages))"));
+    CHECK_EQ(whole.info().stages_reason, std::string("auto: whole graph (graph 'portable' (model.onnx) has no stage "
+                                                     "graphs in the bundle (graphs.portable.stages))"));
     CHECK_THROWS(load(check::data_dir() + "/toy_bundle", dfma::Stages::two_stage), BundleError,
-                 "stages='two-stage': graph 'portable' (model.onnx) has no two-stage pair in the bundle "
+                 "stages='two-stage': graph 'portable' (model.onnx) has no stage graphs in the bundle "
                  "(graphs.portable.stages); use stages='auto' or 'whole'");
     // with verify_all_files off, only the files that run are read: the pair, not the whole graph
     BundleCopy copy;
@@ -186,7 +186,7 @@ TEST(auto_serves_the_whole_graph_when_the_pair_does_not_load) {
     copy.write_manifest(m);
     const auto ex = load(copy.dir(), dfma::Stages::automatic);
     CHECK_EQ(ex.info().stages, std::string("whole"));
-    CHECK(ex.info().stages_reason.rfind("auto: whole graph (its two-stage pair does not load (", 0) == 0);
+    CHECK(ex.info().stages_reason.rfind("auto: whole graph (its stage graphs do not load (", 0) == 0);
     CHECK(ex.info().stages_reason.find("the vision stage needs inputs pixel_values, image_mask") != std::string::npos);
     CHECK(max_abs_diff(ex.predict(toy_cases()[2].sample).logits, toy_cases()[2].logits) <= 1e-5f);
     CHECK_THROWS(load(copy.dir(), dfma::Stages::two_stage), BundleError, "the vision stage needs inputs");
