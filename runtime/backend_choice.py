@@ -38,7 +38,7 @@ from dfma.contract.graphs import (
     stage_files,
 )
 from dfma.host import host_info, same_class
-from dfma.runtime.edge import STAGE_MODES
+from dfma.runtime.api_guards import STAGE_MODES
 from dfma.runtime.self_check import SELF_CHECK, auto_open
 
 log = logging.getLogger("dfma.runtime")

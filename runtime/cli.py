@@ -21,8 +21,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dfma.runtime.api_guards import STAGE_MODES, request_error
 from dfma.runtime.backend_choice import BACKEND_NAMES
-from dfma.runtime.edge import STAGE_MODES, request_error
 from dfma.runtime.extractor import Extractor, load
 from dfma.runtime.line_source import check_input
 from dfma.runtime.output_file import OutputFile, check_output

@@ -21,7 +21,7 @@ from dfma.contract.errors import InputError
 from dfma.contract.limits import Limits, check_text, check_words
 from dfma.contract.reprs import short_repr
 from dfma.contract.samples import ImageFolders, Sample, request_images, text_key
-from dfma.runtime.edge import with_field
+from dfma.runtime.api_guards import with_field
 
 Span = tuple[int, int]
 ALL = "all"

@@ -4,7 +4,7 @@
 One extractor holds one backend session (the whole graph, or its stage graphs: each distinct image
 encoded once per call, :mod:`dfma.runtime.staged_run`), one stateless preprocessor and an optional bounded
 feature cache (:mod:`dfma.runtime.image_cache`); it can be shared by any number of threads. A bad request raises a typed error (InputError / ImageError naming the field) and leaves the
-extractor ready for the next one: every public call goes through :mod:`dfma.runtime.edge`, so nothing
+extractor ready for the next one: every public call goes through :mod:`dfma.runtime.api_guards`, so nothing
 but InputError, ImageError, BundleError or BackendUnavailable escapes it. The work of one request is
 bounded by :class:`dfma.contract.limits.Limits` (``load(..., limits=)``).
 """
@@ -17,18 +17,18 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from dfma.runtime.backend_choice import Choice, open_backend
-from dfma.runtime.decode_memo import DecodeMemo
-from dfma.runtime.edge import (
+from dfma.runtime.api_guards import (
     batch_list,
     cache_megabytes,
     check_bundle_folder,
     check_load_args,
     guarded_prepare,
     guarded_run,
-    typed,
+    untyped_errors_as,
     with_field,
 )
+from dfma.runtime.backend_choice import Choice, open_backend
+from dfma.runtime.decode_memo import DecodeMemo
 from dfma.runtime.entity_pairs import ALL, PairRequest, check_pair_request, pair_field, pair_samples
 from dfma.runtime.image_cache import ImageCache
 from dfma.runtime.staged_run import check_logits, staged_logits
@@ -101,7 +101,7 @@ class Extractor:
         after :meth:`close` the last description, with ``closed`` true."""
         if self._closed and self._description is not None:
             return {**self._description, "closed": True}
-        with typed(BackendUnavailable, f"{self.backend}: describe"):
+        with untyped_errors_as(BackendUnavailable, f"{self.backend}: describe"):
             info = self._backend.describe()
         stages = {"mode": self.stages, "files": dict(self._choice.stage_files or {}) or None,
                   "reason": self._choice.stages_reason}
@@ -140,7 +140,7 @@ class Extractor:
         if not features:
             return []
         if self._choice.stage_files:
-            with typed(InputError, "cannot batch the features", field="features"):
+            with untyped_errors_as(InputError, "cannot batch the features", field="features"):
                 logits = staged_logits(self._backend, self.preprocessor, features, max_batch=self.max_batch,
                                        backend=self.backend, num_labels=len(self._names),
                                        feature_shape=self._feature_shape, cache=self.image_cache, memo=memo)
@@ -148,7 +148,7 @@ class Extractor:
         out: list[Prediction] = []
         for start in range(0, len(features), self.max_batch):
             chunk = features[start:start + self.max_batch]
-            with typed(InputError, "cannot batch the features", field="features"):
+            with untyped_errors_as(InputError, "cannot batch the features", field="features"):
                 feeds = self.preprocessor.collate(chunk)
             logits = guarded_run(lambda feeds=feeds: self._backend.logits(feeds), self.backend, len(chunk))
             out += to_predictions(check_logits(logits, len(chunk), len(self._names)), self._names,
@@ -246,7 +246,7 @@ class Extractor:
         self._closed = True
         if self.image_cache is not None:
             self.image_cache.clear()  # the features go with the session
-        with typed(BackendUnavailable, f"{self.backend}: close"):
+        with untyped_errors_as(BackendUnavailable, f"{self.backend}: close"):
             self._backend.close()
 
     def __enter__(self) -> Self:
@@ -287,7 +287,7 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
                                    stages, image_cache_mb)
     check_bundle_folder(path)
     cache_mb = cache_megabytes(image_cache_mb)
-    with typed(BundleError, f"{path}: cannot load the bundle"):
+    with untyped_errors_as(BundleError, f"{path}: cannot load the bundle"):
         return _load(path, backend, precision, threads, device_id, max_batch, self_check, as_limits(limits),
                      stages, cache_mb)
 
@@ -307,7 +307,7 @@ def _load(bundle: Path, backend: str, precision: str, threads: int | None, devic
     except DataError as e:
         raise BundleError(f"{folder}: cannot load the tokenizer ({e})") from None
     preprocessor = Preprocessor.from_manifest(manifest.get("preprocess") or {}, tokenizer, limits)
-    with typed(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
+    with untyped_errors_as(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
         choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id,
                               self_check=self_check, stages=stages)
     limit = int((manifest.get("limits") or {}).get("max_batch") or DEFAULT_MAX_BATCH)

@@ -17,7 +17,7 @@ import numpy as np
 
 from dfma.contract.errors import BundleError
 from dfma.contract.features import Features, Preprocessor
-from dfma.runtime.edge import guarded_run
+from dfma.runtime.api_guards import guarded_run
 from dfma.runtime.image_cache import ImageCache
 
 
