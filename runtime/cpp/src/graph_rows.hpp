@@ -25,7 +25,7 @@ bool is_fused(const nlohmann::json& entry);
 struct StageFiles {
     std::string vision, text;
 };
-/// Graph `key`'s pair when its entry has one whose files the manifest lists, else nothing
+/// Graph `key`'s stage graphs when its entry has them and the manifest lists their files, else nothing
 /// (dfma.contract.graphs.stage_files).
 std::optional<StageFiles> stage_files(const Bundle& b, const std::string& key);
 

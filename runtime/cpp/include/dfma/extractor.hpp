@@ -66,8 +66,8 @@ enum class SelfCheck {
 
 /// Whether the extractor runs a graph whole or as its stage graphs (Python's load(stages=)).
 enum class Stages {
-    automatic,  ///< the pair when the chosen graph's manifest entry has one (`graphs.<key>.stages`), else whole
-    two_stage,  ///< the pair: vision once per distinct image set of a batch, then text; BundleError without one
+    automatic,  ///< the stage graphs where the chosen graph's entry lists them (`graphs.<key>.stages`), else whole
+    two_stage,  ///< the stage graphs: vision once per distinct image set of a batch, then text; else BundleError
     whole,      ///< the whole graph
 };
 
@@ -99,9 +99,9 @@ struct Options {
 struct BundleInfo {
     std::string dir, graph_key, graph_file, graph_reason, preset;  ///< graph_key: the manifest `graphs` key
     std::string cpu_class;  ///< this host's CPU class (dfma/host.hpp), what `auto` compared with the record
-    std::string stages;        ///< what runs: "two-stage" (the pair) or "whole"
+    std::string stages;        ///< what runs: "two-stage" (the stage graphs) or "whole"
     std::string stages_reason; ///< why, e.g. "auto: the stage graphs of model.ort.onnx"
-    std::string vision_file, text_file;  ///< the pair's files (empty when whole)
+    std::string vision_file, text_file;  ///< the stage graphs' files (empty when whole)
     std::vector<std::string> labels;
     int max_batch = 0;     ///< manifest limits.max_batch (0 = no limit); predict_batch splits larger batches
     int num_crops = 3;
