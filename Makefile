@@ -20,10 +20,12 @@ DEMO_BUNDLE := bundles/minilm-mnre
 # the benchmark rows of the demo (eager fp32 always runs; `make bench` and benchmarks/latency.py run them all)
 DEMO_BACKENDS := ort-fused,ort-int8,ort-int8-dynamic,openvino-portable,openvino-int8
 
+# The `cpu` extra: the CPU ONNX Runtime wheel (a GPU host installs '.[gpu,...]' instead, never both; pyproject.toml).
+# PYTHONWARNINGS silences setuptools' notice on every editable install of a package-dir layout (nothing to act on).
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -c constraints.txt -e '.[torch,export,openvino,dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -q -c constraints.txt -e '.[cpu,torch,export,openvino,dev]'
 	$(PIP) install -q --no-deps --target build/trt-stubs -c constraints.txt tensorrt-stubs  # for mypy only (tests/trt_stubs.py)
 	touch $@
 

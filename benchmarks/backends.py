@@ -321,7 +321,7 @@ class Loader:
         label = LABELS.get(key) or f"TensorRT {precision} engine"
         t0 = time.perf_counter()
         if mode == "e2e":  # through the runtime when load() selects this very graph
-            # the whole graph: this row is that graph end to end (benchmarks/traffic.py measures the pairs)
+            # the whole graph: this row is that graph end to end (benchmarks/traffic.py measures the stage graphs)
             extractor = rt.load(self.folder, backend=backend, precision=precision, threads=self.threads,
                                 stages="whole")
             if extractor.describe()["graph"] == file:

@@ -360,6 +360,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "started": started,
         "machine": machine,
         "bundle": {"path": str(folder), "preset": preset_name, "source": manifest.get("model", {}).get("source"),
+                   "checkpoint": manifest.get("model", {}).get("checkpoint"),
                    "bytes": sum(int(f.get("bytes", 0)) for f in manifest.get("files", {}).values()),
                    "graphs": {k: g.get("file") for k, g in manifest.get("graphs", {}).items() if isinstance(g, Mapping)},
                    "eager_weights": loader.eager_note},

@@ -17,6 +17,15 @@ MODE_TITLES = {"model": "model only (prepared input arrays -> logits)",
                "e2e": "end to end (words + spans + JPEG bytes -> predictions, preprocessing included)"}
 
 
+def model_title(bundle: Mapping) -> str:
+    """What a run measured, for titles: the checkpoint by name (``minilm-mnre (checkpoint)``), else the preset
+    (``base (preset, random weights)``); ``bundle`` is a result's ``bundle`` record."""
+    if bundle.get("checkpoint"):
+        return f"{bundle['checkpoint']} (checkpoint)"
+    weights = ", random weights" if bundle.get("source") == "random" else ""
+    return f"{bundle.get('preset')} (preset{weights})"
+
+
 def _fmt(value, spec: str, missing: str = "-") -> str:
     if value is None:
         return missing
@@ -134,7 +143,7 @@ def header(result: Mapping) -> str:
     lines = [(f"machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs"
               + (f", class {m['cpu_class']}" if m.get("cpu_class") else "") + f"), {m.get('memory_gib')} GiB, "
               f"threads {result['settings']['threads']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')}"),
-             (f"bundle: {result['bundle']['path']} (preset {result['bundle']['preset']}, "
+             (f"bundle: {result['bundle']['path']} ({model_title(result['bundle'])}, "
               f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights: {result['bundle'].get('eager_weights')}"),
              (f"GEMM rate (torch {g['fp32']['n']}^3 matmul, same threads): fp32 {g['fp32']['rate'] / 1e9:.0f} GFLOP/s"
               + (f", bf16 {g['bf16']['rate'] / 1e9:.0f} GFLOP/s" if g.get("bf16") else "")
@@ -211,7 +220,7 @@ def plot(result: Mapping, path: Path) -> None:
     axes[0][1].legend(fontsize=8, ncol=2)
     m = result["machine"]
     busy = (m.get("cpu_use_during_run") or {}).get("others_cpu_fraction") or 0
-    fig.suptitle(f"DFMA {result['bundle']['preset']} - {m.get('cpu')}, {result['settings']['threads']} threads "
+    fig.suptitle(f"DFMA {model_title(result['bundle'])} - {m.get('cpu')}, {result['settings']['threads']} threads "
                  f"({result['started'][:10]})"
                  + (f" - other processes used {100 * busy:.0f}% of the CPUs: noisy" if busy > 0.1 else ""), fontsize=10)
     fig.tight_layout()
@@ -240,7 +249,7 @@ def markdown(result: Mapping) -> str:
               f"{s['threads']} threads  "),
              (f"Load: other processes used {100 * use.get('others_cpu_fraction', 0):.0f}% of the CPUs during the run "
               f"(load average {m.get('loadavg_start')} -> {m.get('loadavg_end')})  ") if use else "",
-             (f"Bundle: `{result['bundle']['path']}` (preset {result['bundle']['preset']}, "
+             (f"Bundle: `{result['bundle']['path']}` ({model_title(result['bundle'])}, "
               f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights {result['bundle'].get('eager_weights')}  "),
              (f"GEMM rate measured in the run: fp32 {result['gemm']['fp32']['rate'] / 1e9:.0f} GFLOP/s, "
               f"bf16 {result['gemm']['bf16']['rate'] / 1e9:.0f} GFLOP/s (torch {result['gemm']['fp32']['n']}^3 matmul, "
@@ -291,7 +300,7 @@ def markdown(result: Mapping) -> str:
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
         print("usage: python benchmarks/latency_report.py RESULT.json   (prints the Markdown tables of a run)")
-        sys.exit(2)
+        sys.exit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
     print(markdown(json.loads(Path(sys.argv[1]).read_text())))

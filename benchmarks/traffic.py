@@ -3,7 +3,7 @@
 Requests come grouped by post as in the MNRE validation split (its pairs per image: 1.74 on average, up to
 21), each post with its own JPEG image and crops, through the runtime's whole path (decode, resize,
 tokenize, run). Compared in one interleaved run (post by post, the paths' order rotating every post):
-eager PyTorch fp32, the whole graph and the two-stage pair (vision once per image, text per pair), each at
+eager PyTorch fp32, the whole graph and its stage graphs (vision once per image, text per entity pair), each at
 fp32 and at INT8 (ONNX Runtime, and OpenVINO where installed). Reported per path: throughput (requests/s
 over the time spent in calls), p50/p99 latency per request, speed-up over eager and over the whole graph
 of the same precision and backend, the feature cache's hits, the CPU time other processes took (a run
@@ -33,7 +33,9 @@ import numpy as np  # noqa: E402
 from dfma.benchmarks import backends as bk  # noqa: E402
 from dfma.benchmarks.environment import ensure_bundle, log, machine_info  # noqa: E402
 from dfma.benchmarks.analysis import is_int8  # noqa: E402
+from dfma.benchmarks.latency_report import model_title  # noqa: E402
 from dfma.benchmarks.timing import CpuLoad  # noqa: E402
+from dfma.progress import bar as progress_bar  # noqa: E402
 from dfma.benchmarks.traffic_contenders import DEFAULT_PATHS, PATHS, open_path  # noqa: E402
 from dfma.benchmarks.traffic_workload import (  # noqa: E402
     mnre_posts, pairs_per_post, sample_posts, synthetic_groups,
@@ -129,9 +131,7 @@ def run(args) -> dict:
     busy = {p.key: 0.0 for p in paths}
     logits = {p.key: [] for p in paths}
     load = CpuLoad()
-    from tqdm.auto import tqdm
-
-    for i, post in enumerate(tqdm(timed, desc="posts", unit="post", file=sys.stderr)):
+    for i, post in enumerate(progress_bar(timed, desc="posts", unit="post")):
         order = paths[i % len(paths):] + paths[:i % len(paths)]
         for path in order:
             time.sleep(args.gap_ms / 1000)
@@ -145,7 +145,7 @@ def run(args) -> dict:
     return {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": "python benchmarks/traffic.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "bundle": {"folder": str(folder), "preset": manifest["model"].get("preset"),
-                       "source": manifest["model"].get("source")},
+                       "source": manifest["model"].get("source"), "checkpoint": manifest["model"].get("checkpoint")},
             "machine": {**machine_info(threads), "cpu_use_during_run": others},
             "traffic": {"source": source, "arrival": args.arrival, "seed": args.seed, **pairs_per_post(timed)},
             "settings": {"threads": threads, "warmup_posts": args.warmup, "cache_mb": args.cache_mb,
@@ -256,7 +256,7 @@ def plot(result: dict, path: Path) -> None:
         ax.tick_params(axis="x", rotation=35, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     t, m = result["traffic"], result["machine"]
-    fig.suptitle(f"DFMA {result['bundle']['preset']}: MNRE-like traffic ({t['requests']} requests, {t['mean']} pairs "
+    fig.suptitle(f"DFMA {model_title(result['bundle'])}: MNRE-like traffic ({t['requests']} requests, {t['mean']} pairs "
                  f"per post, arrival {t['arrival']}) - {m.get('cpu')}, {result['settings']['threads']} threads"
                  + (" - DISTURBED" if result["disturbed"] else ""), fontsize=9)
     fig.tight_layout()

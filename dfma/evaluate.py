@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from dfma.progress import bar as progress_bar
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnre"
 
@@ -24,8 +24,8 @@ def predict_dataset(model: torch.nn.Module, dataset, batch_size: int = 64, progr
 
     model.eval()
     gold, pred = [], []
-    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc="evaluating",
-                      unit="batch", disable=not progress, leave=False):
+    for batch in progress_bar(DataLoader(dataset, batch_size=batch_size, collate_fn=collate), desc="evaluating",
+                              unit="batch", enabled=progress):
         gold.append(batch.pop("labels").numpy())
         pred.append(model(**batch).argmax(-1).numpy())
     return np.concatenate(gold), np.concatenate(pred)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm import tqdm
+from dfma.progress import bar as progress_bar
 
 from dfma.checkpoint import META_FILE, save_checkpoint
 from dfma.config import preset
@@ -157,7 +157,7 @@ def train(args: argparse.Namespace) -> dict:
         model.train()
         if cfg.freeze_vision:
             model.vision.eval()
-        bar = tqdm(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", dynamic_ncols=True)
+        bar = progress_bar(loader, desc=f"epoch {epoch}/{args.epochs}", unit="batch", leave=True)
         losses = []
         for batch in bar:
             target = batch.pop("labels")

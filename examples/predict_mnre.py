@@ -28,9 +28,9 @@ def marked(words, head, tail) -> str:
 
 def main(argv: list[str]) -> int:
     """Predict the first N (default 8) non-None validation samples and a couple of None ones."""
-    if not argv:
-        print(__doc__.splitlines()[0], file=sys.stderr)
-        return 2
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__, file=sys.stderr if not argv else sys.stdout)
+        return 0 if argv else 2
     bundle, n = argv[0], int(argv[1]) if len(argv) > 1 else 8
     val = MNRE / "mnre_val.txt"
     if not val.is_file():

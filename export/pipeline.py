@@ -132,7 +132,7 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
     from dfma.export.manifest import base_manifest
     from dfma.export.ort_fusion import ORT_OPSET, fuse_for_ort, require_all_fused
     from dfma.export.validate import parity_cases, require_parity, run_parity
-    from dfma.export.split_graphs import SPLIT_SUFFIX, name_features, pair_of, split_graph, stage_entries
+    from dfma.export.split_graphs import SPLIT_SUFFIX, name_features, split_graph, stage_runner, stage_entries
     from dfma.contract.io_spec import stages_manifest
 
     import numpy as np
@@ -191,11 +191,12 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
             seed = opts.validation_seed if opts.validation_seed is not None else secrets.randbits(31)
             with steps.step(f"validating eager vs both graphs and their two stages at {len(cases)} shapes "
                             f"(seed {seed})"):
-                pairs = {f"{k}{SPLIT_SUFFIX}": pair_of(writer.tmp, g, stages_io, manifest["io"]) for k, g in graphs.items()}
-                parity = run_parity(source.model, {**{k: writer.path(g["file"]) for k, g in graphs.items()}, **pairs},
+                staged = {f"{k}{SPLIT_SUFFIX}": stage_runner(writer.tmp, g, stages_io, manifest["io"])
+                          for k, g in graphs.items()}
+                parity = run_parity(source.model, {**{k: writer.path(g["file"]) for k, g in graphs.items()}, **staged},
                                     cfg, source.special, cases, seed=seed, atol=opts.atol, progress=not opts.quiet,
-                                    whole_of={p: p[:-len(SPLIT_SUFFIX)] for p in pairs})
-                for p in pairs:
+                                    whole_of={p: p[:-len(SPLIT_SUFFIX)] for p in staged})
+                for p in staged:
                     graphs[p[:-len(SPLIT_SUFFIX)]]["stages"]["parity"] = parity.pop(p)
                 manifest["parity"] = parity
                 require_parity(parity, {k: g["file"] for k, g in graphs.items()})

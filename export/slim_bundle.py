@@ -72,14 +72,14 @@ def graphs_for(manifest: Mapping, target: str) -> list[str]:
 def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Path,
                   stages: bool = True) -> tuple[dict, list[str]]:
     """The copy's manifest (``files`` still to be hashed) and the bundle files to copy; ``stages=False``
-    also drops the kept graphs' two-stage pairs."""
+    also drops the kept graphs' stage graphs."""
     dropped = [k for k in manifest["graphs"] if k not in keep]
     dropped_files = set().union(*(entry_files(manifest["graphs"][k]) for k in dropped))
     kept_files = set().union(*(entry_files(manifest["graphs"][k]) for k in keep))
     if not stages:
-        pairs = kept_files - {manifest["graphs"][k]["file"] for k in keep}
-        dropped_files |= pairs
-        kept_files -= pairs
+        stage_graphs = kept_files - {manifest["graphs"][k]["file"] for k in keep}
+        dropped_files |= stage_graphs
+        kept_files -= stage_graphs
     kept_companions = {f for k in keep if k in CATALOGUE for f in CATALOGUE[k].companions}
     # a graph's companion files (the static INT8 ranges, also for re-quantizing it) go unless a kept graph has them
     dropped_files |= {f for r in CATALOGUE.values() if r.key not in keep for f in r.companions} - kept_companions
@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--for", dest="target", choices=TARGETS, default=None, help="deployment target (default cpu)")
     what.add_argument("--keep", default=None, metavar="KEY,...", help="keep exactly these manifest graphs keys")
     p.add_argument("--no-stages", dest="stages", action="store_false",
-                   help="drop the kept graphs' two-stage pairs (vision/text files) too: a deployment that serves "
+                   help="drop the kept graphs' stage graphs (vision/text files) too: a deployment that serves "
                         "whole graphs only, at about half the size")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (atomically, at the end)")
     return p

@@ -21,7 +21,7 @@ from dfma.contract.io_spec import FEATURES_NAME, OUTPUT_NAME, STAGE_INPUTS
 
 SCOPE_KEY = "pkg.torch.onnx.name_scopes"
 FEATURES_SCOPE = "pfe.token_norm"  # the LayerNorm whose reshaped output is the pyramid tokens
-SPLIT_SUFFIX = "/two-stage"  # parity / guard key of a graph's two-stage pair
+SPLIT_SUFFIX = "/two-stage"  # parity / guard key of a graph's stage graphs
 
 
 class StageFile(NamedTuple):
@@ -182,7 +182,7 @@ def stage_entries(parts: Mapping[str, StageFile], folder: Path) -> dict[str, dic
             for stage, p in parts.items()}
 
 
-def pair_of(folder: Path, entry: Mapping, stages_io: Mapping, io: Mapping, *, threads: int | None = None):
+def stage_runner(folder: Path, entry: Mapping, stages_io: Mapping, io: Mapping, *, threads: int | None = None):
     """A :class:`~dfma.backends.two_stage.TwoStage` of ONNX Runtime CPU runners on a graph entry's stages."""
     from dfma.backends.ort_runner import OrtRunner
     from dfma.backends.two_stage import TwoStage

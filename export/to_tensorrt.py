@@ -22,6 +22,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dfma.contract.errors import BackendUnavailable, DFMAError  # noqa: E402
+from dfma.help_format import DefaultsOnceFormatter  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = BuildOptions()
     p = argparse.ArgumentParser(prog="python export/to_tensorrt.py", description=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsOnceFormatter)
     p.add_argument("bundle", type=Path, help="bundle folder (updated in place, atomically)")
     p.add_argument("--precision", choices=ENGINE_PRECISIONS, default=d.precision,
                    help="which ONNX graph to compile; the precision is the graph's own (strongly typed)")

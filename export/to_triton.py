@@ -1,9 +1,9 @@
 """Turn a DFMA bundle into a Triton Inference Server model repository: ``python export/to_triton.py BUNDLE --out REPO``.
 
-Writes the network as two ``onnxruntime_onnx`` models, ``vision`` and ``text`` (the graph's two-stage pair,
+Writes the network as two ``onnxruntime_onnx`` models, ``vision`` and ``text`` (the graph's stage graphs,
 cut at ``image_features``, each with its own dynamic batcher, so that the image encoder batches across
-clients), or with ``--layout whole`` (and where the graph has no pair) as one ``onnxruntime_onnx`` model;
-a ``tensorrt_plan`` model (whole: engines have no pair) with ``--kind gpu`` where the bundle holds an
+clients), or with ``--layout whole`` (and where the graph has no stage graphs) as one ``onnxruntime_onnx`` model;
+a ``tensorrt_plan`` model (whole: engines have no stage graphs) with ``--kind gpu`` where the bundle holds an
 engine; two Python-backend models that run the runtime's own preprocessing and postprocessing
 (``dfma.runtime``); and an ensemble that takes raw requests (words, spans, image bytes) and returns the
 relation label and its probability (the same interface in both layouts). Every ``config.pbtxt`` is
@@ -59,7 +59,7 @@ class TritonOptions:
     engine: str | None = None
     pad_to_max_length: bool = True
     force: bool = False
-    layout: str | None = None  # default: two-stage where the served graph has a pair, else whole
+    layout: str | None = None  # default: two-stage where the served graph has stage graphs, else whole
     vision_queue_delay_us: int | None = None  # default: VISION_DELAY_FACTOR x queue_delay_us
 
 
@@ -140,25 +140,25 @@ def check_graph_io(path: Path, io: dict, section: str = "io") -> None:
 
 
 def choose_layout(manifest: dict, graph: str, layout: str | None, notes: list[str]) -> dict[str, str] | None:
-    """``{stage: file}`` of ``graph``'s two-stage pair for the two-stage layout, None for the whole one.
+    """``{stage: file}`` of ``graph``'s stage graphs for the two-stage layout, None for the whole one.
 
-    ``layout`` None: two-stage where the manifest lists the pair (``graphs.<key>.stages``), else whole.
-    ExportError for ``two-stage`` on a graph without a pair.
+    ``layout`` None: two-stage where the manifest lists its stage graphs (``graphs.<key>.stages``), else whole.
+    ExportError for ``two-stage`` on a graph without stage graphs.
     """
     from dfma.contract.graphs import stage_files
 
     keys = [k for k, g in manifest["graphs"].items() if isinstance(g, dict) and g.get("file") == graph]
-    pair = stage_files(manifest, keys[0]) if keys else None
+    staged = stage_files(manifest, keys[0]) if keys else None
     if layout == WHOLE:
         return None
-    if pair is None:
+    if staged is None:
         if layout == TWO_STAGE:
             where = f"graphs.{keys[0]}.stages" if keys else "graphs"
-            raise ExportError(f"--layout two-stage: {graph} has no two-stage pair (manifest.json {where} lists no "
+            raise ExportError(f"--layout two-stage: {graph} has no stage graphs (manifest.json {where} lists no "
                               "vision and text files); use --layout whole, or re-export the bundle")
-        notes.append(f"layout whole: {graph} has no two-stage pair in the manifest")
+        notes.append(f"layout whole: {graph} has no stage graphs in the manifest")
         return None
-    return pair
+    return staged
 
 
 def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tuple[str, Mapping] | None:
@@ -224,16 +224,16 @@ def write_network(root: Path, bundle, opts: TritonOptions, max_batch: int, resul
     onnx_files = {g["file"] for g in manifest["graphs"].values() if str(g["file"]).endswith(".onnx")}
     if graph not in onnx_files:
         raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
-    pair = choose_layout(manifest, graph, opts.layout, result.notes)
-    result.layout = WHOLE if pair is None else TWO_STAGE
+    staged = choose_layout(manifest, graph, opts.layout, result.notes)
+    result.layout = WHOLE if staged is None else TWO_STAGE
     parts: list[tuple[str, str, dict, str, dict | None]]  # model, bundle file, io, manifest section, batching
-    if pair is None:
+    if staged is None:
         parts = [(f"{n}_onnx", graph, manifest["io"], "io", None)]
     else:
         stages = tc.stages_io(manifest)
         vision_delay = (VISION_DELAY_FACTOR * opts.queue_delay_us if opts.vision_queue_delay_us is None
                         else opts.vision_queue_delay_us)
-        parts = [(f"{n}_{s}", pair[s], stages[s], f"stages.{s}",
+        parts = [(f"{n}_{s}", staged[s], stages[s], f"stages.{s}",
                   tc.stage_batching(s, max_batch, opts.queue_delay_us, vision_delay)) for s in STAGES]
     for name, file, io, section, batching in parts:
         check_graph_io(bundle.path(file), io, section)
@@ -303,7 +303,7 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
             trt_ensemble, io, num_labels=len(labels), max_batch=min(max_batch, engine_max),
             preprocess=pre, networks=[(plan, entry.get("io") or io)], postprocess=post))
         result.models += [trt_ensemble, plan]
-        result.notes.append(f"{trt_ensemble} serves the engine whole (TensorRT engines have no two-stage pair)")
+        result.notes.append(f"{trt_ensemble} serves the engine whole (TensorRT engines have no stage graphs)")
 
 
 def validate_repository(root: Path) -> bool:
@@ -359,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=LAYOUTS, default=None,
                    help="two-stage: the graph's vision and text stages as two models, each dynamically batched "
                         "(the image encoder batches across clients); whole: the graph as one model. Default: "
-                        "two-stage where the graph has a pair in the manifest, else whole. TensorRT engines "
+                        "two-stage where the graph has stage graphs in the manifest, else whole. TensorRT engines "
                         "are always whole")
     p.add_argument("--vision-queue-delay-us", type=int, default=None, metavar="US",
                    help=f"two-stage: the vision model's max_queue_delay_microseconds (default "

@@ -9,7 +9,6 @@ A graph passes when ``max_abs_error <= atol`` and top-1 agreement is 1.0 at ever
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,12 +17,13 @@ import numpy as np
 from dfma.export.random_feeds import MIN_LENGTH, random_inputs
 
 from dfma.contract.errors import ExportError
+from dfma.progress import bar as progress_bar
 
 CASE_FIELDS = ("max_abs_error", "max_rel_error", "top1_agreement")
 VALIDATION_BATCHES = (1, 3, 7)
 VALIDATION_LENGTHS = (8, 33)  # plus the maximum length
 DEFAULT_ATOL = 1e-4
-SPLIT_ATOL = 1e-5  # a two-stage pair against its whole graph: the same nodes, so only fusion across the cut differs
+SPLIT_ATOL = 1e-5  # stage graphs against their whole graph: the same nodes, so only fusion across the cut differs
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,10 @@ def run_parity(model, graphs: Mapping[str, Path | object], cfg, special: dict[st
                whole_of: Mapping[str, str] | None = None, split_atol: float = SPLIT_ATOL) -> dict[str, dict]:
     """Validate every graph against the eager model on every case; returns the manifest ``parity`` section.
 
-    ``graphs`` values are graph files (run on ONNX Runtime CPU) or runners (a two-stage pair). ``whole_of``
-    maps such a pair's key to its whole graph's key: the pair is then also compared with the whole graph
+    ``graphs`` values are graph files (run on ONNX Runtime CPU) or runners (stage graphs). ``whole_of``
+    maps such a runner's key to its whole graph's key: the stage graphs are then also compared with the whole graph
     on the same feeds (``vs_whole``) and passes only within ``split_atol`` of it as well.
     """
-    from tqdm.auto import tqdm
-
     from dfma.backends.compare import compare
     from dfma.backends.ort_runner import OrtRunner
     from dfma.model.runner import EagerRunner
@@ -75,8 +73,7 @@ def run_parity(model, graphs: Mapping[str, Path | object], cfg, special: dict[st
     runners = {key: _open(OrtRunner(g) if isinstance(g, (str, Path)) else g) for key, g in graphs.items()}
     per_case: dict[str, list[dict]] = {key: [] for key in graphs}
     rng = np.random.default_rng(seed)
-    bar = tqdm(cases, desc="validating", unit="shape", disable=not progress, leave=False,
-               file=os.sys.stderr)
+    bar = progress_bar(cases, desc="validating", unit="shape", enabled=progress)
     for case in bar:
         bar.set_postfix_str(f"batch {case.batch} len {case.length} {'crops' if case.crops else 'no crops'}")
         feeds = random_inputs(cfg, special, case.batch, case.length, crops=case.crops, rng=rng)

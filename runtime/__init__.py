@@ -10,7 +10,22 @@
 
 See ``runtime/README.md`` and ``python -m dfma.runtime --help``.
 """
-from dfma.contract.errors import BackendUnavailable, BundleError, DFMAError, ImageError, InputError
+import importlib.util
+
+from dfma.contract.errors import BackendUnavailable, BundleError, DFMAError, ImageError, InputError, OnnxRuntimeMissing
+
+
+def _onnxruntime_installed() -> bool:
+    """Whether an ``onnxruntime`` module can be found (found, not imported: the backends import it)."""
+    try:
+        return importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):  # blocked, or a None left in sys.modules by a failed import
+        return False
+
+
+if not _onnxruntime_installed():
+    raise OnnxRuntimeMissing("dfma.runtime needs ONNX Runtime: pip install 'dfma[cpu]' (CPU) or 'dfma[gpu]' "
+                             "(NVIDIA GPU), one of the two")
 from dfma.contract.limits import Limits
 from dfma.contract.prediction import Prediction
 from dfma.contract.samples import ImageFolders, Sample, as_sample

@@ -8,10 +8,10 @@ accuracy guard, fastest first, fp32 last), checking an INT8 graph on the golden 
 another class than the one it was measured on (``dfma.runtime.self_check``); on a GPU backend it is the
 recorded GPU default, else fp32.
 
-``stages``: ``auto`` serves the chosen graph's two-stage pair (``vision`` + ``text`` files of its manifest
+``stages``: ``auto`` serves the chosen graph's stage graphs (``vision`` + ``text`` files of its manifest
 entry, :func:`dfma.contract.graphs.stage_files`) when the bundle has one, built with the same registry row
 as the whole graph, each stage checked against ``manifest.stages.<stage>``; else (a TensorRT engine, a bundle
-from before two-stage export) the whole graph. ``two-stage`` requires the pair (BundleError naming the
+from before two-stage export) the whole graph. ``two-stage`` requires the stage graphs (BundleError naming the
 graph); ``whole`` always runs the whole graph.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dfma.contract.graphs import (
     stage_files,
 )
 from dfma.host import host_info, same_class
-from dfma.runtime.edge import STAGE_MODES
+from dfma.runtime.api_guards import STAGE_MODES
 from dfma.runtime.self_check import SELF_CHECK, auto_open
 
 log = logging.getLogger("dfma.runtime")
@@ -57,13 +57,13 @@ class Choice:
     precision: str
     precision_reason: str
     skipped: list[str] = field(default_factory=list)
-    file: str = ""  # the whole graph's file (what the pair was cut from, when two-stage)
-    stage_files: dict[str, str] | None = None  # {"vision": file, "text": file} when the pair runs
+    file: str = ""  # the whole graph's file (what the stage graphs were cut from, when two-stage)
+    stage_files: dict[str, str] | None = None  # {"vision": file, "text": file} when the stage graphs run
     stages_reason: str = ""
 
     @property
     def stages(self) -> str:
-        """``two-stage`` when the pair runs, else ``whole``."""
+        """``two-stage`` when the stage graphs run, else ``whole``."""
         return TWO_STAGE if self.stage_files else WHOLE
 
 
@@ -88,26 +88,26 @@ def _candidates(manifest: Mapping, backend: str) -> tuple[list[BackendSpec], lis
     return [row], []
 
 
-def _pair_files(bundle: Bundle, key: str) -> tuple[dict[str, str] | None, str]:
-    """``({stage: file}, "")`` of graph ``key``'s two-stage pair, or ``(None, why there is none)``."""
+def _stage_files_of(bundle: Bundle, key: str) -> tuple[dict[str, str] | None, str]:
+    """``({stage: file}, "")`` of graph ``key``'s stage graphs, or ``(None, why there are none)``."""
     manifest = bundle.manifest
     entry = manifest["graphs"][key]
     if is_engine(entry):
-        return None, f"{key}: a TensorRT engine has no two-stage pair"
+        return None, f"{key}: a TensorRT engine has no stage graphs"
     files = stage_files(manifest, key)
     if files is None:
-        return None, f"graph {key!r} ({entry.get('file')}) has no two-stage pair in the bundle (graphs.{key}.stages)"
+        return None, f"graph {key!r} ({entry.get('file')}) has no stage graphs in the bundle (graphs.{key}.stages)"
     io = manifest.get("stages")
     if not isinstance(io, Mapping) or not all(isinstance(io.get(s), Mapping) for s in STAGES):
         return None, f"graph {key!r} has stage files but the manifest has no stages.vision / stages.text io"
     return files, ""
 
 
-def _build_pair(bundle: Bundle, spec: BackendSpec, row: GraphKind, entry: Mapping, files: Mapping[str, str], *,
-                threads: int | None, device_id: int) -> TwoStage:
+def _build_stages(bundle: Bundle, spec: BackendSpec, row: GraphKind, entry: Mapping, files: Mapping[str, str], *,
+                  threads: int | None, device_id: int) -> TwoStage:
     """A :class:`TwoStage` of two runners of registry row ``spec`` on the stage files (not opened). ONNX
     Runtime's stage sessions do not spin between runs: with two thread pools on the same cores, the idle
-    one's spinning cost the other a third of its speed (measured on base, 2 cores: a post of one pair 292 ms
+    one's spinning cost the other a third of its speed (measured on base, 2 cores: a post of one entity pair 292 ms
     with spinning, 203 ms without)."""
     stages_io = bundle.manifest["stages"]
     runners = [spec.build(bundle.path(files[s]), io=stages_io[s], graph=dataclasses.replace(row, file=files[s]),
@@ -119,17 +119,17 @@ def _open_graph(bundle: Bundle, spec: BackendSpec, key: str, row: GraphKind, sta
                 device_id: int) -> tuple[Any, dict[str, str] | None, str]:
     """``(opened runner, stage files or None, stages reason)`` of one graph in the ``stages`` mode."""
     entry = bundle.manifest["graphs"][key]
-    files, why = _pair_files(bundle, key) if stages != WHOLE else (None, "stages='whole' asked for")
+    files, why = _stage_files_of(bundle, key) if stages != WHOLE else (None, "stages='whole' asked for")
     if stages == TWO_STAGE and files is None:
         raise BundleError(f"stages='two-stage': {why}; use stages='auto' or 'whole'", field=f"graphs.{key}.stages")
     if files is not None:
         try:
-            pair = _build_pair(bundle, spec, row, entry, files, threads=threads, device_id=device_id)
-            return pair.open(), dict(files), f"{stages}: the two-stage pair of {entry['file']}"
+            staged = _build_stages(bundle, spec, row, entry, files, threads=threads, device_id=device_id)
+            return staged.open(), dict(files), f"{stages}: the stage graphs of {entry['file']}"
         except BundleError as e:
             if stages == TWO_STAGE:
                 raise
-            why = f"its two-stage pair does not load ({e})"
+            why = f"its stage graphs do not load ({e})"
             log.warning("dfma.runtime: %s: %s; serving the whole graph", spec.name, why)
     runner = spec.build(bundle.path(entry["file"]), io=bundle.manifest["io"], graph=row, entry=entry,
                         threads=threads, device_id=device_id)
@@ -164,7 +164,7 @@ def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], p
             opened[key] = (files, reason)
         return runner, key
     if len(failures) == 1 and str(failures[0].field or "").endswith(".stages"):
-        raise failures[0]  # the one graph of that precision has no pair: say so as it is
+        raise failures[0]  # the one graph of that precision has no stage graphs: say so as it is
     raise BundleError(f"no {precision} graph loads on {spec.name}: " + "; ".join(map(str, failures)))
 
 
@@ -172,7 +172,7 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
                  device_id: int = 0, self_check: str = "auto", stages: str = "auto") -> Choice:
     """Open the requested backend on the graph of the requested precision; returns the :class:`Choice`.
 
-    ``stages`` (module doc): ``auto`` (the graph's two-stage pair when it has one), ``two-stage`` or ``whole``.
+    ``stages`` (module doc): ``auto`` (the graph's stage graphs when it has them), ``two-stage`` or ``whole``.
 
     ``precision="auto"`` walks the bundle's ranked defaults with :func:`dfma.runtime.self_check.auto_open`
     (``self_check``: ``auto`` checks a graph on the golden set where this CPU is of another class than its

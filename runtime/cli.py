@@ -21,8 +21,8 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, NoReturn
 
+from dfma.runtime.api_guards import STAGE_MODES, request_error
 from dfma.runtime.backend_choice import BACKEND_NAMES
-from dfma.runtime.edge import STAGE_MODES, request_error
 from dfma.runtime.extractor import Extractor, load
 from dfma.runtime.line_source import check_input
 from dfma.runtime.output_file import OutputFile, check_output
@@ -301,10 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     _limit_flags(common)
     serve = _Parser(add_help=False)
     serve.add_argument("--stages", default="auto", choices=STAGE_MODES,
-                       help="auto (default): the graph's two-stage pair when the bundle has one (each image "
-                            "encoded once), else the whole graph; two-stage: require the pair; whole")
+                       help="auto (default): the graph's stage graphs when the bundle has them (each image "
+                            "encoded once), else the whole graph; two-stage: require them; whole")
     serve.add_argument("--image-cache-mb", type=float, default=None, metavar="MB",
-                       help="cache image features across lines, at most MB MiB (with the two-stage pair)")
+                       help="cache image features across lines, at most MB MiB (with the stage graphs)")
     io = _Parser(add_help=False)
     io.add_argument("--input", required=True, help="MNRE annotation file or JSON lines ('-': stdin; a pipe works)")
     io.add_argument("--format", default="auto", choices=FORMATS)

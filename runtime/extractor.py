@@ -1,10 +1,10 @@
 """The extractor hosts embed: ``load(bundle)`` -> ``predict(sample)`` / ``predict_batch(samples)`` /
 ``predict_pairs(sentence, entities)``.
 
-One extractor holds one backend session (the whole graph, or its two-stage pair: each distinct image
+One extractor holds one backend session (the whole graph, or its stage graphs: each distinct image
 encoded once per call, :mod:`dfma.runtime.staged_run`), one stateless preprocessor and an optional bounded
 feature cache (:mod:`dfma.runtime.image_cache`); it can be shared by any number of threads. A bad request raises a typed error (InputError / ImageError naming the field) and leaves the
-extractor ready for the next one: every public call goes through :mod:`dfma.runtime.edge`, so nothing
+extractor ready for the next one: every public call goes through :mod:`dfma.runtime.api_guards`, so nothing
 but InputError, ImageError, BundleError or BackendUnavailable escapes it. The work of one request is
 bounded by :class:`dfma.contract.limits.Limits` (``load(..., limits=)``).
 """
@@ -17,17 +17,17 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from dfma.runtime.backend_choice import Choice, open_backend
-from dfma.runtime.decoded_images import DecodedImages
-from dfma.runtime.edge import (
+from dfma.runtime.api_guards import (
     batch_list,
     cache_megabytes,
     check_bundle_folder,
     check_load_args,
     guarded_prepare,
     guarded_run,
-    typed,
+    untyped_errors_as,
 )
+from dfma.runtime.backend_choice import Choice, open_backend
+from dfma.runtime.decoded_images import DecodedImages
 from dfma.runtime.entity_pairs import ALL, PairRequest, check_pair_request, pair_field, pair_samples
 from dfma.runtime.image_cache import ImageCache
 from dfma.runtime.staged_run import check_logits, staged_logits
@@ -67,7 +67,7 @@ class Extractor:
         self._names = labels.names
         self._closed = False
         self._description: dict | None = None
-        self.image_cache = image_cache if choice.stage_files else None  # features exist only with the pair
+        self.image_cache = image_cache if choice.stage_files else None  # features exist only with the stage graphs
         shape = ((manifest.get("stages") or {}).get("features") or {}).get("shape") or []
         self._feature_shape = tuple(shape[1:]) if shape and all(isinstance(d, int) for d in shape[1:]) else None
 
@@ -87,7 +87,7 @@ class Extractor:
 
     @property
     def stages(self) -> str:
-        """``two-stage`` (the graph's vision + text pair runs, each distinct image encoded once) or ``whole``."""
+        """``two-stage`` (the graph's vision + text stage graphs run, each distinct image encoded once) or ``whole``."""
         return self._choice.stages
 
     @property
@@ -100,7 +100,7 @@ class Extractor:
         after :meth:`close` the last description, with ``closed`` true."""
         if self._closed and self._description is not None:
             return {**self._description, "closed": True}
-        with typed(BackendUnavailable, f"{self.backend}: describe"):
+        with untyped_errors_as(BackendUnavailable, f"{self.backend}: describe"):
             info = self._backend.describe()
         stages = {"mode": self.stages, "files": dict(self._choice.stage_files or {}) or None,
                   "reason": self._choice.stages_reason}
@@ -124,7 +124,7 @@ class Extractor:
     def run(self, features: Sequence[Features]) -> list[Prediction]:
         """Predictions for prepared samples, in chunks of ``max_batch``, each padded to its longest row.
 
-        With the two-stage pair, each distinct image set (same pixels in the same slots) of ``features``
+        With the stage graphs, each distinct image set (same pixels in the same slots) of ``features``
         runs the vision stage once (or comes from the image cache), then every row the text stage.
         """
         return self._run(features)
@@ -139,7 +139,7 @@ class Extractor:
         if not features:
             return []
         if self._choice.stage_files:
-            with typed(InputError, "cannot batch the features", field="features"):
+            with untyped_errors_as(InputError, "cannot batch the features", field="features"):
                 logits = staged_logits(self._backend, self.preprocessor, features, max_batch=self.max_batch,
                                        backend=self.backend, num_labels=len(self._names),
                                        feature_shape=self._feature_shape, cache=self.image_cache, memo=memo)
@@ -147,7 +147,7 @@ class Extractor:
         out: list[Prediction] = []
         for start in range(0, len(features), self.max_batch):
             chunk = features[start:start + self.max_batch]
-            with typed(InputError, "cannot batch the features", field="features"):
+            with untyped_errors_as(InputError, "cannot batch the features", field="features"):
                 feeds = self.preprocessor.collate(chunk)
             logits = guarded_run(lambda feeds=feeds: self._backend.logits(feeds), self.backend, len(chunk))
             out += to_predictions(check_logits(logits, len(chunk), len(self._names)), self._names,
@@ -223,7 +223,7 @@ class Extractor:
         (every ordered pair head != tail: (0, 1), (0, 2), ..., (1, 0), ...) or a list of ``[head_index,
         tail_index]``, at most ``limits.max_batch_requests``. Each Prediction's ``id`` is ``(head_index,
         tail_index)``, or ``(id, head_index, tail_index)`` when ``id`` is given. The image and crops are decoded
-        once (and, with the two-stage pair, encoded once); the pairs run batched. Every check comes first:
+        once (and, with the stage graphs, encoded once); the pairs run batched. Every check comes first:
         InputError / ImageError naming ``sentence``, ``entities``, ``entities[i]``, ``pairs``, ``pairs[k]``,
         ``image`` or ``crops``.
         """
@@ -245,7 +245,7 @@ class Extractor:
         self._closed = True
         if self.image_cache is not None:
             self.image_cache.clear()  # the features go with the session
-        with typed(BackendUnavailable, f"{self.backend}: close"):
+        with untyped_errors_as(BackendUnavailable, f"{self.backend}: close"):
             self._backend.close()
 
     def __enter__(self) -> Self:
@@ -275,10 +275,10 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
     ``threads``: ONNX Runtime intra-op threads (None: its default). ``max_batch``: rows per run
     (default: the manifest's ``limits.max_batch``). ``limits``: the request limits
     (:class:`dfma.contract.limits.Limits`, or a mapping of the fields to change; default its defaults).
-    ``stages``: ``auto`` (default) serves the chosen graph's two-stage pair (vision + text, cut from it node for
-    node) when the bundle has one, else the whole graph (TensorRT engines: whole); ``two-stage`` requires the
-    pair (BundleError naming the graph); ``whole`` runs the whole graph. ``image_cache_mb``: with the pair, an
-    LRU of image features of at most that many MiB shared by every call (None: no cache).
+    ``stages``: ``auto`` (default) serves the chosen graph's stage graphs (vision + text, cut from it node for
+    node) when the bundle has them, else the whole graph (TensorRT engines: whole); ``two-stage`` requires the
+    stage graphs (BundleError naming the graph); ``whole`` runs the whole graph. ``image_cache_mb``: with the
+    stage graphs, an LRU of image features of at most that many MiB shared by every call (None: no cache).
     Every file hash is verified first; raises InputError (an argument of the wrong type or range),
     BundleError (missing file, hash mismatch, bad manifest) or BackendUnavailable.
     """
@@ -286,7 +286,7 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
                                    stages, image_cache_mb)
     check_bundle_folder(path)
     cache_mb = cache_megabytes(image_cache_mb)
-    with typed(BundleError, f"{path}: cannot load the bundle"):
+    with untyped_errors_as(BundleError, f"{path}: cannot load the bundle"):
         return _load(path, backend, precision, threads, device_id, max_batch, self_check, as_limits(limits),
                      stages, cache_mb)
 
@@ -306,7 +306,7 @@ def _load(bundle: Path, backend: str, precision: str, threads: int | None, devic
     except DataError as e:
         raise BundleError(f"{folder}: cannot load the tokenizer ({e})") from None
     preprocessor = Preprocessor.from_manifest(manifest.get("preprocess") or {}, tokenizer, limits)
-    with typed(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
+    with untyped_errors_as(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
         choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id,
                               self_check=self_check, stages=stages)
     limit = int((manifest.get("limits") or {}).get("max_batch") or DEFAULT_MAX_BATCH)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dfma.runtime.edge import request_error
+from dfma.runtime.api_guards import request_error
 from dfma.runtime.entity_pairs import PairRequest, pair_request
 from dfma.runtime.line_source import count_lines, read_lines
 

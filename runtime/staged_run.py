@@ -1,4 +1,4 @@
-"""Rows through a two-stage pair, each distinct image set encoded once.
+"""Rows through the stage graphs (vision, then text), each distinct image set encoded once.
 
 Rows are grouped by :func:`image_digest` (blake2b of the pixels of the present image slots and the
 ``image_mask``; absent slots do not count). The vision stage runs once per distinct image set, batched in
@@ -17,7 +17,7 @@ import numpy as np
 
 from dfma.contract.errors import BundleError
 from dfma.contract.features import Features, Preprocessor
-from dfma.runtime.edge import guarded_run
+from dfma.runtime.api_guards import guarded_run
 from dfma.runtime.image_cache import ImageCache
 
 
@@ -35,7 +35,7 @@ def image_digest(pixel_values: np.ndarray, image_mask: np.ndarray) -> bytes:
 
 
 def row_digests(features: Sequence[Features]) -> list[bytes]:
-    """:func:`image_digest` of every row; rows sharing the same arrays (one post, many pairs) hash once."""
+    """:func:`image_digest` of every row; rows sharing the same arrays (one post, many entity pairs) hash once."""
     seen: dict[tuple[int, int], bytes] = {}
     out = []
     for f in features:

@@ -425,3 +425,11 @@ def test_op_profile_runs_on_a_bundle(tiny_bundle):
                           cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "op type" in proc.stdout and "MultiHeadAttention" in proc.stdout
+
+
+def test_titles_name_the_checkpoint_or_the_preset():
+    """The demo's plot is titled by the checkpoint it served (minilm-mnre), not by its architecture preset."""
+    assert report.model_title({"preset": "tiny", "source": "checkpoint", "checkpoint": "minilm-mnre"}) \
+        == "minilm-mnre (checkpoint)"
+    assert report.model_title({"preset": "base", "source": "random"}) == "base (preset, random weights)"
+    assert report.model_title({"preset": "tiny", "source": "checkpoint"}) == "tiny (preset)"  # an older result

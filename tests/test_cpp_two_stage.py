@@ -108,7 +108,7 @@ def python_whole(tiny_bundle, requests) -> tuple[str, np.ndarray]:
 
 def test_info_says_which_path_runs(cli, tiny_bundle):
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
-    assert "stages" in manifest and all("stages" in g for g in manifest["graphs"].values()), "the exporter wrote no pairs"
+    assert "stages" in manifest and all("stages" in g for g in manifest["graphs"].values()), "the exporter wrote no stage graphs"
     for stages, want in (("auto", "two-stage"), ("two-stage", "two-stage"), ("whole", "whole")):
         proc = _run([cli, "info", "--bundle", tiny_bundle, "--graph", "fp32", "--stages", stages], timeout=300)
         assert proc.returncode == 0, proc.stderr
@@ -117,7 +117,7 @@ def test_info_says_which_path_runs(cli, tiny_bundle):
         entry = manifest["graphs"][info["graph"]]
         if want == "two-stage":  # the Python runtime's reasons (runtime/backend_choice.py)
             assert info["stage_files"] == {s: entry["stages"][s]["file"] for s in ("vision", "text")}
-            assert info["stages_reason"] == f"{stages}: the two-stage pair of {entry['file']}"
+            assert info["stages_reason"] == f"{stages}: the stage graphs of {entry['file']}"
         else:
             assert info["stage_files"] is None and info["stages_reason"] == "stages='whole' asked for"
     proc = _run([cli, "info", "--bundle", tiny_bundle, "--stages", "both"], timeout=60)

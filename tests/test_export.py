@@ -104,7 +104,7 @@ def _in_attention_block(node) -> bool:
 def test_bundle_has_exactly_the_contract_files(exported, manifest):
     bundle = exported[0]
     graphs = ["model.onnx", "model.ort.onnx", "model.vision.onnx", "model.text.onnx", "model.ort.vision.onnx",
-              "model.ort.text.onnx"]  # each whole graph and its two-stage pair
+              "model.ort.text.onnx"]  # each whole graph and its stage graphs
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
         ["manifest.json", "manifest.sha256", *graphs, "tokenizer.json", "vocab.txt", "golden.safetensors"])
     assert set(manifest["files"]) == {*graphs, "tokenizer.json", "vocab.txt", "golden.safetensors"}

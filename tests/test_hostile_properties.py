@@ -12,7 +12,7 @@ import zlib
 
 import numpy as np
 import pytest
-from dfma.runtime.edge import guarded_prepare
+from dfma.runtime.api_guards import guarded_prepare
 from dfma.runtime.request_file import _parse
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -39,7 +39,7 @@ def test_targets_are_judged_only_from_an_undisturbed_run():
             _row("two-stage-openvino-int8", "two-stage", "int8", 6.0, 1.5)]
     quiet = traffic._targets(rows, disturbed=False)
     assert [t["status"] for t in quiet] == ["met", "met"]
-    assert quiet[1]["path"] == "two-stage-openvino-int8"  # the best INT8 pair
+    assert quiet[1]["path"] == "two-stage-openvino-int8"  # the best INT8 stage graphs
     noisy = traffic._targets(rows, disturbed=True)
     assert [t["status"] for t in noisy] == ["unmeasured (disturbed)"] * 2
     missed = traffic._targets([_row("two-stage-fp32", "two-stage", "fp32", 1.2, 1.1)], disturbed=False)
@@ -48,22 +48,22 @@ def test_targets_are_judged_only_from_an_undisturbed_run():
 
 @pytest.mark.parametrize("arrival", ["post", "request"])
 def test_a_run_on_the_tiny_bundle(tiny_bundle, tmp_path, arrival):
-    """A real run: every path opens, the pair's logits equal the whole graph's, JSON and plot written."""
+    """A real run: every path opens, the stage graphs' logits equal the whole graph's, JSON and plot written."""
     code = traffic.main(["--bundle", str(tiny_bundle), "--posts", "4", "--warmup", "1", "--arrival", arrival,
                          "--paths", "eager,whole-fp32,two-stage-fp32", "--out", str(tmp_path), "--name", "t"])
     assert code == 0
     result = json.loads((tmp_path / "t.json").read_text())
     rows = {r["key"]: r for r in result["rows"]}
     assert set(rows) == {"eager", "whole-fp32", "two-stage-fp32"} and not result["skipped"]
-    pair = rows["two-stage-fp32"]
-    assert pair["max_abs_vs_whole"] <= 1e-5
+    staged = rows["two-stage-fp32"]
+    assert staged["max_abs_vs_whole"] <= 1e-5
     if rows["eager"]["weights"].startswith("random"):  # the fixture's weights are not a checkpoint eager can load
-        assert "top1_vs_eager" not in pair
+        assert "top1_vs_eager" not in staged
     else:
-        assert pair["top1_vs_eager"] == 1.0
-    assert pair["requests"] == rows["eager"]["requests"] == result["traffic"]["requests"]
-    assert pair["vs_whole"] > 0 and pair["throughput_rps"] > 0 and pair["p99_ms"] >= pair["p50_ms"]
-    cache = pair["image_cache"]
+        assert staged["top1_vs_eager"] == 1.0
+    assert staged["requests"] == rows["eager"]["requests"] == result["traffic"]["requests"]
+    assert staged["vs_whole"] > 0 and staged["throughput_rps"] > 0 and staged["p99_ms"] >= staged["p50_ms"]
+    cache = staged["image_cache"]
     assert cache["misses"] == result["traffic"]["posts"] + 1  # one per post (the warm-up post too)
     if arrival == "request":  # later pairs of a post hit the cache (the warm-up post's too)
         assert cache["hits"] >= result["traffic"]["requests"] - result["traffic"]["posts"]

@@ -40,7 +40,7 @@ from dfma.contract.manifest_digest import write_digest
 
 @pytest.fixture(scope="module")
 def repo(tiny_bundle, tmp_path_factory):  # noqa: F811
-    """The default layout: two-stage (the tiny bundle's graphs all have a pair)."""
+    """The default layout: two-stage (the tiny bundle's graphs all have stage graphs)."""
     out = tmp_path_factory.mktemp("triton") / "repo"
     proc = build_repo(tiny_bundle, out, "--max-batch", "8", "--instances", "2")
     assert proc.returncode == 0, proc.stderr
@@ -118,7 +118,7 @@ def test_two_stage_configs_match_the_manifest_stages(repo, tiny_bundle):  # noqa
         _assert_tensors(net.output, manifest["stages"][stage]["outputs"])
         assert net.HasField("dynamic_batching"), stage
         assert [(g.count, pb2.ModelInstanceGroup.Kind.Name(g.kind)) for g in net.instance_group] == [(2, "KIND_CPU")]
-        stage_file = manifest["graphs"]["ort"]["stages"][stage]["file"]  # the CPU choice: the fused graph's pair
+        stage_file = manifest["graphs"]["ort"]["stages"][stage]["file"]  # the CPU choice: the fused graph's stage graphs
         assert (repo / f"dfma_{stage}" / "1" / "model.onnx").read_bytes() == (tiny_bundle / stage_file).read_bytes()
     vision, text = configs["dfma_vision"].dynamic_batching, configs["dfma_text"].dynamic_batching
     assert list(vision.preferred_batch_size) == [4, 8] and vision.max_queue_delay_microseconds == 4000
@@ -163,19 +163,19 @@ def test_vision_queue_delay_and_graph_choose_the_stage_models(tiny_bundle, tmp_p
     assert bad.returncode == 2 and "--layout" in bad.stderr and not (tmp_path / "bad").exists()
 
 
-def test_a_graph_without_a_pair_serves_whole_and_two_stage_is_refused(tiny_bundle, tmp_path):  # noqa: F811
+def test_a_graph_without_stage_graphs_serves_whole_and_two_stage_is_refused(tiny_bundle, tmp_path):  # noqa: F811
     from dfma.contract.bundle_writer import update_bundle
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)
     files = json.loads((bundle / "manifest.json").read_text())["graphs"]["ort"]["stages"]
-    def drop_pair(manifest):
+    def drop_stages(manifest):
         del manifest["graphs"]["ort"]["stages"]
 
-    update_bundle(bundle, {}, drop_pair, remove=[files["vision"]["file"], files["text"]["file"]])
+    update_bundle(bundle, {}, drop_stages, remove=[files["vision"]["file"], files["text"]["file"]])
     proc = build_repo(bundle, tmp_path / "auto")
     assert proc.returncode == 0, proc.stderr
-    assert "layout whole: model.ort.onnx has no two-stage pair" in proc.stdout
+    assert "layout whole: model.ort.onnx has no stage graphs" in proc.stdout
     assert (tmp_path / "auto" / "dfma_onnx").is_dir() and not (tmp_path / "auto" / "dfma_vision").exists()
     refused = build_repo(bundle, tmp_path / "two", "--layout", "two-stage")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
@@ -240,9 +240,9 @@ def test_gpu_kind_adds_the_tensorrt_plan_where_the_bundle_has_an_engine(tiny_bun
     assert plan.platform == "tensorrt_plan" and plan.default_model_filename == "model.plan"
     assert pb2.ModelInstanceGroup.Kind.Name(plan.instance_group[0].kind) == "KIND_GPU"
     assert [s.model_name for s in trt.ensemble_scheduling.step] == ["dfma_preprocess", "dfma_plan", "dfma_postprocess"]
-    assert "dfma_trt serves the engine whole" in gpu.stdout  # engines have no two-stage pair
+    assert "dfma_trt serves the engine whole" in gpu.stdout  # engines have no stage graphs
     assert (tmp_path / "gpu" / "dfma_plan" / "1" / "model.plan").read_bytes() == b"not really an engine"
-    for stage in ("vision", "text"):  # the ONNX models: the portable graph's pair, on the GPU
+    for stage in ("vision", "text"):  # the ONNX models: the portable graph's stage graphs, on the GPU
         cfg = parse_config(tmp_path / "gpu" / f"dfma_{stage}" / "config.pbtxt")
         assert pb2.ModelInstanceGroup.Kind.Name(cfg.instance_group[0].kind) == "KIND_GPU"
         served = (tmp_path / "gpu" / f"dfma_{stage}" / "1" / "model.onnx").read_bytes()

@@ -1,6 +1,6 @@
 """Two-stage graphs as export writes them: where the cut is, what each stage holds, how bad input fails.
 
-The runtime's use of the pairs (split == whole == eager through ``load``, the cache, ``predict_pairs``) is
+The runtime's use of the stage graphs (split == whole == eager through ``load``, the cache, ``predict_pairs``) is
 tested in the runtime's own modules; here the graphs themselves, read with onnx and run with ONNX Runtime.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ def manifest(tiny_bundle):
     return open_bundle(tiny_bundle).manifest
 
 
-def test_every_exported_graph_has_a_listed_pair(tiny_bundle, manifest):
+def test_every_exported_graph_has_listed_stage_graphs(tiny_bundle, manifest):
     for key in ("portable", "ort"):
         files = stage_files(manifest, key)
         assert files == {s: stage_file(manifest["graphs"][key]["file"], s) for s in STAGES}
@@ -61,7 +61,7 @@ def test_the_cut_puts_the_resnet_in_vision_and_attention_in_text(tiny_bundle, ma
     assert stage_names == names(tiny_bundle / manifest["graphs"][key]["file"])
 
 
-def test_the_pair_equals_the_whole_graph_and_eager_at_other_shapes(tiny_bundle, manifest, tiny_eager):
+def test_the_stage_graphs_equal_the_whole_graph_and_eager_at_other_shapes(tiny_bundle, manifest, tiny_eager):
     """An independent path: the stage files run by hand (vision, then text on its output) against the whole
     graph and the eager model, on fresh random feeds at shapes export did not validate."""
     import torch
@@ -153,18 +153,18 @@ def test_a_bad_stages_section_is_refused_naming_the_field(tiny_bundle, tmp_path,
     assert info.value.field == field, str(info.value)
 
 
-def test_the_pair_runner_checks_both_stages_against_the_manifest(tiny_bundle, manifest):
+def test_the_stage_runner_checks_both_stages_against_the_manifest(tiny_bundle, manifest):
     files = stage_files(manifest, "ort")
     wrong = copy.deepcopy(manifest["stages"]["vision"])
     wrong["outputs"][0]["shape"] = ["batch", 4, 3, 7]
-    pair = TwoStage(OrtRunner(tiny_bundle / files["vision"], io=wrong), OrtRunner(tiny_bundle / files["text"]),
+    staged = TwoStage(OrtRunner(tiny_bundle / files["vision"], io=wrong), OrtRunner(tiny_bundle / files["text"]),
                     io=manifest["io"])
     with pytest.raises(BundleError, match="image_features dimension 2"):
-        pair.open()
-    assert not pair.vision.is_open and not pair.text.is_open
+        staged.open()
+    assert not staged.vision.is_open and not staged.text.is_open
 
 
-def test_slim_keeps_or_drops_the_pairs(tiny_bundle, tmp_path):
+def test_slim_keeps_or_drops_the_stage_graphs(tiny_bundle, tmp_path):
     from dfma.export.slim_bundle import slim
 
     kept = slim(tiny_bundle, tmp_path / "with", keep=["ort"])

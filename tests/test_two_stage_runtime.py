@@ -1,4 +1,4 @@
-"""Two-stage serving: the pair (vision -> image_features -> text) = the whole graph = the eager model, and
+"""Two-stage serving: the stage graphs (vision -> image_features -> text) = the whole graph = the eager model, and
 the runtime that serves it gives the whole graph's predictions; the ``stages`` and ``image_cache_mb``
 arguments of ``load`` are checked before anything loads."""
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _manifest(bundle) -> dict:
 
 
 def test_split_equals_whole_equals_eager_at_the_validated_shapes(tiny_bundle, tiny_eager):
-    """Each fp32 graph's pair vs the whole graph vs eager, at the export's validated shapes (NaN in absent slots)."""
+    """Each fp32 graph's stage graphs vs the whole graph vs eager, at the export's validated shapes (NaN in absent slots)."""
     from dfma.export.random_feeds import random_inputs
     from dfma.export.validate import parity_cases
     from dfma.model.runner import EagerRunner
@@ -51,24 +51,24 @@ def test_split_equals_whole_equals_eager_at_the_validated_shapes(tiny_bundle, ti
     cfg = tiny_eager.config
     eager = EagerRunner(tiny_eager).open()
     keys = [k for k in ("ort", "portable") if stage_files(manifest, k)]
-    assert keys, "the tiny bundle has no two-stage pair"
+    assert keys, "the tiny bundle has no stage graphs"
     rng = np.random.default_rng(0)
     cases = parity_cases(manifest["limits"]["max_batch"], manifest["preprocess"]["max_length"])
     for key in keys:
         files = stage_files(manifest, key)
         whole_runner = OrtRunner(tiny_bundle / manifest["graphs"][key]["file"], io=manifest["io"], threads=1).open()
-        pair = TwoStage(*(OrtRunner(tiny_bundle / files[s], io=manifest["stages"][s], threads=1)
+        staged = TwoStage(*(OrtRunner(tiny_bundle / files[s], io=manifest["stages"][s], threads=1)
                           for s in ("vision", "text")), io=manifest["io"]).open()
         for case in cases:
             feeds = random_inputs(cfg, special, case.batch, case.length, crops=case.crops, rng=rng)
-            ref, w, p = eager.logits(feeds), whole_runner.logits(feeds), pair.logits(feeds)
+            ref, w, p = eager.logits(feeds), whole_runner.logits(feeds), staged.logits(feeds)
             assert np.isfinite(p).all()
             assert np.abs(p - w).max() <= ATOL, (key, case)
             assert np.abs(p - ref).max() <= ATOL and np.abs(w - ref).max() <= ATOL, (key, case)
             assert (p.argmax(1) == ref.argmax(1)).all()
-            features = pair.features(feeds)
+            features = staged.features(feeds)
             assert features.dtype == np.float32 and features.shape == (case.batch, *manifest["stages"]["features"]["shape"][1:])
-            np.testing.assert_array_equal(pair.logits_with(feeds, features), p)
+            np.testing.assert_array_equal(staged.logits_with(feeds, features), p)
 
 
 def _mnre_like_requests(val_samples, images, crops) -> list:
@@ -112,7 +112,7 @@ def requests(tmp_path_factory):
 
 
 def test_runtime_two_stage_equals_whole_on_mnre_requests(whole, staged, requests):
-    """predict_batch (padded batches, images repeated across rows) and single predicts: pair == whole to 1e-5."""
+    """predict_batch (padded batches, images repeated across rows) and single predicts: stage graphs == whole to 1e-5."""
     assert staged.stages == "two-stage" and whole.stages == "whole"
     a, b = whole.logits(requests), staged.logits(requests)
     assert np.abs(a - b).max() <= ATOL
@@ -146,13 +146,13 @@ def test_describe_says_which_stages_run(whole, staged):
     assert "whole" in plain["stages"]["reason"]
 
 
-def test_auto_serves_the_pair_when_there_is_one(tiny_bundle):
+def test_auto_serves_the_stage_graphs_when_there_are_some(tiny_bundle):
     with rt.load(tiny_bundle, threads=1) as ex:
         assert ex.stages == "two-stage" and ex.describe()["stages"]["reason"].startswith("auto")
 
 
-def _without_pairs(tiny_bundle, tmp_path):
-    """A copy of the bundle whose manifest has no two-stage pair (stage files removed, digest rewritten)."""
+def _without_stages(tiny_bundle, tmp_path):
+    """A copy of the bundle whose manifest has no stage graphs (stage files removed, digest rewritten)."""
     b = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, b)
     manifest = _manifest(b)
@@ -167,31 +167,31 @@ def _without_pairs(tiny_bundle, tmp_path):
 
 
 def test_two_stage_required_names_the_graph_and_auto_falls_back(tiny_bundle, tmp_path, staged, requests):
-    b = _without_pairs(tiny_bundle, tmp_path)
+    b = _without_stages(tiny_bundle, tmp_path)
     with pytest.raises(BundleError) as info:
         rt.load(b, threads=1, backend="onnxruntime-cpu", precision="fp32", stages="two-stage")
     assert "'ort'" in str(info.value) and "two-stage" in str(info.value)
     with rt.load(b, threads=1) as ex:  # auto: the whole graph, and why
-        assert ex.stages == "whole" and "no two-stage pair" in ex.describe()["stages"]["reason"]
+        assert ex.stages == "whole" and "no stage graphs" in ex.describe()["stages"]["reason"]
         np.testing.assert_allclose(ex.logits(requests[:8]), staged.logits(requests[:8]), atol=ATOL, rtol=0)
 
 
-def test_a_tensorrt_engine_has_no_pair():
-    from dfma.runtime.backend_choice import _pair_files
+def test_a_tensorrt_engine_has_no_stage_graphs():
+    from dfma.runtime.backend_choice import _stage_files_of
 
     class Fake:
         manifest = {"graphs": {"trt": {"file": "engines/fp16-x.plan", "kind": "tensorrt"}}, "files": {}}
 
-    files, why = _pair_files(Fake(), "trt")
+    files, why = _stage_files_of(Fake(), "trt")
     assert files is None and "TensorRT engine" in why
 
 
-def test_openvino_pair_equals_its_whole_graph(tiny_bundle, requests):
+def test_openvino_stage_graphs_equal_their_whole_graph(tiny_bundle, requests):
     pytest.importorskip("openvino")
-    with rt.load(tiny_bundle, backend="openvino", precision="fp32", threads=1, stages="two-stage") as pair, \
+    with rt.load(tiny_bundle, backend="openvino", precision="fp32", threads=1, stages="two-stage") as staged, \
             rt.load(tiny_bundle, backend="openvino", precision="fp32", threads=1, stages="whole") as whole:
-        assert pair.stages == "two-stage" and pair.describe()["stages"]["files"]["vision"].endswith(".vision.onnx")
-        np.testing.assert_allclose(pair.logits(requests[:16]), whole.logits(requests[:16]), atol=ATOL, rtol=0)
+        assert staged.stages == "two-stage" and staged.describe()["stages"]["files"]["vision"].endswith(".vision.onnx")
+        np.testing.assert_allclose(staged.logits(requests[:16]), whole.logits(requests[:16]), atol=ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("kwargs, field", [

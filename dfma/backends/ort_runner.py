@@ -41,7 +41,7 @@ class OrtRunner(Runner):
                  profile_prefix: str | None = None, io: Mapping | None = None, graph: GraphKind | None = None,
                  spinning: bool = True, **_: Any):
         """Nothing is loaded until :meth:`open`. ``spinning=False`` lets the intra-op threads sleep as soon
-        as a run ends (``session.intra_op.allow_spinning=0``): what the sessions of a two-stage pair need, so
+        as a run ends (``session.intra_op.allow_spinning=0``): what the sessions of stage graphs need, so
         that one stage's idle threads do not spin on the cores the next stage computes on."""
         if device not in PROVIDERS:
             raise BackendUnavailable(f"unknown ONNX Runtime device {device!r}; choose one of {list(PROVIDERS)}")

@@ -1,14 +1,14 @@
 """Two runners as one: the ``vision`` stage (pixels -> ``image_features``) then the ``text`` stage.
 
-    pair = TwoStage(vision_runner, text_runner, io=manifest["io"], graph=row)
-    with pair:
-        features = pair.features(feeds)                 # once per image
-        logits = pair.logits_with(feeds, features)      # per entity pair, features reused
-        logits = pair.logits(feeds)                     # both at once: the whole graph's result
+    staged = TwoStage(vision_runner, text_runner, io=manifest["io"], graph=row)
+    with staged:
+        features = staged.features(feeds)               # once per image
+        logits = staged.logits_with(feeds, features)    # per entity pair, features reused
+        logits = staged.logits(feeds)                   # both at once: the whole graph's result
 
 It is a :class:`~dfma.backends.base.Runner` of the whole contract (the four inputs -> ``logits``), so
-anything that runs a whole graph (parity, the accuracy guard, benchmarks, the runtime) runs the pair
-the same way. Thread-safe when both stage runners are.
+anything that runs a whole graph (parity, the accuracy guard, benchmarks, the runtime) runs the stage
+graphs the same way. Thread-safe when both stage runners are.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class TwoStage(Runner):
 
     def __init__(self, vision: Runner, text: Runner, *, io: Mapping | None = None, graph: GraphKind | None = None):
         """``vision`` / ``text``: runners of the two stage files (not opened yet), each checked against its
-        own ``stages`` io; ``io``: the whole contract's, checked against the pair."""
+        own ``stages`` io; ``io``: the whole contract's, checked against the two stages together."""
         super().__init__(io=io, graph=graph, where=f"{vision.where} + {text.where}")
         self.vision, self.text = vision, text
         self.name = getattr(text, "name", "two-stage")
@@ -42,7 +42,7 @@ class TwoStage(Runner):
             raise
 
     def metadata(self):
-        """The pair's inputs (both stages', minus the features) and the text stage's outputs."""
+        """The inputs of both stages (minus the features) and the text stage's outputs."""
         v_in, v_out = self.vision.metadata()
         t_in, t_out = self.text.metadata()
         if FEATURES_NAME not in v_out or FEATURES_NAME not in t_in:

@@ -66,3 +66,7 @@ class ExportError(DFMAError):
 
 class BackendUnavailable(DFMAError):
     """A requested backend (TensorRT, CUDA) is not available on this machine."""
+
+
+class OnnxRuntimeMissing(DFMAError, ImportError):
+    """``import dfma.runtime`` where no ONNX Runtime wheel is installed: says which extra to install."""

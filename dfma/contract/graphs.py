@@ -183,7 +183,7 @@ def stage_file(file: str, stage: str) -> str:
 
 
 def stage_files(manifest: Mapping, key: str) -> dict[str, str] | None:
-    """``{stage: file}`` of graph ``key``'s two-stage pair when the manifest lists both files, else None."""
+    """``{stage: file}`` of graph ``key``'s stage graphs when the manifest lists both files, else None."""
     entry = (manifest.get("graphs") or {}).get(key)
     stages = entry.get("stages") if isinstance(entry, Mapping) else None
     if not isinstance(stages, Mapping):

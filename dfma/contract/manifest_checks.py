@@ -236,13 +236,13 @@ def check_stages(c: _Checker, manifest: Mapping, pre: dict[str, int]) -> None:
                     c.fail(f"stages.{stage}.{section}.{e['name']}", f"is {_short(e)}, but io / stages.features say "
                                                                     f"{_short(ref)}")
     for key, entry in manifest["graphs"].items():
-        pair = entry.get("stages") if isinstance(entry, Mapping) else None
-        if pair is None:
+        staged = entry.get("stages") if isinstance(entry, Mapping) else None
+        if staged is None:
             continue
-        if not isinstance(pair, Mapping):
-            c.fail(f"graphs.{key}.stages", f"must be an object, got {_short(pair)}")
+        if not isinstance(staged, Mapping):
+            c.fail(f"graphs.{key}.stages", f"must be an object, got {_short(staged)}")
         for stage in STAGES:
-            rel = (pair.get(stage) or {}).get("file") if isinstance(pair.get(stage), Mapping) else None
+            rel = (staged.get(stage) or {}).get("file") if isinstance(staged.get(stage), Mapping) else None
             if not isinstance(rel, str) or rel not in manifest["files"]:
                 c.fail(f"graphs.{key}.stages.{stage}.file", f"is {_short(rel)}, not a file the manifest lists")
 

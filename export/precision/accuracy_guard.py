@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,10 +33,9 @@ from dfma.backends.base import Runner
 def run_feeds(runner: Runner, feeds, *, desc: str = "running", progress: bool = True) -> np.ndarray:
     """Logits of every sample of a FeedSet from an open runner, in order (float32 ``[N, num_labels]``),
     with a progress bar."""
-    from tqdm.auto import tqdm
+    from dfma.progress import bar
 
-    out = [runner.logits(batch) for batch in tqdm(feeds.batches, desc=desc, unit="batch", disable=not progress,
-                                        leave=False, file=sys.stderr)]
+    out = [runner.logits(batch) for batch in bar(feeds.batches, desc=desc, unit="batch", enabled=progress)]
     return np.concatenate(out).astype(np.float32)
 
 

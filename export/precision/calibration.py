@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dfma.contract.errors import DataError, ExportError
+from dfma.progress import bar as progress_bar
 
 METHODS = ("minmax", "entropy", "percentile")
 CACHE_FORMAT, CACHE_VERSION = "dfma-calibration", 1
@@ -109,18 +110,15 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
 
 class MNRECalibrationReader:
     """``CalibrationDataReader`` over feed batches (ORT's ABC is duck-typed: ``get_next`` returns a feed
-    dict or None), restricted to the inputs the graph has; a tqdm bar shows progress when ``progress``."""
+    dict or None), restricted to the inputs the graph has; a progress bar (:func:`dfma.progress.bar`) when ``progress``."""
 
     def __init__(self, batches: Sequence[dict], input_names: Sequence[str] | None = None, *,
                  progress: bool = True, desc: str = "calibrating"):
         """Iterate once over ``batches``."""
-        from tqdm.auto import tqdm
-
         self.batches = list(batches)
         self.names = list(input_names) if input_names else None
         self._it: Iterator = iter(self.batches)
-        self._bar = tqdm(total=len(self.batches), desc=desc, unit="batch", disable=not progress,
-                         leave=False, file=sys.stderr)
+        self._bar = progress_bar(total=len(self.batches), desc=desc, unit="batch", enabled=progress)
 
     def get_next(self) -> dict | None:
         """The next feed dict, or None at the end."""

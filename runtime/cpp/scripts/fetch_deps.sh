@@ -41,7 +41,7 @@ find_ort_lib() {
     fi
     local capi
     capi=$("$py" -c 'import os, onnxruntime; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))' 2>/dev/null) \
-        || die "no onnxruntime Python package for $py (pip install onnxruntime, or set DFMA_ORT_LIB or DFMA_PYTHON)"
+        || die "no onnxruntime Python package for $py (pip install '.[cpu]', or set DFMA_ORT_LIB or DFMA_PYTHON)"
     local lib
     lib=$(ls "$capi"/libonnxruntime.so.1.* 2>/dev/null | head -n1)
     [[ -n "$lib" ]] || die "no libonnxruntime.so.1.* in $capi"

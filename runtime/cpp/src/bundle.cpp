@@ -97,14 +97,14 @@ bool is_hex64(const std::string& s) {
     throw BundleError(mpath + ": field '" + field + "' " + message);
 }
 
-// A graph's two-stage pair (`graphs.<key>.stages`): {"vision": {"file"}, "text": {"file"}, ...}, both
+// A graph's stage graphs (`graphs.<key>.stages`): {"vision": {"file"}, "text": {"file"}, ...}, both
 // files listed in `files` (dfma.contract.graphs.STAGES; other keys, e.g. "parity", are not read here).
 void check_stage_entry(const std::string& mpath, const std::string& field, const nlohmann::json& stages,
                        const nlohmann::json& files) {
     if (!stages.is_object()) fail(mpath, field, "must be of type dict, got " + type_name(stages));
     for (const char* stage : kStages) {
         const std::string at = field + "." + stage;
-        if (!stages.contains(stage)) fail(mpath, at, "missing (a two-stage pair has both a vision and a text stage)");
+        if (!stages.contains(stage)) fail(mpath, at, "missing (the stage graphs are a vision and a text stage)");
         const auto& entry = stages[stage];
         if (!entry.is_object() || !entry.contains("file")) fail(mpath, at + ".file", "missing");
         if (!entry["file"].is_string()) fail(mpath, at + ".file", "must be a string, got " + short_json(entry["file"]));

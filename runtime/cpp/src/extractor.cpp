@@ -1,5 +1,5 @@
 // Extractor: bundle -> verified files -> text encoder + image preprocessor + the whole graph or its
-// two-stage pair (graph_runner.hpp); batches of samples.
+// stage graphs (graph_runner.hpp); batches of samples.
 #include "dfma/extractor.hpp"
 
 #include <algorithm>
@@ -217,12 +217,12 @@ OpenedGraph auto_ranked(const detail::Bundle& b, const nlohmann::json& rec, cons
     throw BundleError("auto: no graph passes on this host: " + joined(notes));
 }
 
-// Graph `key`'s pair, or nothing and why (the Python runtime's backend_choice._pair_files, same words).
-std::optional<detail::StageFiles> pair_files(const detail::Bundle& b, const std::string& key, const std::string& file,
+// Graph `key`'s stage graphs, or nothing and why (the Python runtime's backend_choice._stage_files_of, same words).
+std::optional<detail::StageFiles> stage_files_of(const detail::Bundle& b, const std::string& key, const std::string& file,
                                              std::string& why) {
     auto files = detail::stage_files(b, key);
     if (!files) {
-        why = "graph '" + key + "' (" + file + ") has no two-stage pair in the bundle (graphs." + key + ".stages)";
+        why = "graph '" + key + "' (" + file + ") has no stage graphs in the bundle (graphs." + key + ".stages)";
         return std::nullopt;
     }
     const auto* io = b.find("stages");
@@ -234,32 +234,32 @@ std::optional<detail::StageFiles> pair_files(const detail::Bundle& b, const std:
     return files;
 }
 
-// The whole graph or its two-stage pair, per Options::stages, as the Python runtime's
-// backend_choice._open_graph: `auto` serves the whole graph when there is no pair or the pair does not
+// The whole graph or its stage graphs, per Options::stages, as the Python runtime's
+// backend_choice._open_graph: `auto` serves the whole graph when there are no stage graphs or they do not
 // load (a file that fails its hash is never passed over). info.stages / stages_reason / the files say
 // which runs. `whole` is the graph's session when the auto walk already opened it.
 detail::GraphRunner open_runner(const detail::Bundle& b, const Options& options, BundleInfo& info,
                                 std::unique_ptr<detail::OnnxSession> whole) {
     const char* mode = options.stages == Stages::two_stage ? "two-stage" : "auto";
     std::string why = "stages='whole' asked for";
-    std::optional<detail::StageFiles> pair;
-    if (options.stages != Stages::whole) pair = pair_files(b, info.graph_key, info.graph_file, why);
-    if (options.stages == Stages::two_stage && !pair)
+    std::optional<detail::StageFiles> staged;
+    if (options.stages != Stages::whole) staged = stage_files_of(b, info.graph_key, info.graph_file, why);
+    if (options.stages == Stages::two_stage && !staged)
         throw BundleError("stages='two-stage': " + why + "; use stages='auto' or 'whole'");
-    if (pair) {
-        const std::string vision_path = b.verified_path(pair->vision), text_path = b.verified_path(pair->text);
+    if (staged) {
+        const std::string vision_path = b.verified_path(staged->vision), text_path = b.verified_path(staged->text);
         try {
             auto vision = std::make_unique<detail::OnnxSession>(vision_path, options.intra_op_threads, detail::GraphPart::vision);
             auto text = std::make_unique<detail::OnnxSession>(text_path, options.intra_op_threads, detail::GraphPart::text);
             detail::GraphRunner runner(std::move(vision), std::move(text));
             info.stages = "two-stage";
-            info.stages_reason = std::string(mode) + ": the two-stage pair of " + info.graph_file;
-            info.vision_file = pair->vision;
-            info.text_file = pair->text;
+            info.stages_reason = std::string(mode) + ": the stage graphs of " + info.graph_file;
+            info.vision_file = staged->vision;
+            info.text_file = staged->text;
             return runner;  // the whole graph's session (if the auto walk opened one) is dropped
         } catch (const Error& e) {  // ONNX Runtime refuses a stage, or the stages are not the contract's
             if (options.stages == Stages::two_stage) throw;
-            why = std::string("its two-stage pair does not load (") + e.what() + ")";
+            why = std::string("its stage graphs do not load (") + e.what() + ")";
         }
     }
     info.stages = "whole";

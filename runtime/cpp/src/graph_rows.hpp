@@ -21,11 +21,11 @@ int host_rank(const nlohmann::json& entry, const std::string& cpu_class);
 /// Fused ONNX Runtime kernels: ops "com.microsoft" (kind "onnxruntime" when ops is absent).
 bool is_fused(const nlohmann::json& entry);
 
-/// The two files of a graph's two-stage pair (`graphs.<key>.stages`).
+/// The two files of a graph's stage graphs (`graphs.<key>.stages`).
 struct StageFiles {
     std::string vision, text;
 };
-/// Graph `key`'s pair when its entry has one whose files the manifest lists, else nothing
+/// Graph `key`'s stage graphs when its entry has them and the manifest lists their files, else nothing
 /// (dfma.contract.graphs.stage_files).
 std::optional<StageFiles> stage_files(const Bundle& b, const std::string& key);
 

@@ -50,10 +50,10 @@ GraphRunner::~GraphRunner() = default;
 std::uint64_t GraphRunner::vision_rows() const { return counter_->vision_rows.load(std::memory_order_relaxed); }
 
 std::vector<float> GraphRunner::run(const BatchInputs& b, std::int64_t& num_labels) const {
-    return vision_ ? run_pair(b, num_labels) : whole_->run(b, num_labels);
+    return vision_ ? run_staged(b, num_labels) : whole_->run(b, num_labels);
 }
 
-std::vector<float> GraphRunner::run_pair(const BatchInputs& b, std::int64_t& num_labels) const {
+std::vector<float> GraphRunner::run_staged(const BatchInputs& b, std::int64_t& num_labels) const {
     const std::size_t rows = static_cast<std::size_t>(b.rows), slots = static_cast<std::size_t>(b.slots);
     const std::size_t plane = 3 * static_cast<std::size_t>(b.image_size) * static_cast<std::size_t>(b.image_size);
     const ImageGroups groups = group_image_rows(b.pixel_values, b.image_mask, rows, slots, plane);

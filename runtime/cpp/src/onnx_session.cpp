@@ -99,7 +99,7 @@ OnnxSession::OnnxSession(const std::string& model_path, int intra_op_threads, Gr
         opts.SetInterOpNumThreads(1);
         opts.SetExecutionMode(ExecutionMode::ORT_SEQUENTIAL);
         opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
-        // A two-stage pair has two thread pools on the same cores: the idle one must not spin while the
+        // The stage graphs have two thread pools on the same cores: the idle one must not spin while the
         // other computes (measured in Python on base, 2 cores: a one-pair post 292 ms spinning, 203 ms not).
         if (part != GraphPart::whole) opts.AddConfigEntry("session.intra_op.allow_spinning", "0");
         impl_->session = std::make_unique<Ort::Session>(e, model_path.c_str(), opts);

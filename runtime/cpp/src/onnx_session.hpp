@@ -1,5 +1,5 @@
 // One ONNX Runtime session over a DFMA graph: the whole graph (contract section 1 inputs/outputs) or one
-// stage of its two-stage pair (the manifest's `stages`: vision = pixels -> image_features, text = text +
+// of its stage graphs (the manifest's `stages`: vision = pixels -> image_features, text = text +
 // image_features -> logits). Run() is thread-safe (ONNX Runtime guarantees it for one session), so the
 // session is shared by all callers.
 #pragma once

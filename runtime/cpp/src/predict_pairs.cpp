@@ -1,5 +1,5 @@
 // Extractor::predict_pairs: one sentence, several entities, one prediction per ordered pair. Every check
-// runs first (entity_pairs.hpp); the image set is preprocessed once and, with the two-stage pair, encoded
+// runs first (entity_pairs.hpp); the image set is preprocessed once and, with the stage graphs, encoded
 // once (GraphRunner::share); the pairs' texts then run in chunks of max_batch rows.
 #include <algorithm>
 

@@ -1,5 +1,5 @@
 // predict_pairs: the pair expansion and its errors (entity_pairs.hpp, no bundle), then on the toy bundles
-// (whole graph and two-stage pair): one prediction per ordered pair, each equal to the single request.
+// (whole graph and stage graphs): one prediction per ordered pair, each equal to the single request.
 #include <cmath>
 #include <string>
 

@@ -1,5 +1,5 @@
 // predict() from 8 threads at once gives exactly the sequential results (one shared session; the
-// two-stage pair too, with predict_batch and predict_pairs mixed in).
+// stage graphs too, with predict_batch and predict_pairs mixed in).
 #include <atomic>
 #include <thread>
 

@@ -1,6 +1,6 @@
 // The two-stage path: the manifest's `stages` entries, the grouping of a batch's rows by image set
-// (image_groups.hpp), the pair runner (vision once per distinct set) and its parity with the whole graph
-// on the toy bundles (toy_two_stage = toy_bundle + the pair of make_toy_stages.py).
+// (image_groups.hpp), the stage graphs' runner (vision once per distinct set) and its parity with the whole graph
+// on the toy bundles (toy_two_stage = toy_bundle + the stage graphs of make_toy_stages.py).
 #include <cmath>
 #include <cstring>
 
@@ -74,12 +74,12 @@ TEST(a_digest_collision_does_not_merge_different_sets) {
 }
 
 TEST(two_stage_equals_whole_on_the_toy_samples) {
-    const auto pair = load(check::data_dir() + "/toy_two_stage", dfma::Stages::automatic);
+    const auto staged = load(check::data_dir() + "/toy_two_stage", dfma::Stages::automatic);
     const auto whole = load(check::data_dir() + "/toy_two_stage", dfma::Stages::whole);
-    CHECK_EQ(pair.info().stages, std::string("two-stage"));
-    CHECK_EQ(pair.info().stages_reason, std::string("auto: the two-stage pair of model.onnx"));
-    CHECK_EQ(pair.info().vision_file, std::string("model.vision.onnx"));
-    CHECK_EQ(pair.info().text_file, std::string("model.text.onnx"));
+    CHECK_EQ(staged.info().stages, std::string("two-stage"));
+    CHECK_EQ(staged.info().stages_reason, std::string("auto: the stage graphs of model.onnx"));
+    CHECK_EQ(staged.info().vision_file, std::string("model.vision.onnx"));
+    CHECK_EQ(staged.info().text_file, std::string("model.text.onnx"));
     CHECK_EQ(whole.info().stages, std::string("whole"));
     CHECK_EQ(whole.info().stages_reason, std::string("stages='whole' asked for"));
     CHECK(whole.info().vision_file.empty());
@@ -90,7 +90,7 @@ TEST(two_stage_equals_whole_on_the_toy_samples) {
     samples.push_back(cases[2].sample);
     samples.push_back(cases[3].sample);
     samples.push_back(cases[2].sample);
-    const auto a = pair.predict_batch(samples), b = whole.predict_batch(samples);
+    const auto a = staged.predict_batch(samples), b = whole.predict_batch(samples);
     CHECK_EQ(a.size(), samples.size());
     for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
         const float err = max_abs_diff(a[i].logits, b[i].logits);
@@ -99,15 +99,15 @@ TEST(two_stage_equals_whole_on_the_toy_samples) {
             check::fail(__FILE__, __LINE__, "sample " + std::to_string(i) + ": vs whole " + std::to_string(err) +
                                                 ", vs Python " + std::to_string(exp));
     }
-    for (const auto& c : cases) CHECK(max_abs_diff(pair.predict(c.sample).logits, c.logits) <= 1e-5f);
+    for (const auto& c : cases) CHECK(max_abs_diff(staged.predict(c.sample).logits, c.logits) <= 1e-5f);
 }
 
 TEST(the_runner_encodes_each_distinct_image_set_once) {
     const std::string dir = check::data_dir() + "/toy_two_stage/";
     using dfma::detail::GraphPart;
     using dfma::detail::OnnxSession;
-    dfma::detail::GraphRunner pair(std::make_unique<OnnxSession>(dir + "model.vision.onnx", 1, GraphPart::vision),
-                                   std::make_unique<OnnxSession>(dir + "model.text.onnx", 1, GraphPart::text));
+    dfma::detail::GraphRunner staged(std::make_unique<OnnxSession>(dir + "model.vision.onnx", 1, GraphPart::vision),
+                                     std::make_unique<OnnxSession>(dir + "model.text.onnx", 1, GraphPart::text));
     const OnnxSession whole(dir + "model.onnx", 1);
     const std::int64_t rows = 5, seq = 3, slots = 4, size = 8;
     const std::size_t plane = 3 * size * size;
@@ -126,8 +126,8 @@ TEST(the_runner_encodes_each_distinct_image_set_once) {
     b.rows = rows, b.seq = seq, b.slots = slots, b.image_size = size;
     b.input_ids = ids.data(), b.attention_mask = att.data(), b.pixel_values = px.data(), b.image_mask = mask.data();
     std::int64_t labels_a = 0, labels_b = 0;
-    const auto got = pair.run(b, labels_a);
-    CHECK_EQ(pair.vision_rows(), 2u);
+    const auto got = staged.run(b, labels_a);
+    CHECK_EQ(staged.vision_rows(), 2u);
     const auto want = whole.run(b, labels_b);
     CHECK_EQ(labels_a, labels_b);
     CHECK(max_abs_diff(got, want) <= 1e-5f);
@@ -135,13 +135,13 @@ TEST(the_runner_encodes_each_distinct_image_set_once) {
     // one shared set for many rows (predict_pairs): encoded once
     std::vector<float> one(px.begin(), px.begin() + static_cast<std::ptrdiff_t>(slots * plane));
     std::vector<std::int64_t> one_mask(mask.begin(), mask.begin() + slots);
-    const auto shared = pair.share(one, one_mask, slots, size);
-    CHECK_EQ(pair.vision_rows(), 3u);
+    const auto shared = staged.share(one, one_mask, slots, size);
+    CHECK_EQ(staged.vision_rows(), 3u);
     dfma::detail::BatchInputs t;
     t.rows = rows, t.seq = seq, t.slots = slots, t.image_size = size, t.input_ids = ids.data(), t.attention_mask = att.data();
     std::int64_t labels_c = 0;
-    const auto from_shared = pair.run_shared(shared, t, labels_c);
-    CHECK_EQ(pair.vision_rows(), 3u);
+    const auto from_shared = staged.run_shared(shared, t, labels_c);
+    CHECK_EQ(staged.vision_rows(), 3u);
     for (std::int64_t r = 0; r < rows; r += 2)  // rows 0, 2, 4 hold that set
         CHECK(max_abs_diff(std::vector<float>(from_shared.begin() + r * labels_c, from_shared.begin() + (r + 1) * labels_c),
                            std::vector<float>(want.begin() + r * labels_b, want.begin() + (r + 1) * labels_b)) <= 1e-5f);
@@ -157,15 +157,15 @@ TEST(stage_sessions_check_their_inputs) {
     CHECK_THROWS(OnnxSession(dir + "model.text.onnx", 1), BundleError, "the contract needs inputs");
 }
 
-TEST(stages_option_and_a_bundle_without_a_pair) {
+TEST(stages_option_and_a_bundle_without_stage_graphs) {
     const auto whole = load(check::data_dir() + "/toy_bundle", dfma::Stages::automatic);
     CHECK_EQ(whole.info().stages, std::string("whole"));
-    CHECK_EQ(whole.info().stages_reason, std::string("auto: whole graph (graph 'portable' (model.onnx) has no two-stage "
-                                                     "pair in the bundle (graphs.portable.stages))"));
+    CHECK_EQ(whole.info().stages_reason, std::string("auto: whole graph (graph 'portable' (model.onnx) has no stage "
+                                                     "graphs in the bundle (graphs.portable.stages))"));
     CHECK_THROWS(load(check::data_dir() + "/toy_bundle", dfma::Stages::two_stage), BundleError,
-                 "stages='two-stage': graph 'portable' (model.onnx) has no two-stage pair in the bundle "
+                 "stages='two-stage': graph 'portable' (model.onnx) has no stage graphs in the bundle "
                  "(graphs.portable.stages); use stages='auto' or 'whole'");
-    // with verify_all_files off, only the files that run are read: the pair, not the whole graph
+    // with verify_all_files off, only the files that run are read: the stage graphs, not the whole graph
     BundleCopy copy;
     std::filesystem::copy(check::data_dir() + "/toy_two_stage", copy.dir(),
                           std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
@@ -177,7 +177,7 @@ TEST(stages_option_and_a_bundle_without_a_pair) {
     CHECK_THROWS(Extractor::load(copy.dir(), o), BundleError, "model.onnx: size");
 }
 
-TEST(auto_serves_the_whole_graph_when_the_pair_does_not_load) {
+TEST(auto_serves_the_whole_graph_when_the_stage_graphs_do_not_load) {
     BundleCopy copy;
     std::filesystem::copy(check::data_dir() + "/toy_two_stage", copy.dir(),
                           std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing);
@@ -186,11 +186,11 @@ TEST(auto_serves_the_whole_graph_when_the_pair_does_not_load) {
     copy.write_manifest(m);
     const auto ex = load(copy.dir(), dfma::Stages::automatic);
     CHECK_EQ(ex.info().stages, std::string("whole"));
-    CHECK(ex.info().stages_reason.rfind("auto: whole graph (its two-stage pair does not load (", 0) == 0);
+    CHECK(ex.info().stages_reason.rfind("auto: whole graph (its stage graphs do not load (", 0) == 0);
     CHECK(ex.info().stages_reason.find("the vision stage needs inputs pixel_values, image_mask") != std::string::npos);
     CHECK(max_abs_diff(ex.predict(toy_cases()[2].sample).logits, toy_cases()[2].logits) <= 1e-5f);
     CHECK_THROWS(load(copy.dir(), dfma::Stages::two_stage), BundleError, "the vision stage needs inputs");
-    m.erase("stages");  // stage files but no stages io: no pair, as in Python
+    m.erase("stages");  // stage files but no stages io: no stage graphs, as in Python
     copy.write_manifest(m);
     const auto no_io = load(copy.dir(), dfma::Stages::automatic);
     CHECK_EQ(no_io.info().stages_reason,
@@ -224,7 +224,7 @@ TEST(manifest_stage_entries_are_checked) {
                  "field 'stages' must be of type dict, got list");
     CHECK_THROWS(Extractor::load(edited([](auto& m) { m["files"].erase("model.text.onnx"); })), BundleError,
                  "field 'graphs.portable.stages.text.file' is \"model.text.onnx\", not listed in files");
-    // the pair's files are hashed like every file
+    // the stage graphs' files are hashed like every file
     copy.write_manifest(good);
     CHECK_EQ(std::string(Extractor::load(copy.dir()).info().stages), std::string("two-stage"));
     copy.write("model.vision.onnx", "tampered");

@@ -64,10 +64,10 @@ enum class SelfCheck {
     never,      ///< trust the record
 };
 
-/// Whether the extractor runs a graph whole or as its two-stage pair (Python's load(stages=)).
+/// Whether the extractor runs a graph whole or as its stage graphs (Python's load(stages=)).
 enum class Stages {
-    automatic,  ///< the pair when the chosen graph's manifest entry has one (`graphs.<key>.stages`), else whole
-    two_stage,  ///< the pair: vision once per distinct image set of a batch, then text; BundleError without one
+    automatic,  ///< the stage graphs where the chosen graph's entry lists them (`graphs.<key>.stages`), else whole
+    two_stage,  ///< the stage graphs: vision once per distinct image set of a batch, then text; else BundleError
     whole,      ///< the whole graph
 };
 
@@ -83,7 +83,7 @@ struct Options {
     bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
                                      ///< false: only the files this runtime reads (faster on big bundles)
     SelfCheck self_check = SelfCheck::automatic;  ///< golden check of a ranked `auto` choice (see SelfCheck)
-    /// Whole graph or two-stage pair (see Stages); both give the whole graph's logits (1e-5, fp32).
+    /// Whole graph or stage graphs (see Stages); both give the whole graph's logits (1e-5, fp32).
     Stages stages = Stages::automatic;
     /// The bounds of one request (dfma/limits.hpp; the Python runtime's load(limits=)).
     Limits limits;
@@ -99,9 +99,9 @@ struct Options {
 struct BundleInfo {
     std::string dir, graph_key, graph_file, graph_reason, preset;  ///< graph_key: the manifest `graphs` key
     std::string cpu_class;  ///< this host's CPU class (dfma/host.hpp), what `auto` compared with the record
-    std::string stages;        ///< what runs: "two-stage" (the pair) or "whole"
-    std::string stages_reason; ///< why, e.g. "auto: graph ort has a two-stage pair"
-    std::string vision_file, text_file;  ///< the pair's files (empty when whole)
+    std::string stages;        ///< what runs: "two-stage" (the stage graphs) or "whole"
+    std::string stages_reason; ///< why, e.g. "auto: the stage graphs of model.ort.onnx"
+    std::string vision_file, text_file;  ///< the stage graphs' files (empty when whole)
     std::vector<std::string> labels;
     int max_batch = 0;     ///< manifest limits.max_batch (0 = no limit); predict_batch splits larger batches
     int num_crops = 3;
@@ -111,7 +111,7 @@ struct BundleInfo {
 };
 
 /// A loaded bundle: verified files, tokenizer, image preprocessing and one ONNX Runtime session (two for
-/// the two-stage pair: vision, text; Options::stages). Immutable after load(); predict(), predict_batch()
+/// the stage graphs: vision, text; Options::stages). Immutable after load(); predict(), predict_batch()
 /// and predict_pairs() may be called concurrently.
 class Extractor {
 public:
@@ -126,14 +126,14 @@ public:
     Prediction predict(const Sample& sample) const;
     /// Predicts many samples (at most limits.max_batch_requests; padded batches of at most max_batch
     /// rows), results in input order. Errors name the sample: field() "samples[i].head",
-    /// "samples[i].crops[k]". With the two-stage pair, the vision stage runs once per distinct image set
+    /// "samples[i].crops[k]". With the stage graphs, the vision stage runs once per distinct image set
     /// of each batch (same image mask, bit-identical preprocessed pixels in the present slots).
     std::vector<Prediction> predict_batch(const std::vector<Sample>& samples) const;
     /// Logits of a batch exactly as the graph returns them ([n][num_labels]), for parity tools.
     std::vector<std::vector<float>> logits_batch(const std::vector<Sample>& samples) const;
     /// One prediction per ordered entity pair of one sentence (PairsSample::pairs, default all), in pair
     /// order; each equals predict() of that pair as a single request. The image set is preprocessed once
-    /// and, with the two-stage pair, encoded once; the texts run in batches of at most max_batch rows.
+    /// and, with the stage graphs, encoded once; the texts run in batches of at most max_batch rows.
     /// Everything is checked before anything runs, with the Python runtime's fields and wording
     /// (runtime/entity_pairs.py): InputError "sentence" (text and words both, empty, over a limit),
     /// "entities" (fewer than two, more than max_batch_requests), "entities[i]" (out of range,

@@ -1,12 +1,12 @@
 """Writes toy_two_stage/ (committed; re-run only to change it): the toy bundle of make_toy_bundle.py with
-the two-stage pair of its graph, as the exporter cuts every graph at ``image_features`` (contract 4.2):
+the stage graphs of its graph, as the exporter cuts every graph at ``image_features`` (contract 4.2):
 
   model.vision.onnx   pixel_values, image_mask -> image_features (batch, 4, 1, 3): per slot the mean of
                       each colour plane, 0 for an absent slot (even when its pixels are NaN)
   model.text.onnx     input_ids, attention_mask, image_features, image_mask -> logits: the toy graph with
                       its pixel mean taken from the features (the mean of the plane means)
 
-and the manifest's ``stages`` sections. The pair gives the whole graph's logits to float rounding; the
+and the manifest's ``stages`` sections. The stage graphs give the whole graph's logits to float rounding; the
 ctest suite checks that (test_two_stage.cpp). Reads toy_bundle/ as make_toy_bundle.py wrote it: re-run
 this after that one.
 

@@ -1,4 +1,4 @@
-"""The argument-checking layer at the runtime's public edge (``load``, ``Extractor.predict`` & co).
+"""Guards at the runtime's public API (``load``, ``Extractor.predict`` & co): argument checks and typed errors.
 
 Arguments are checked for type and range before any work, and what the layers below still raise that is
 not one of the project's typed errors (a library's ``TypeError``, ``OSError``, ``MemoryError``,
@@ -48,7 +48,7 @@ def translate(error: BaseException, kind: type[DFMAError], where: str, **kw: Any
 
 
 @contextmanager
-def typed(kind: type[DFMAError], where: str, **kw: Any) -> Iterator[None]:
+def untyped_errors_as(kind: type[DFMAError], where: str, **kw: Any) -> Iterator[None]:
     """Let DFMAError through; turn any other exception into ``kind(where: ...)`` (KeyboardInterrupt passes)."""
     try:
         yield

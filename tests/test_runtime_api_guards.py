@@ -1,4 +1,5 @@
-"""The argument-checking layer at the API edge (runtime/edge.py) and the request limits (dfma/contract/limits.py).
+"""The argument checks and typed errors at the public API (runtime/api_guards.py) and the request limits
+(dfma/contract/limits.py).
 
 Wrong Python types for every public call, a closed extractor, limits given to ``load``: each a typed error
 naming the field, raised fast, and the extractor then gives the same answer as before.
