@@ -18,7 +18,7 @@ MODULE_FOLDERS = {"dfma": "dfma", "runtime": "dfma.runtime"}
 SKIP_PARTS = {"cpp", "tests", "triton_models", "__pycache__"}
 # export/precision_options.py builds its parser with argparse.ArgumentDefaultsHelpFormatter; another branch
 # rewrites it: there `formatter_class=dfma.help_format.DefaultsOnceFormatter` fixes it, and this entry goes.
-KNOWN_DUPLICATES = {"export/to_precision.py"}
+KNOWN_DUPLICATES: set[str] = set()
 
 
 def _commands() -> list[tuple[str, list[str]]]:
