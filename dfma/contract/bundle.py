@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from dfma.contract.errors import BundleError
+from dfma.contract.manifest import GraphEntry, Manifest
 from dfma.contract.manifest_checks import check_consistency
 from dfma.contract.manifest_digest import (
     MAX_MANIFEST_BYTES,
@@ -162,11 +163,18 @@ def read_manifest(folder: str | os.PathLike, *, key: bytes | None = None) -> dic
     return parse_manifest(data, path)
 
 
-def unlisted_files(folder: str | os.PathLike, manifest: Mapping) -> list[str]:
+def _listed(manifest: Mapping | Manifest) -> dict[str, Mapping]:
+    """``rel -> {sha256, bytes}`` of a manifest given as JSON or typed."""
+    if isinstance(manifest, Manifest):
+        return {rel: {"sha256": f.sha256, "bytes": f.bytes} for rel, f in manifest.files.items()}
+    return dict(manifest.get("files", {}))
+
+
+def unlisted_files(folder: str | os.PathLike, manifest: Mapping | Manifest) -> list[str]:
     """Entries in the folder (recursively, links not followed) that are neither folders nor files the
     manifest lists, the manifest's own files (``manifest.json``, its digest and signature) excepted."""
     folder = Path(folder)
-    listed = set(manifest.get("files", {})) | set(OWN_FILES)
+    listed = set(_listed(manifest)) | set(OWN_FILES)
     found = []
     for top, dirs, names in os.walk(folder, followlinks=False):
         rel_top = Path(top).relative_to(folder)
@@ -175,16 +183,17 @@ def unlisted_files(folder: str | os.PathLike, manifest: Mapping) -> list[str]:
     return sorted(rel for rel in found if rel not in listed)
 
 
-def verify_bundle(folder: str | os.PathLike, manifest: Mapping | None = None, *, strict: bool = False) -> dict:
+def verify_bundle(folder: str | os.PathLike, manifest: Mapping | Manifest | None = None, *,
+                  strict: bool = False) -> Mapping | Manifest:
     """Check every file of ``files``: inside the folder, a regular file, its size and sha256.
 
-    ``strict`` also refuses files the manifest does not list. Returns the manifest; raises BundleError
-    naming the first offending file.
+    ``strict`` also refuses files the manifest does not list. Returns the manifest (as given; read as JSON
+    when not given); raises BundleError naming the first offending file.
     """
     folder = Path(folder)
-    manifest = dict(manifest) if manifest is not None else read_manifest(folder)
+    manifest = manifest if manifest is not None else read_manifest(folder)
     root = folder.resolve()
-    for rel, entry in manifest["files"].items():
+    for rel, entry in _listed(manifest).items():
         path = folder / rel
         try:
             outside = path.is_symlink() or root not in path.resolve().parents
@@ -217,32 +226,32 @@ def verify_bundle(folder: str | os.PathLike, manifest: Mapping | None = None, *,
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its folder and manifest, with accessors for the parts runtimes need."""
+    """A verified bundle: its folder and its typed manifest (:class:`~dfma.contract.manifest.Manifest`)."""
 
     folder: Path
-    manifest: dict
+    manifest: Manifest
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file the manifest lists; BundleError for any other name."""
-        if rel not in self.manifest["files"]:
+        if rel not in self.manifest.files:
             raise BundleError(f"{self.folder}: {rel!r} is not a file of this bundle (not in {MANIFEST})")
         return self.folder / rel
 
-    def graph(self, key: str) -> dict:
+    def graph(self, key: str) -> GraphEntry:
         """The ``graphs`` entry ``key`` (a catalogue key, ``dfma.contract.graphs``); BundleError listing the keys."""
-        graphs = self.manifest["graphs"]
-        if key not in graphs:
-            raise BundleError(f"{self.folder / MANIFEST}: no graph {key!r}; it has {sorted(graphs)}")
-        return graphs[key]
+        if key not in self.manifest.graphs:
+            raise BundleError(f"{self.folder / MANIFEST}: no graph {key!r}; it has {sorted(self.manifest.graphs)}",
+                              file=str(self.folder / MANIFEST), field=f"graphs.{key}")
+        return self.manifest.graphs[key]
 
     def graph_path(self, key: str) -> Path:
         """Path of the file of graph ``key``."""
-        return self.path(self.graph(key)["file"])
+        return self.path(self.graph(key).file)
 
     @property
     def labels(self) -> list[str]:
         """Relation names, index = class id."""
-        return list(self.manifest["labels"])
+        return list(self.manifest.labels)
 
 
 def allow_unlisted_from_env() -> bool:
@@ -252,7 +261,9 @@ def allow_unlisted_from_env() -> bool:
 
 def open_bundle(folder: str | os.PathLike, *, verify: bool = True, strict: bool | None = None,
                 key: bytes | None = None) -> Bundle:
-    """Read the manifest and (by default) verify every listed file; raises BundleError.
+    """Read the manifest and (by default) verify every listed file; raises BundleError. The one opening path
+    of every bundle reader: the manifest is checked against its digest and (with a key) its signature,
+    parsed and checked once, and typed (``Bundle.manifest``, :class:`~dfma.contract.manifest.Manifest`).
 
     ``strict`` (default: True unless ``DFMA_BUNDLE_ALLOW_UNLISTED=1``) refuses files the manifest does not
     list; ``key`` (default: the key file ``DFMA_BUNDLE_KEY_FILE`` names, if set) requires a signature.
@@ -262,4 +273,4 @@ def open_bundle(folder: str | os.PathLike, *, verify: bool = True, strict: bool 
     manifest = read_manifest(folder, key=key)
     if verify:
         verify_bundle(folder, manifest, strict=not allow_unlisted_from_env() if strict is None else strict)
-    return Bundle(folder, manifest)
+    return Bundle(folder, Manifest.from_json(manifest))

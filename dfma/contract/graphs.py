@@ -28,11 +28,15 @@ they share its precision, kind, ops and guard; a runtime that serves them encode
 
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
+
+What a manifest holds (the graphs present, their rows, stage files, engines, the recorded ``auto``
+defaults) is read through its typed view, ``dfma.contract.manifest.Manifest`` (``present()``,
+``stage_files(key)``, ``engines()``, ``recorded_default(scope)``, ``resolve_precision(...)``,
+``GraphEntry.row(key)`` / ``row_of``).
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dfma.contract.errors import BundleError
@@ -123,26 +127,6 @@ def stage_file(file: str, stage: str) -> str:
     return f"{file[:-len('.onnx')]}.{stage}.onnx"
 
 
-def stage_files(manifest: Mapping, key: str) -> dict[str, str] | None:
-    """``{stage: file}`` of graph ``key``'s two-stage pair when the manifest lists both files, else None."""
-    entry = (manifest.get("graphs") or {}).get(key)
-    stages = entry.get("stages") if isinstance(entry, Mapping) else None
-    if not isinstance(stages, Mapping):
-        return None
-    files = manifest.get("files") or {}
-    out = {s: (stages.get(s) or {}).get("file") for s in STAGES if isinstance(stages.get(s), Mapping)}
-    return out if len(out) == len(STAGES) and all(f in files for f in out.values()) else None
-
-
-def entry_files(entry: Mapping) -> set[str]:
-    """Every file a manifest ``graphs`` entry names: its graph and its stages' files."""
-    out = {entry["file"]} if isinstance(entry.get("file"), str) else set()
-    stages = entry.get("stages")
-    if isinstance(stages, Mapping):
-        out |= {s["file"] for s in (stages.get(k) for k in STAGES) if isinstance(s, Mapping) and isinstance(s.get("file"), str)}
-    return out
-
-
 def gpu_slug(text: str) -> str:
     """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (for engine file names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
@@ -162,60 +146,3 @@ def engine_row(precision: str, gpu: str) -> GraphKind:
     slug = gpu_slug(gpu)
     return GraphKind(f"{ENGINE_KIND}-{precision}-{slug}", f"{ENGINE_DIR}/{precision}-{slug}.plan", precision,
                      ENGINE_KIND, "tensorrt", ("gpu",), sources[precision], None, f"TensorRT {precision} engine for {gpu}")
-
-
-def is_engine(entry: Mapping) -> bool:
-    """Whether a manifest ``graphs`` entry is a TensorRT engine."""
-    return str(entry.get("kind", "")).lower() == ENGINE_KIND or str(entry.get("file", "")).endswith(".plan")
-
-
-def row_of(key: str, entry: Mapping) -> GraphKind:
-    """The catalogue row of a manifest ``graphs`` entry; the entry's own fields win, so that a bundle
-    written before a column existed still describes itself (engines get a row from their entry)."""
-    if is_engine(entry):
-        return GraphKind(key, str(entry.get("file")), str(entry.get("precision", "fp32")), ENGINE_KIND, "tensorrt",
-                         ("gpu",), None, None, "TensorRT engine")
-    base = CATALOGUE.get(key)
-    if base is None:
-        raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
-                          f"({sorted(CATALOGUE)} or a TensorRT engine)")
-    classes = entry.get("cpu_classes", base.cpu_classes)
-    return GraphKind(key, str(entry.get("file", base.file)), str(entry.get("precision", base.precision)),
-                     str(entry.get("kind", base.kind)), str(entry.get("ops", base.ops)),
-                     tuple(entry.get("devices", base.devices)), base.derived_from, base.tensorrt, base.doc,
-                     tuple(classes) if classes is not None else None)
-
-
-def present(manifest: Mapping) -> dict[str, GraphKind]:
-    """``key -> row`` of every graph of a manifest whose file the manifest lists (and so hashes)."""
-    files = manifest.get("files", {})
-    out = {}
-    for key, entry in manifest.get("graphs", {}).items():
-        if isinstance(entry, Mapping) and entry.get("file") in files:
-            out[key] = row_of(key, entry)
-    return out
-
-
-def engines(manifest: Mapping) -> dict[str, Mapping]:
-    """``key -> manifest entry`` of every TensorRT engine a manifest lists."""
-    return {k: g for k, g in manifest.get("graphs", {}).items() if isinstance(g, Mapping) and is_engine(g)}
-
-
-def recorded_default(manifest: Mapping, scope: str) -> dict | None:
-    """``manifest.defaults.auto[scope]`` (a device class ``cpu`` / ``gpu``, or a backend name) when its graph
-    is in the bundle, else None."""
-    rec = ((manifest.get("defaults") or {}).get("auto") or {}).get(scope)
-    if isinstance(rec, Mapping) and rec.get("graph") in present(manifest):
-        return dict(rec)
-    return None
-
-
-def resolve_precision(manifest: Mapping, precision: str, device: str, backend: str | None = None) -> tuple[str, str]:
-    """``(precision, reason)`` for a requested precision: ``auto`` is the bundle's recorded default for that
-    backend (what the precision step measured fastest on it), else for the device class, else fp32."""
-    if precision != AUTO:
-        return precision, "asked for"
-    rec = (recorded_default(manifest, backend) if backend else None) or recorded_default(manifest, device)
-    if rec is None:
-        return "fp32", f"auto: the bundle records no {device} default (run export/to_precision.py); fp32"
-    return str(rec["precision"]), f"auto: {rec.get('reason', 'the bundle default')}"
