@@ -9,19 +9,19 @@ timed too.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
+from dfma.contract.manifest import Manifest
+
 HEAD, TAIL = (1, 2), (4, 6)  # word spans of every synthetic request: 4 markers around 3 words
 
 
-def special_ids(manifest: Mapping) -> dict[str, int]:
+def special_ids(manifest: Manifest) -> dict[str, int]:
     """``{key: id}`` of the manifest's special tokens (pad, cls, sep, markers ...)."""
-    tokens = manifest["preprocess"]["special_tokens"]
-    return {key: int(v["id"]) for key, v in tokens.items()}
+    return manifest.preprocess.special_ids()
 
 
 def synthetic_jpeg(seed: int, width: int, height: int) -> bytes:
@@ -79,7 +79,7 @@ class Workload:
         return f"b{self.batch}-l{self.length}"
 
 
-def make_feeds(cfg, manifest: Mapping, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+def make_feeds(cfg, manifest: Manifest, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Contract-valid random model inputs padded to exactly ``length``."""
     from dfma.export.random_feeds import random_inputs
 

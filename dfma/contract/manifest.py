@@ -239,10 +239,12 @@ class ModelInfo(Section):
     preset: str | None = None
     source: str | None = None
     config: dict | None = None
+    checkpoint: str | None = None
+    seed: int | None = None
 
     @classmethod
     def _converters(cls):
-        return {"preset": _opt_str, "source": _opt_str, "config": _dict}
+        return {"preset": _opt_str, "source": _opt_str, "config": _dict, "checkpoint": _opt_str, "seed": _int}
 
 
 @dataclass(frozen=True)
