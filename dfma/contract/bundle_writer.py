@@ -14,6 +14,7 @@ stale ones of its target that a killed run left behind. Reading and verification
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import shutil
@@ -25,10 +26,12 @@ from pathlib import Path
 from dfma.contract.bundle import (FORMAT, FORMAT_VERSION, MANIFEST, check_relative_path, open_bundle,
                                  read_manifest, sha256_file, verify_bundle)
 from dfma.contract.errors import BundleError, ExportError
+from dfma.contract.manifest import FileEntry, Manifest
 from dfma.contract.manifest_digest import OWN_FILES, key_from_env, write_digest
 from dfma.contract.stale_temps import remove_stale_temps, temp_prefix
 
 __all__ = ["AtomicFolder", "BundleWriter", "check_target", "update_bundle", "hash_files", "write_manifest",
+           "manifest_json",
            "normalize_modes", "link_or_copy",
            "read_manifest", "verify_bundle", "open_bundle", "FORMAT", "FORMAT_VERSION", "MANIFEST"]
 
@@ -64,6 +67,10 @@ def hash_files(folder: Path) -> dict[str, dict]:
     return files
 
 
+def _typed_files(files: Mapping[str, Mapping]) -> dict[str, FileEntry]:
+    return {rel: FileEntry(sha256=e["sha256"], bytes=e["bytes"]) for rel, e in files.items()}
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -79,10 +86,17 @@ def normalize_modes(folder: Path) -> None:
             os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
 
 
-def write_manifest(folder: Path, manifest: Mapping, *, key: bytes | None = None) -> None:
-    """Write ``manifest.json`` (keys stay as given; 2-space indent), fsync it, then its digest
-    ``manifest.sha256`` and, with ``key`` (default: ``DFMA_BUNDLE_KEY_FILE``'s, if set), ``manifest.sig``."""
-    text = json.dumps(manifest, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+def manifest_json(manifest: Manifest | Mapping) -> dict:
+    """The JSON object of a manifest: the one serialisation of the typed view (:meth:`Manifest.to_json`;
+    a JSON mapping, as the precision step still builds, is taken as it is)."""
+    return manifest.to_json() if isinstance(manifest, Manifest) else dict(manifest)
+
+
+def write_manifest(folder: Path, manifest: Manifest | Mapping, *, key: bytes | None = None) -> None:
+    """Write ``manifest.json`` (typed, :func:`manifest_json`, or JSON; keys stay as given; 2-space indent),
+    fsync it, then its digest ``manifest.sha256`` and, with ``key`` (default: ``DFMA_BUNDLE_KEY_FILE``'s, if
+    set), ``manifest.sig``."""
+    text = json.dumps(manifest_json(manifest), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
     path = folder / MANIFEST
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)
@@ -200,17 +214,17 @@ class BundleWriter(AtomicFolder):
         super().__enter__()
         return self
 
-    def commit(self, manifest: Mapping) -> Path:  # type: ignore[override]
-        """Hash the files, write the manifest (its ``files`` filled in) and its digest, rename into place;
-        returns ``out``."""
+    def commit(self, manifest: Manifest | Mapping) -> Path:  # type: ignore[override]
+        """Hash the files, write the manifest (typed or JSON; its ``files`` filled in) and its digest,
+        rename into place; returns ``out``."""
         if self.tmp is None:
             raise ExportError("BundleWriter.commit() called outside its `with` block")
-        manifest = dict(manifest)
-        manifest["files"] = hash_files(self.tmp)
-        for key, graph in manifest.get("graphs", {}).items():
-            if graph.get("file") not in manifest["files"]:
-                raise ExportError(f"manifest graphs[{key!r}]: file {graph.get('file')!r} was not written")
-        write_manifest(self.tmp, manifest, key=self.key)
+        typed = Manifest.from_json(manifest_json(manifest))
+        typed = dataclasses.replace(typed, files=_typed_files(hash_files(self.tmp)))
+        for key, graph in typed.graphs.items():
+            if graph.file not in typed.files:
+                raise ExportError(f"manifest graphs[{key!r}]: file {graph.file!r} was not written")
+        write_manifest(self.tmp, typed, key=self.key)
         read_manifest(self.tmp, key=self.key)  # the reader the runtimes use must accept what we wrote
         return super().commit()
 
@@ -226,11 +240,14 @@ def link_or_copy(src: Path, dst: Path) -> None:
 
 def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.PathLike],
                   update: Callable[[dict], dict | None] | Mapping | None = None, *,
-                  remove: Iterable[str] = (), verify: bool = True, key: bytes | None = None) -> dict:
+                  remove: Iterable[str] = (), verify: bool = True, key: bytes | None = None,
+                  edit: Callable[[Manifest], Manifest] | None = None) -> dict:
     """Add or replace files in an existing bundle and re-write its manifest, atomically.
 
     ``new_files`` maps bundle-relative names (``model.fp16.onnx``, ``engines/x.plan``) to source paths;
-    ``remove`` names files to drop. ``update`` is either a function that edits the manifest dict in place
+    ``remove`` names files to drop. ``edit`` takes the typed :class:`~dfma.contract.manifest.Manifest` and
+    returns the new one (``m.with_graph(key, GraphEntry(...))``, ``dataclasses.replace(m, tools={...})``);
+    the older forms of ``update`` still work on the JSON: a function that edits the manifest dict in place
     (or returns a new one) or a mapping merged one level deep (e.g. ``{"graphs": {"fp16": {...}},
     "parity": {"fp16": {...}}}``). The existing files are verified first (``verify``); ``files`` is
     recomputed from what the new folder holds; the new manifest gets its digest (and, with ``key`` or
@@ -261,6 +278,8 @@ def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.Pa
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp / rel)
         new = copy.deepcopy(manifest)
+        if edit is not None:
+            new = manifest_json(edit(Manifest.from_json(new)))
         if callable(update):
             new = update(new) or new
         elif update:
@@ -269,11 +288,10 @@ def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.Pa
                     new[section].update(copy.deepcopy(dict(value)))
                 else:
                     new[section] = copy.deepcopy(value)
-        new["files"] = hash_files(tmp)
-        for graph_key, graph in list(new.get("graphs", {}).items()):
-            if graph.get("file") in removed:
-                del new["graphs"][graph_key]
-                new.get("parity", {}).pop(graph_key, None)
+        typed = dataclasses.replace(Manifest.from_json(new), files=_typed_files(hash_files(tmp)))
+        for graph_key in [k for k, g in typed.graphs.items() if g.file in removed]:
+            typed = typed.with_graph(graph_key, None)  # and its parity record
+        new = manifest_json(typed)
         write_manifest(tmp, new, key=sign_key)
         read_manifest(tmp, key=sign_key)
         normalize_modes(tmp)

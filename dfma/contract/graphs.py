@@ -32,11 +32,12 @@ one per GPU model and precision.
 What a manifest holds (the graphs present, their rows, stage files, engines, the recorded ``auto``
 defaults) is read through its typed view, ``dfma.contract.manifest.Manifest`` (``present()``,
 ``stage_files(key)``, ``engines()``, ``recorded_default(scope)``, ``resolve_precision(...)``,
-``GraphEntry.row(key)`` / ``row_of``).
+``GraphEntry.row(key)``); :func:`row_of` is the row of an entry given as JSON.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from dfma.contract.errors import BundleError
@@ -146,3 +147,25 @@ def engine_row(precision: str, gpu: str) -> GraphKind:
     slug = gpu_slug(gpu)
     return GraphKind(f"{ENGINE_KIND}-{precision}-{slug}", f"{ENGINE_DIR}/{precision}-{slug}.plan", precision,
                      ENGINE_KIND, "tensorrt", ("gpu",), sources[precision], None, f"TensorRT {precision} engine for {gpu}")
+
+
+def is_engine_file(kind: object, file: object) -> bool:
+    """Whether a graph of this manifest ``kind`` and ``file`` is a TensorRT engine."""
+    return str(kind or "").lower() == ENGINE_KIND or str(file or "").endswith(".plan")
+
+
+def row_of(key: str, entry: Mapping) -> GraphKind:
+    """The catalogue row of a manifest ``graphs`` entry given as JSON (typed: ``GraphEntry.row``, which
+    calls this); the entry's own columns win over the catalogue's (engines get a row from their entry)."""
+    if is_engine_file(entry.get("kind"), entry.get("file")):
+        return GraphKind(key, str(entry.get("file")), str(entry.get("precision", "fp32")), ENGINE_KIND, "tensorrt",
+                         ("gpu",), None, None, "TensorRT engine")
+    base = CATALOGUE.get(key)
+    if base is None:
+        raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
+                          f"({sorted(CATALOGUE)} or a TensorRT engine)", field=f"graphs.{key}")
+    classes = entry.get("cpu_classes", base.cpu_classes)
+    return GraphKind(key, str(entry.get("file", base.file)), str(entry.get("precision", base.precision)),
+                     str(entry.get("kind", base.kind)), str(entry.get("ops", base.ops)),
+                     tuple(entry.get("devices", base.devices)), base.derived_from, base.tensorrt, base.doc,
+                     tuple(classes) if classes is not None else None)

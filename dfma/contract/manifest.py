@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dfma.contract.errors import BundleError
-from dfma.contract.graphs import AUTO, CATALOGUE, ENGINE_KIND, STAGES, GraphKind
+from dfma.contract import graphs as catalogue
+from dfma.contract.graphs import AUTO, STAGES, GraphKind
 from dfma.contract.io_spec import TensorSpec
 
 __all__ = ["Section", "FileEntry", "ModelInfo", "SpecialToken", "Preprocess", "Tensor", "IoSpec", "Limits",
@@ -438,7 +439,7 @@ class GraphEntry(Section):
     @property
     def is_engine(self) -> bool:
         """Whether this entry is a TensorRT engine."""
-        return str(self.kind or "").lower() == ENGINE_KIND or self.file.endswith(".plan")
+        return catalogue.is_engine_file(self.kind, self.file)
 
     def get(self, name: str, default: Any = None) -> Any:
         """A recorded fact by name: a typed field (when set) or an ``extra`` entry (``attention``, ``nodes``...)."""
@@ -454,17 +455,7 @@ class GraphEntry(Section):
     def row(self, key: str) -> GraphKind:
         """The catalogue row of this entry: the entry's own columns win (engines get a row from their
         entry); BundleError for a key that is neither a catalogue kind nor an engine."""
-        if self.is_engine:
-            return GraphKind(key, self.file, self.precision or "fp32", ENGINE_KIND, "tensorrt", ("gpu",), None, None,
-                             "TensorRT engine")
-        base = CATALOGUE.get(key)
-        if base is None:
-            raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
-                              f"({sorted(CATALOGUE)} or a TensorRT engine)", field=f"graphs.{key}")
-        classes = self.cpu_classes if "cpu_classes" in self.keys or self.cpu_classes is not None else base.cpu_classes
-        return GraphKind(key, self.file or base.file, self.precision or base.precision, self.kind or base.kind,
-                         self.ops or base.ops, tuple(self.devices) if self.devices is not None else base.devices,
-                         base.derived_from, base.tensorrt, base.doc, tuple(classes) if classes is not None else None)
+        return catalogue.row_of(key, self.to_json())
 
 
 def is_engine(entry: GraphEntry | Mapping) -> bool:
@@ -479,7 +470,7 @@ def as_entry(entry: GraphEntry | Mapping) -> GraphEntry:
 
 def row_of(key: str, entry: GraphEntry | Mapping) -> GraphKind:
     """The catalogue row of a ``graphs`` entry (typed or JSON): :meth:`GraphEntry.row`."""
-    return as_entry(entry).row(key)
+    return catalogue.row_of(key, entry.to_json() if isinstance(entry, GraphEntry) else entry)
 
 
 @dataclass(frozen=True)
