@@ -28,7 +28,7 @@ import json
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -184,16 +184,25 @@ def unlisted_files(folder: str | os.PathLike, manifest: Mapping | Manifest) -> l
 
 
 def verify_bundle(folder: str | os.PathLike, manifest: Mapping | Manifest | None = None, *,
-                  strict: bool = False) -> Mapping | Manifest:
+                  strict: bool = False, only: Iterable[str] | None = None) -> Mapping | Manifest:
     """Check every file of ``files``: inside the folder, a regular file, its size and sha256.
 
-    ``strict`` also refuses files the manifest does not list. Returns the manifest (as given; read as JSON
-    when not given); raises BundleError naming the first offending file.
+    ``strict`` also refuses files the manifest does not list; ``only`` checks just these listed files (a
+    partial copy of a bundle, as Triton's Python models hold: each must be listed). Returns the manifest (as
+    given; read as JSON when not given); raises BundleError naming the first offending file.
     """
     folder = Path(folder)
     manifest = manifest if manifest is not None else read_manifest(folder)
     root = folder.resolve()
-    for rel, entry in _listed(manifest).items():
+    listed = _listed(manifest)
+    if only is not None:
+        only = list(only)
+        for rel in only:
+            if rel not in listed:
+                raise BundleError(f"{folder / MANIFEST}: {rel!r} is not listed in files", file=str(folder / MANIFEST),
+                                  field=f"files.{rel}")
+        listed = {rel: listed[rel] for rel in only}
+    for rel, entry in listed.items():
         path = folder / rel
         try:
             outside = path.is_symlink() or root not in path.resolve().parents
@@ -215,7 +224,7 @@ def verify_bundle(folder: str | os.PathLike, manifest: Mapping | Manifest | None
                               field=f"files.{rel}.bytes")
         if sha256_file(path) != entry["sha256"]:
             raise BundleError(f"{path}: sha256 does not match {MANIFEST}", file=str(path), field=f"files.{rel}.sha256")
-    if strict:
+    if strict and only is None:
         extra = unlisted_files(folder, manifest)
         if extra:
             raise BundleError(f"{folder}: file(s) not listed in {MANIFEST}: {extra[:5]} (a bundle holds only what "
@@ -260,17 +269,20 @@ def allow_unlisted_from_env() -> bool:
 
 
 def open_bundle(folder: str | os.PathLike, *, verify: bool = True, strict: bool | None = None,
-                key: bytes | None = None) -> Bundle:
+                key: bytes | None = None, only: Iterable[str] | None = None) -> Bundle:
     """Read the manifest and (by default) verify every listed file; raises BundleError. The one opening path
     of every bundle reader: the manifest is checked against its digest and (with a key) its signature,
     parsed and checked once, and typed (``Bundle.manifest``, :class:`~dfma.contract.manifest.Manifest`).
 
     ``strict`` (default: True unless ``DFMA_BUNDLE_ALLOW_UNLISTED=1``) refuses files the manifest does not
-    list; ``key`` (default: the key file ``DFMA_BUNDLE_KEY_FILE`` names, if set) requires a signature.
+    list; ``key`` (default: the key file ``DFMA_BUNDLE_KEY_FILE`` names, if set) requires a signature;
+    ``only`` verifies just these listed files (a partial copy: Triton's Python models); ``verify=False``
+    checks the manifest alone (digest, signature, contents), for a caller that verifies what it copies.
     """
     folder = Path(folder)
     key = key if key is not None else key_from_env()
     manifest = read_manifest(folder, key=key)
     if verify:
-        verify_bundle(folder, manifest, strict=not allow_unlisted_from_env() if strict is None else strict)
+        verify_bundle(folder, manifest, strict=not allow_unlisted_from_env() if strict is None else strict,
+                      only=only)
     return Bundle(folder, Manifest.from_json(manifest))
