@@ -18,7 +18,8 @@ from dfma.backends.ort_runner import OrtRunner
 from dfma.backends.two_stage import TwoStage
 from dfma.contract.bundle import open_bundle
 from dfma.contract.errors import BundleError, ExportError
-from dfma.contract.graphs import STAGES, entry_files, stage_file, stage_files
+from dfma.contract.graphs import STAGES, stage_file
+from dfma.contract.manifest import Manifest, as_entry
 from dfma.contract.io_spec import FEATURES_NAME
 from dfma.export.random_feeds import random_inputs
 from dfma.export.split_graphs import split_graph
@@ -36,10 +37,10 @@ def manifest(tiny_bundle):
 
 def test_every_exported_graph_has_a_listed_pair(tiny_bundle, manifest):
     for key in ("portable", "ort"):
-        files = stage_files(manifest, key)
+        files = Manifest.from_json(manifest).stage_files(key)
         assert files == {s: stage_file(manifest["graphs"][key]["file"], s) for s in STAGES}
         assert all(f in manifest["files"] for f in files.values())
-        assert entry_files(manifest["graphs"][key]) == {manifest["graphs"][key]["file"], *files.values()}
+        assert as_entry(manifest["graphs"][key]).files() == {manifest["graphs"][key]["file"], *files.values()}
         record = manifest["graphs"][key]["stages"]["parity"]
         assert record["passed"] and record["vs_whole"]["max_abs_error"] <= 1e-5
         assert record["max_abs_error"] <= 1e-4 and record["top1_agreement"] == 1.0
@@ -71,7 +72,7 @@ def test_the_pair_equals_the_whole_graph_and_eager_at_other_shapes(tiny_bundle, 
     cfg = DFMAConfig.from_dict(manifest["model"]["config"])
     special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
     rng = np.random.default_rng(7)
-    files = stage_files(manifest, "ort")
+    files = Manifest.from_json(manifest).stage_files("ort")
     with OrtRunner(tiny_bundle / files["vision"]) as vision, OrtRunner(tiny_bundle / files["text"]) as text, \
             OrtRunner(tiny_bundle / manifest["graphs"]["ort"]["file"]) as whole:
         for batch, length, crops in ((2, 12, True), (5, 40, False), (3, 64, True)):
@@ -94,7 +95,7 @@ def test_features_of_a_present_image_do_not_depend_on_the_other_rows(tiny_bundle
     cfg = DFMAConfig.from_dict(manifest["model"]["config"])
     special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
     feeds = random_inputs(cfg, special, 4, 10, crops=True, rng=np.random.default_rng(3))
-    with OrtRunner(tiny_bundle / stage_files(manifest, "ort")["vision"]) as vision:
+    with OrtRunner(tiny_bundle / Manifest.from_json(manifest).stage_files("ort")["vision"]) as vision:
         batched = vision.infer(feeds)[FEATURES_NAME]
         alone = vision.infer({k: v[2:3] for k, v in feeds.items()})[FEATURES_NAME]
     assert np.abs(batched[2:3] - alone).max() <= 1e-5
@@ -154,7 +155,7 @@ def test_a_bad_stages_section_is_refused_naming_the_field(tiny_bundle, tmp_path,
 
 
 def test_the_pair_runner_checks_both_stages_against_the_manifest(tiny_bundle, manifest):
-    files = stage_files(manifest, "ort")
+    files = Manifest.from_json(manifest).stage_files("ort")
     wrong = copy.deepcopy(manifest["stages"]["vision"])
     wrong["outputs"][0]["shape"] = ["batch", 4, 3, 7]
     pair = TwoStage(OrtRunner(tiny_bundle / files["vision"], io=wrong), OrtRunner(tiny_bundle / files["text"]),
@@ -169,7 +170,7 @@ def test_slim_keeps_or_drops_the_pairs(tiny_bundle, tmp_path):
 
     kept = slim(tiny_bundle, tmp_path / "with", keep=["ort"])
     dropped = slim(tiny_bundle, tmp_path / "without", keep=["ort"], stages=False)
-    assert set(stage_files(kept, "ort").values()) <= set(kept["files"])
-    assert stage_files(dropped, "ort") is None and "stages" not in dropped["graphs"]["ort"]
+    assert set(Manifest.from_json(kept).stage_files("ort").values()) <= set(kept["files"])
+    assert Manifest.from_json(dropped).stage_files("ort") is None and "stages" not in dropped["graphs"]["ort"]
     assert not any(".vision." in f or ".text." in f for f in dropped["files"])
     open_bundle(tmp_path / "without")  # strict: no unlisted stage files left behind
