@@ -180,9 +180,8 @@ def choose_engine(manifest: Manifest, opts: TritonOptions, notes: list[str]) -> 
             return None
         key = matching[0]
     entry = engines[key]
-    built = {k: entry.get(k) or (entry.get("build") or {}).get(k) for k in ("tensorrt_version", "gpu_name")}
-    notes.append(f"TensorRT engine {key!r} ({entry.file}) built with TensorRT {built['tensorrt_version']} on "
-                 f"{built['gpu_name']}: Triton's TensorRT must be that exact version, on that GPU model")
+    notes.append(f"TensorRT engine {key!r} ({entry.file}) built with TensorRT {entry.tensorrt_version} on "
+                 f"{entry.gpu_name}: Triton's TensorRT must be that exact version, on that GPU model")
     return key, entry
 
 

@@ -30,8 +30,9 @@ import re
 import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from dfma.contract.atomic import check_relative_path
 from dfma.contract.errors import BundleError
 from dfma.contract.manifest import GraphEntry, Manifest
 from dfma.contract.manifest_checks import check_consistency
@@ -65,17 +66,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_relative_path(rel: str, *, where: str, field: str | None = None) -> PurePosixPath:
-    """A listed path must be relative, POSIX, without ``..``; returns it parsed, else BundleError
-    (``where`` starts its message, ``field`` is its ``field``)."""
-    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
-        raise BundleError(f"{where}: invalid file name {rel!r}", field=field)
-    path = PurePosixPath(rel)
-    if path.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/")):
-        raise BundleError(f"{where}: file {rel!r} is not a plain path inside the bundle", field=field)
-    return path
 
 
 def _refuse_constant(name: str):
