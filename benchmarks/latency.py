@@ -275,7 +275,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     folder = Path(folder)
     manifest = bk.read_bundle(folder)
     cfg = bk.model_config(manifest)
-    preset_name = manifest.model.preset if "preset" in manifest.model.keys else cfg.preset
+    preset_name = manifest.model.preset if "preset" in manifest.model.read_keys else cfg.preset
     max_len = int(manifest.limits.max_length or cfg.max_length)
     bad = [L for L in lengths if L > min(max_len, cfg.max_length) or L < 12]
     if bad:

@@ -194,7 +194,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
             seed = opts.validation_seed if opts.validation_seed is not None else secrets.randbits(31)
             with steps.step(f"validating eager vs both graphs and their two stages at {len(cases)} shapes "
                             f"(seed {seed})"):
-                pairs = {f"{k}{SPLIT_SUFFIX}": pair_of(writer.tmp, g, stages_io, manifest.io) for k, g in graphs.items()}
+                pairs = {f"{k}{SPLIT_SUFFIX}": pair_of(writer.tmp, g, stages_io, manifest.io)
+                         for k, g in graphs.items()}
                 parity = run_parity(source.model, {**{k: writer.path(g["file"]) for k, g in graphs.items()}, **pairs},
                                     cfg, source.special, cases, seed=seed, atol=opts.atol, progress=not opts.quiet,
                                     whole_of={p: p[:-len(SPLIT_SUFFIX)] for p in pairs})
@@ -210,8 +211,8 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
 
                 manifest = dataclasses.replace(manifest, graphs={k: GraphEntry.from_json(g) for k, g in graphs.items()},
                                                stages=StagesIo.from_json(stages_io), parity=parity)
-                golden = build_golden(source.model, manifest.preprocess.to_json(), source.tokenizer, cfg, source.special,
-                                      writer.path(GOLDEN_FILE), seed=0)
+                golden = build_golden(source.model, manifest.preprocess.to_json(), source.tokenizer, cfg,
+                                      source.special, writer.path(GOLDEN_FILE), seed=0)
                 golden["expected"] = expected_results(writer.path(GOLDEN_FILE), manifest,
                                                       {k: writer.path(g["file"]) for k, g in graphs.items()})
                 manifest = dataclasses.replace(manifest, golden=Golden.from_json(golden))

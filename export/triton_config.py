@@ -228,7 +228,8 @@ def _parameters(values: Mapping[str, str]) -> list[dict]:
     return [{"key": k, "value": {"string_value": v}} for k, v in values.items()]
 
 
-def preprocess_config(name: str, io: IoSpec | Mapping, *, max_batch: int, instances: int, pad_to_max_length: bool) -> dict:
+def preprocess_config(name: str, io: IoSpec | Mapping, *, max_batch: int, instances: int,
+                      pad_to_max_length: bool) -> dict:
     """The Python-backend model: :data:`RAW_INPUTS` -> the network's inputs (same names, dtypes, dims)."""
     inputs, _ = io_tensors(io)
     return {

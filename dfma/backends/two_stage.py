@@ -27,7 +27,8 @@ from dfma.contract.io_spec import FEATURES_NAME, OUTPUT_NAME
 class TwoStage(Runner):
     """A vision runner and a text runner of the same graph, run one after the other."""
 
-    def __init__(self, vision: Runner, text: Runner, *, io: IoSpec | Mapping | None = None, graph: GraphKind | None = None):
+    def __init__(self, vision: Runner, text: Runner, *, io: IoSpec | Mapping | None = None,
+                 graph: GraphKind | None = None):
         """``vision`` / ``text``: runners of the two stage files (not opened yet), each checked against its
         own ``stages`` io; ``io``: the whole contract's, checked against the pair."""
         super().__init__(io=io, graph=graph, where=f"{vision.where} + {text.where}")

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from dfma.contract.atomic import (AtomicFolder, check_relative_path, check_target, link_or_copy, normalize_modes,
                                  swap_into_place)
-from dfma.contract.bundle import FORMAT, FORMAT_VERSION, MANIFEST, open_bundle, read_manifest, sha256_file, verify_bundle
+from dfma.contract.bundle import (FORMAT, FORMAT_VERSION, MANIFEST, open_bundle, read_manifest, sha256_file,
+                                 verify_bundle)
 from dfma.contract.errors import BundleError, ExportError
 from dfma.contract.manifest import FileEntry, Manifest
 from dfma.contract.manifest_digest import OWN_FILES, key_from_env, write_digest

@@ -47,15 +47,15 @@ class _Unfit(Exception):
 @dataclass(frozen=True)
 class Section:
     """Base of every typed section: ``extra`` holds the keys the section does not type (kept on write),
-    ``keys`` the order of the keys read (kept on write; a field read is written even when it equals its
-    default, a field not read only when it differs from its default)."""
+    ``read_keys`` the keys read, in their order (kept on write; a field read is written even when it equals
+    its default, a field not read only when it differs from its default)."""
 
     extra: dict = field(default_factory=dict, kw_only=True, repr=False, compare=False)
-    keys: tuple = field(default=(), kw_only=True, repr=False, compare=False)
+    read_keys: tuple = field(default=(), kw_only=True, repr=False, compare=False)
 
     @classmethod
     def _typed_fields(cls) -> dict[str, dataclasses.Field]:
-        return {f.name: f for f in dataclasses.fields(cls) if f.name not in ("extra", "keys")}
+        return {f.name: f for f in dataclasses.fields(cls) if f.name not in ("extra", "read_keys")}
 
     @classmethod
     def _converters(cls) -> dict[str, Callable[[Any], Any]]:
@@ -76,18 +76,19 @@ class Section:
                 except _Unfit:
                     pass
             extra[key] = value
-        return cls(**values, extra=extra, keys=tuple(raw))
+        return cls(**values, extra=extra, read_keys=tuple(raw))
 
     def to_json(self) -> dict:
         """The JSON object of this section (the keys read first, in their order, then the new ones)."""
         typed, out = self._typed_fields(), {}
-        order = list(self.keys) + [k for k in typed if k not in self.keys] + [k for k in self.extra if k not in self.keys]
+        read = self.read_keys
+        order = list(read) + [k for k in typed if k not in read] + [k for k in self.extra if k not in read]
         for key in order:
             if key in out:
                 continue
-            if key in typed and (key not in self.extra or key not in self.keys or _is_set(self, typed[key])):
+            if key in typed and (key not in self.extra or key not in read or _is_set(self, typed[key])):
                 value = getattr(self, key)
-                if key in self.keys or not _is_default(value, typed[key]):
+                if key in read or not _is_default(value, typed[key]):
                     out[key] = _json(value)
             elif key in self.extra:
                 out[key] = copy.deepcopy(self.extra[key])
@@ -111,7 +112,7 @@ class Section:
         typed = self._typed_fields()
         defaults = {n: _default(typed[n]) for n in names if n in typed}
         return dataclasses.replace(self, **defaults, extra={k: v for k, v in self.extra.items() if k not in names},
-                                   keys=tuple(k for k in self.keys if k not in names))
+                                   read_keys=tuple(k for k in self.read_keys if k not in names))
 
 
 _NO_DEFAULT = object()
@@ -356,7 +357,7 @@ class IoSpec(Section):
     @property
     def declared(self) -> bool:
         """Whether the section lists tensors (a toy bundle's ``io`` may be ``{}``)."""
-        return "inputs" in self.keys or "outputs" in self.keys or bool(self.inputs or self.outputs)
+        return "inputs" in self.read_keys or "outputs" in self.read_keys or bool(self.inputs or self.outputs)
 
 
 def as_io(io: IoSpec | Mapping | None) -> IoSpec | None:
