@@ -25,7 +25,8 @@ import numpy as np
 
 from dfma.backends.registry import BACKENDS
 from dfma.config import model_config  # noqa: F401  (the bundle's DFMAConfig; bk.model_config for the benchmarks)
-from dfma.contract.graphs import CATALOGUE, engines
+from dfma.contract.graphs import CATALOGUE
+from dfma.contract.manifest import GraphEntry, Manifest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -100,17 +101,17 @@ class Contender:
 
 # ---------------------------------------------------------------------------- bundle helpers
 
-def read_bundle(folder: Path) -> dict:
-    """The manifest, validated by the contract's reader."""
-    from dfma.contract.bundle import read_manifest
+def read_bundle(folder: Path) -> Manifest:
+    """The typed manifest, through the contract's one opening path (``open_bundle``: digest, signature with
+    ``DFMA_BUNDLE_KEY_FILE``, every listed file)."""
+    from dfma.contract.bundle import open_bundle
 
-    return read_manifest(folder)
+    return open_bundle(folder).manifest
 
 
-def trt_engines(manifest: Mapping) -> dict[str, Mapping]:
+def trt_engines(manifest: Manifest) -> dict[str, GraphEntry]:
     """``{"trt-<precision>": graph entry}`` for every TensorRT engine the manifest lists."""
-    return {f"trt-{e.get('precision', 'fp32')}": e for e in engines(manifest).values()
-            if e.get("file") in manifest.get("files", {})}
+    return {f"trt-{e.precision or 'fp32'}": e for e in manifest.engines().values() if e.file in manifest.files}
 
 
 def graph_file(key: str) -> str | None:
@@ -139,11 +140,11 @@ def precision_of(key: str) -> str:
     return CATALOGUE[GRAPHS[key][1]].precision
 
 
-def available(folder: Path, manifest: Mapping, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+def available(folder: Path, manifest: Manifest, wanted: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """Contender keys this bundle and machine can try, and ``{key: reason}`` for those left out."""
     from dfma.benchmarks.compiled import compile_unavailable
 
-    files = manifest.get("files", {})
+    files = manifest.files
     keys, skipped = [], {}
     for key in KEYS:
         if key == COMPILE and (wanted is None or key in wanted):
@@ -183,7 +184,7 @@ def file_bytes(folder: Path, name: str | None) -> int:
 
 # ---------------------------------------------------------------------------- eager
 
-def build_eager(manifest: Mapping):
+def build_eager(manifest: Manifest):
     """The eager DFMAModel of the bundle's config, with the bundle's weights when they can be rebuilt.
 
     A preset bundle (``model.source == "random"``) is rebuilt bit-for-bit from its seed, as the exporter
@@ -195,10 +196,10 @@ def build_eager(manifest: Mapping):
     from dfma.model import DFMAModel
 
     cfg = model_config(manifest)
-    info = manifest.get("model", {})
-    if info.get("source") == "checkpoint":
-        ckpt = REPO / "checkpoints" / str(info.get("checkpoint", ""))
-        if info.get("checkpoint") and (ckpt / "model.safetensors").is_file():
+    info = manifest.model
+    if info.source == "checkpoint":
+        ckpt = REPO / "checkpoints" / str(info.checkpoint or "")
+        if info.checkpoint and (ckpt / "model.safetensors").is_file():
             try:
                 from dfma.checkpoint import load_checkpoint
 
@@ -207,10 +208,10 @@ def build_eager(manifest: Mapping):
                     return loaded.model.eval(), f"checkpoint {ckpt.name}"
             except Exception:  # noqa: BLE001, S110  (a checkpoint that does not load: random weights below)
                 pass
-    seed = int(info.get("seed", 0)) if info.get("source") == "random" else 0
+    seed = int(info.seed or 0) if info.source == "random" else 0
     torch.manual_seed(seed)
     model = DFMAModel(cfg).eval()
-    note = (f"rebuilt from preset seed {seed} (same weights as the bundle)" if info.get("source") == "random"
+    note = (f"rebuilt from preset seed {seed} (same weights as the bundle)" if info.source == "random"
             else "random (latency only: the bundle's weights are not available to the eager model)")
     return model, note
 
@@ -220,12 +221,12 @@ def build_eager(manifest: Mapping):
 class Pipeline:
     """The runtime's preprocessing around any forward function (what ``Extractor.predict_batch`` does)."""
 
-    def __init__(self, folder: Path, manifest: Mapping):
+    def __init__(self, folder: Path, manifest: Manifest):
         from dfma.contract.features import Preprocessor
         from dfma.contract.tokenizer import load_tokenizer
 
-        self.preprocessor = Preprocessor.from_manifest(manifest["preprocess"], load_tokenizer(folder))
-        self.labels = list(manifest["labels"])
+        self.preprocessor = Preprocessor.from_manifest(manifest.preprocess, load_tokenizer(folder))
+        self.labels = list(manifest.labels)
 
     def __call__(self, forward: Callable, samples: list) -> list:
         from dfma.contract.prediction import to_predictions
@@ -244,7 +245,7 @@ def _logits(predictions: list) -> np.ndarray:
 class Loader:
     """Builds contenders for one bundle; the eager model and the preprocessing are built once and shared."""
 
-    def __init__(self, folder: Path, manifest: Mapping, threads: int):
+    def __init__(self, folder: Path, manifest: Manifest, threads: int):
         self.folder, self.manifest, self.threads = Path(folder), manifest, threads
         self._eager = None
         self._compiled = None
@@ -280,10 +281,9 @@ class Loader:
             return self._load_eager(key, mode)
         if key.startswith("trt-"):
             entry = trt_engines(self.manifest)[key]
-            return self._load_graph(key, mode, "tensorrt", str(entry.get("precision", "fp32")), None, entry)
+            return self._load_graph(key, mode, "tensorrt", entry.precision or "fp32", None, entry)
         name, graph = GRAPHS[key]
-        return self._load_graph(key, mode, name, CATALOGUE[graph].precision, graph,
-                                self.manifest["graphs"][graph])
+        return self._load_graph(key, mode, name, CATALOGUE[graph].precision, graph, self.manifest.graph(graph))
 
     def _load_eager(self, key: str, mode: str) -> Contender:
         from dfma.model.runner import EagerRunner
@@ -310,12 +310,10 @@ class Loader:
                          self.eager_load_seconds, call, info=info, prepare=prepare, report=report)
 
     def _load_graph(self, key: str, mode: str, backend: str, precision: str, graph: str | None,
-                    entry: Mapping) -> Contender:
+                    entry: GraphEntry) -> Contender:
         import dfma.runtime as rt
 
-        from dfma.contract.graphs import row_of
-
-        file = entry["file"]
+        file = entry.file
         size = file_bytes(self.folder, file)
         family = "onnxruntime" if backend.startswith("onnxruntime") else backend
         label = LABELS.get(key) or f"TensorRT {precision} engine"
@@ -331,8 +329,8 @@ class Loader:
                                  info={"load_what": "dfma.runtime.load() incl. sha256 of every bundle file"})
             extractor.close()
             t0 = time.perf_counter()
-        row = row_of(graph or key, entry)
-        runner = BACKENDS[backend].build(self.folder / file, io=self.manifest["io"], graph=row, entry=entry,
+        row = entry.row(graph or key)
+        runner = BACKENDS[backend].build(self.folder / file, io=self.manifest.io, graph=row, entry=entry,
                                          threads=self.threads).open()
         seconds = time.perf_counter() - t0
         if mode == "model":

@@ -231,16 +231,16 @@ def plan_run(args) -> Plan:
         manifest = bk.read_bundle(folder)
         tool = REPO / "export" / "to_precision.py"
         precision = args.bundle is None and tool.is_file() and not all(
-            g in manifest.get("files", {}) for g in PRECISION_GRAPHS)
+            g in manifest.files for g in PRECISION_GRAPHS)
     elif (REPO / "export" / "to_precision.py").is_file():
         precision = True
     if manifest is not None:
         cfg = bk.model_config(manifest)
-        preset_name = manifest.get("model", {}).get("preset") or getattr(cfg, "preset", args.preset)
+        preset_name = manifest.model.preset or getattr(cfg, "preset", args.preset)
         keys, _ = backend_keys(folder, manifest, args)
         sizes = {k: bk.file_bytes(folder, bk.graph_file(k)) for k in keys}
         fp32 = bk.file_bytes(folder, CATALOGUE["portable"].file)
-        bundle_bytes = sum(int(f.get("bytes", 0)) for f in manifest.get("files", {}).values())
+        bundle_bytes = manifest.total_bytes
     else:
         cfg, preset_name, keys, sizes = preset(args.preset), args.preset, [], {}
         fp32 = _fp32_bytes_of(cfg)

@@ -33,18 +33,18 @@ def cache_matches(folder: Path, preset_name: str) -> str | None:
         manifest = bk.read_bundle(folder)
     except Exception as exc:  # noqa: BLE001
         return f"no usable manifest ({exc})"
-    model = manifest.get("model", {})
-    if model.get("source") != "random" or model.get("preset") != preset_name or int(model.get("seed", -1)) != 0:
-        return f"holds {model.get('source')} {model.get('preset')} seed {model.get('seed')}"
+    model = manifest.model
+    if model.source != "random" or model.preset != preset_name or (model.seed if model.seed is not None else -1) != 0:
+        return f"holds {model.source} {model.preset} seed {model.seed}"
     want = preset(preset_name).to_dict()
-    have = model.get("config", {})
+    have = model.config or {}
     tokenizer_set = {"vocab_size", "pad_token_id", "head_marker_id", "tail_marker_id", "labels"}
     diff = [k for k in want if k not in tokenizer_set and have.get(k) != want[k]
             and not (isinstance(want[k], tuple) and list(want[k]) == have.get(k))]
     if diff:
         return f"config differs in {diff}"
-    missing = [CATALOGUE[k].file for k in ("portable", "ort") if CATALOGUE[k].file not in manifest.get("files", {})]
-    if not missing and "stages" not in manifest:
+    missing = [CATALOGUE[k].file for k in ("portable", "ort") if CATALOGUE[k].file not in manifest.files]
+    if not missing and manifest.stages is None:
         return "has no two-stage graphs (exported before they existed)"
     return f"lacks {missing}" if missing else None
 
@@ -64,7 +64,7 @@ def ensure_bundle(preset_name: str, cache: Path, rebuild: bool) -> Path:
     else:
         log(f"[bundle] reusing {cache} (manifest matches preset {preset_name})")
     tool = REPO / "export" / "to_precision.py"
-    files = bk.read_bundle(cache).get("files", {})
+    files = bk.read_bundle(cache).files
     if tool.is_file() and not all(g in files for g in PRECISION_GRAPHS):
         log(f"[bundle] adding precision graphs: {tool.relative_to(REPO)} {cache} ...")
         proc = subprocess.run([sys.executable, str(tool), str(cache)], cwd=REPO, check=False)

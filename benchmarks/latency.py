@@ -60,6 +60,7 @@ from dfma.benchmarks.workload import (
 )
 
 from dfma.contract.errors import BackendUnavailable
+from dfma.contract.manifest import Manifest
 
 
 def log(msg: str) -> None:
@@ -69,7 +70,7 @@ def log(msg: str) -> None:
 
 # ---------------------------------------------------------------------------- measuring
 
-def parity_of(manifest: Mapping, graph: str | None) -> dict:
+def parity_of(manifest: Manifest, graph: str | None) -> dict:
     """The manifest's parity record of graph file ``graph`` and whether it satisfies its accuracy guard.
 
     fp32 graphs: ``passed`` = eager parity within the exporter's tolerance. Reduced-precision graphs
@@ -78,16 +79,16 @@ def parity_of(manifest: Mapping, graph: str | None) -> dict:
     """
     if not graph:
         return {}
-    for key, g in manifest.get("graphs", {}).items():
-        if not (isinstance(g, Mapping) and g.get("file") == graph):
+    for key, g in manifest.graphs.items():
+        if g.file != graph:
             continue
-        entry = manifest.get("parity", {}).get(key)
+        entry = manifest.parity.get(key)
         if not isinstance(entry, Mapping):
             return {}
         out = {k: entry[k] for k in ("max_abs_error", "max_rel_error", "top1_agreement", "f1_delta_points",
                                      "target_agreement", "samples") if k in entry}
         passed = entry.get("passed")
-        tol = (manifest.get("precision") or {}).get("f1_tolerance_points")
+        tol = manifest.precision.f1_tolerance_points if manifest.precision is not None else None
         if isinstance(passed, bool):
             if tol is not None and "f1_delta_points" in entry:
                 passed = passed and abs(float(entry["f1_delta_points"])) <= float(tol)
@@ -274,8 +275,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     folder = Path(folder)
     manifest = bk.read_bundle(folder)
     cfg = bk.model_config(manifest)
-    preset_name = manifest.get("model", {}).get("preset", cfg.preset)
-    max_len = int((manifest.get("limits") or {}).get("max_length") or cfg.max_length)
+    preset_name = manifest.model.preset if "preset" in manifest.model.read_keys else cfg.preset
+    max_len = int(manifest.limits.max_length or cfg.max_length)
     bad = [L for L in lengths if L > min(max_len, cfg.max_length) or L < 12]
     if bad:
         raise SystemExit(f"error: --length {bad}: must be in 12..{min(max_len, cfg.max_length)} for this bundle")
@@ -359,10 +360,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "command": "python benchmarks/latency.py" + ("" if not argv else " " + shlex.join(argv)),
         "started": started,
         "machine": machine,
-        "bundle": {"path": str(folder), "preset": preset_name, "source": manifest.get("model", {}).get("source"),
-                   "checkpoint": manifest.get("model", {}).get("checkpoint"),
-                   "bytes": sum(int(f.get("bytes", 0)) for f in manifest.get("files", {}).values()),
-                   "graphs": {k: g.get("file") for k, g in manifest.get("graphs", {}).items() if isinstance(g, Mapping)},
+        "bundle": {"path": str(folder), "preset": preset_name, "source": manifest.model.source,
+                   "checkpoint": manifest.model.checkpoint,
+                   "bytes": manifest.total_bytes,
+                   "graphs": {k: g.file for k, g in manifest.graphs.items()},
                    "eager_weights": loader.eager_note},
         "settings": {"threads": threads, "grid": grid_name, "batches": list(batches), "lengths": list(lengths),
                      "modes": list(args.modes), "budget": budget.to_dict(), "image_wh": list(image_wh),

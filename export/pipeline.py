@@ -5,6 +5,7 @@ sibling folder (:class:`~dfma.contract.bundle_writer.BundleWriter`) and renamed 
 """
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from dfma.contract.errors import ExportError
 from dfma.contract.bundle_writer import BundleWriter, check_target
 from dfma.contract.graphs import CATALOGUE, STAGES
+from dfma.contract.manifest import GraphEntry, Golden, Manifest, StagesIo
 from dfma.progress import Steps, human_bytes, table
 
 PORTABLE_FILE, ORT_FILE = CATALOGUE["portable"].file, CATALOGUE["ort"].file
@@ -46,23 +48,23 @@ class ExportResult:
     """What an export produced."""
 
     bundle: Path
-    manifest: dict
+    manifest: Manifest
     timings: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
 
     def summary(self) -> str:
         """The closing table: graph, file, size, nodes, fused attention blocks, errors, agreement."""
         rows = []
-        for key, graph in self.manifest["graphs"].items():
-            att, par = graph.get("attention", {}), self.manifest["parity"].get(key, {})
+        for key, graph in self.manifest.graphs.items():
+            att, par = graph.get("attention", {}), self.manifest.parity.get(key, {})
             blocks = att.get("attention_blocks", 0)
-            if graph["kind"] == "onnxruntime":
+            if graph.kind == "onnxruntime":
                 fused = f"{att.get('blocks_fused', 0)}/{blocks} fused (MultiHeadAttention)"
             elif graph.get("opset", 0) < 23:
                 fused = f"{blocks} as MatMul/Softmax (opset {graph.get('opset')})"
             else:
                 fused = f"{att.get('blocks_onnx_attention', 0)}/{blocks} ONNX Attention"
-            rows.append([key, graph["file"], human_bytes(self.manifest["files"][graph["file"]]["bytes"]),
+            rows.append([key, graph.file, human_bytes(self.manifest.files[graph.file].bytes),
                          graph.get("nodes", "?"), fused, f"{par.get('max_abs_error', float('nan')):.2e}",
                          f"{par.get('max_rel_error', float('nan')):.2e}", f"{100 * par.get('top1_agreement', 0):.1f}%"])
         head = ["graph", "file", "size", "nodes", "attention blocks", "max abs err", "max rel err", "top-1 agree"]
@@ -183,22 +185,19 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                 save_tokenizer(source.tokenizer, writer.tmp)
                 manifest = base_manifest(source, opset=opts.opset, max_batch=opts.max_batch, max_length=max_length,
                                          export_example={"batch": EXAMPLE_BATCH, "length": example_length})
-                manifest["graphs"] = graphs
-                manifest["stages"] = stages_io
 
             cases = parity_cases(opts.max_batch, max_length, exclude=(EXAMPLE_BATCH, example_length),
                                  full=opts.full_validation)
             seed = opts.validation_seed if opts.validation_seed is not None else secrets.randbits(31)
             with steps.step(f"validating eager vs both graphs and their two stages at {len(cases)} shapes "
                             f"(seed {seed})"):
-                staged = {f"{k}{SPLIT_SUFFIX}": stage_runner(writer.tmp, g, stages_io, manifest["io"])
+                staged = {f"{k}{SPLIT_SUFFIX}": stage_runner(writer.tmp, g, stages_io, manifest.io)
                           for k, g in graphs.items()}
                 parity = run_parity(source.model, {**{k: writer.path(g["file"]) for k, g in graphs.items()}, **staged},
                                     cfg, source.special, cases, seed=seed, atol=opts.atol, progress=not opts.quiet,
                                     whole_of={p: p[:-len(SPLIT_SUFFIX)] for p in staged})
                 for p in staged:
                     graphs[p[:-len(SPLIT_SUFFIX)]]["stages"]["parity"] = parity.pop(p)
-                manifest["parity"] = parity
                 require_parity(parity, {k: g["file"] for k, g in graphs.items()})
                 require_parity({k: g["stages"]["parity"] for k, g in graphs.items()},
                                {k: " + ".join(g["stages"][s]["file"] for s in STAGES) for k, g in graphs.items()})
@@ -207,15 +206,18 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                 from dfma.contract.golden import GOLDEN_FILE
                 from dfma.export.golden_set import build_golden, expected_results
 
-                golden = build_golden(source.model, manifest["preprocess"], source.tokenizer, cfg, source.special,
-                                      writer.path(GOLDEN_FILE), seed=0)
+                manifest = dataclasses.replace(manifest, graphs={k: GraphEntry.from_json(g) for k, g in graphs.items()},
+                                               stages=StagesIo.from_json(stages_io), parity=parity)
+                golden = build_golden(source.model, manifest.preprocess.to_json(), source.tokenizer, cfg,
+                                      source.special, writer.path(GOLDEN_FILE), seed=0)
                 golden["expected"] = expected_results(writer.path(GOLDEN_FILE), manifest,
                                                       {k: writer.path(g["file"]) for k, g in graphs.items()})
-                manifest["golden"] = golden
+                manifest = dataclasses.replace(manifest, golden=Golden.from_json(golden))
 
             with steps.step(f"writing the bundle to {writer.out}"):
-                manifest["export"]["seconds"] = round(steps.elapsed(), 1)
+                manifest = dataclasses.replace(manifest, export={**(manifest.export or {}),
+                                                                 "seconds": round(steps.elapsed(), 1)})
                 out = writer.commit(manifest)
-    from dfma.contract.bundle import read_manifest
+    from dfma.contract.bundle import open_bundle
 
-    return ExportResult(out, read_manifest(out), steps.timings, steps.elapsed())
+    return ExportResult(out, open_bundle(out, verify=False).manifest, steps.timings, steps.elapsed())

@@ -24,12 +24,12 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     sys.path.pop(0)  # import everything as dfma.export.*, never export/ modules by bare name
 
 import argparse  # noqa: E402
-import copy  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
+import dataclasses  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dfma.contract.errors import DFMAError, ExportError  # noqa: E402
-from dfma.contract.graphs import CATALOGUE, engines, entry_files, precisions, present  # noqa: E402
+from dfma.contract.graphs import CATALOGUE, precisions  # noqa: E402
+from dfma.contract.manifest import Manifest  # noqa: E402
 
 TARGETS = ("cpu", "gpu")
 
@@ -40,86 +40,86 @@ def cpu_skipped() -> set[str]:
     return {p for p in precisions() if not any(r.cpu_kernels for r in CATALOGUE.values() if r.precision == p)}
 
 
-def graphs_for(manifest: Mapping, target: str) -> list[str]:
+def graphs_for(manifest: Manifest, target: str) -> list[str]:
     """The ``graphs`` keys a ``cpu`` or ``gpu`` deployment runs (module doc), in manifest order."""
     from dfma.backends.registry import backend
 
-    rows = present(manifest)
+    rows = manifest.present()
     keep: set[str] = set()
     if target == "cpu":
         specs = [backend("onnxruntime-cpu")]
-        rec = ((manifest.get("defaults") or {}).get("auto") or {}).get("cpu") or {}
-        if rec.get("backend") not in (None, "onnxruntime-cpu"):  # auto serves another CPU backend (OpenVINO)
-            specs.append(backend(rec["backend"]))
+        rec = manifest.defaults.auto.get("cpu") if manifest.defaults is not None else None
+        if rec is not None and rec.backend not in (None, "onnxruntime-cpu"):  # auto serves another CPU backend
+            specs.append(backend(rec.backend))
         skip = cpu_skipped()
         for spec in specs:
             for precision in precisions():
                 if precision not in skip and spec.ordered(rows, precision):
                     keep.add(spec.ordered(rows, precision)[0])
-        if rec.get("graph") in rows:
-            keep.add(rec["graph"])
+        if rec is not None and rec.graph in rows:
+            keep.add(rec.graph)
     elif target == "gpu":
         spec = backend("onnxruntime-cuda")
         for precision in precisions():
             if spec.ordered(rows, precision):
                 keep.add(spec.ordered(rows, precision)[0])
-        keep |= set(engines(manifest)) & set(rows)
+        keep |= set(manifest.engines()) & set(rows)
     else:
         raise ExportError(f"--for {target!r}: choose one of {list(TARGETS)}")
-    return [k for k in manifest["graphs"] if k in keep]
+    return [k for k in manifest.graphs if k in keep]
 
 
-def slim_manifest(manifest: Mapping, keep: list[str], *, target: str, source: Path,
-                  stages: bool = True) -> tuple[dict, list[str]]:
+def slim_manifest(manifest: Manifest, keep: list[str], *, target: str, source: Path,
+                  stages: bool = True) -> tuple[Manifest, list[str]]:
     """The copy's manifest (``files`` still to be hashed) and the bundle files to copy; ``stages=False``
     also drops the kept graphs' stage graphs."""
-    dropped = [k for k in manifest["graphs"] if k not in keep]
-    dropped_files = set().union(*(entry_files(manifest["graphs"][k]) for k in dropped))
-    kept_files = set().union(*(entry_files(manifest["graphs"][k]) for k in keep))
+    graphs = manifest.graphs
+    dropped = [k for k in graphs if k not in keep]
+    dropped_files = set().union(*(graphs[k].files() for k in dropped))
+    kept_files = set().union(*(graphs[k].files() for k in keep))
     if not stages:
-        stage_graphs = kept_files - {manifest["graphs"][k]["file"] for k in keep}
+        stage_graphs = kept_files - {graphs[k].file for k in keep}
         dropped_files |= stage_graphs
         kept_files -= stage_graphs
     kept_companions = {f for k in keep if k in CATALOGUE for f in CATALOGUE[k].companions}
     # a graph's companion files (the static INT8 ranges, also for re-quantizing it) go unless a kept graph has them
     dropped_files |= {f for r in CATALOGUE.values() if r.key not in keep for f in r.companions} - kept_companions
-    new = copy.deepcopy(dict(manifest))
-    new["graphs"] = {k: v for k, v in new["graphs"].items() if k in keep}
-    if not stages:
-        for entry in new["graphs"].values():
-            entry.pop("stages", None)
-    new["parity"] = {k: v for k, v in new.get("parity", {}).items() if k in keep}
-    precision = new.get("precision") or {}
-    for section in ("guard", "search"):
-        if isinstance(precision.get(section), dict):
-            precision[section] = {k: v for k, v in precision[section].items() if k not in dropped}
-    auto = (new.get("defaults") or {}).get("auto") or {}
-    for scope in [s for s, rec in auto.items() if isinstance(rec, Mapping) and rec.get("graph") not in keep]:
-        del auto[scope]
-    new["slimmed"] = {"for": target, "from": str(source), "from_created": manifest.get("created"),
-                      "kept": keep, "dropped": dropped, "two_stage_pairs": stages}
-    files = [rel for rel in manifest["files"] if rel in kept_files or rel not in dropped_files]
+    precision = manifest.precision
+    if precision is not None:
+        precision = dataclasses.replace(
+            precision, guard={k: v for k, v in precision.guard.items() if k not in dropped},
+            search={k: v for k, v in precision.search.items() if k not in dropped} if precision.search is not None
+            else None)
+    defaults = manifest.defaults
+    if defaults is not None:
+        defaults = dataclasses.replace(defaults, auto={s: r for s, r in defaults.auto.items() if r.graph in keep})
+    new = dataclasses.replace(
+        manifest, graphs={k: (g if stages else g.without("stages")) for k, g in graphs.items() if k in keep},
+        parity={k: v for k, v in manifest.parity.items() if k in keep}, precision=precision, defaults=defaults,
+        slimmed={"for": target, "from": str(source), "from_created": manifest.created, "kept": keep,
+                 "dropped": dropped, "two_stage_pairs": stages})
+    files = [rel for rel in manifest.files if rel in kept_files or rel not in dropped_files]
     return new, files
 
 
 def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] | None = None,
-         force: bool = False, stages: bool = True) -> dict:
+         force: bool = False, stages: bool = True) -> Manifest:
     """Write the slimmed copy of ``bundle`` to ``out``; returns its manifest. Raises BundleError / ExportError."""
     from dfma.contract.bundle import open_bundle
-    from dfma.contract.bundle_writer import BundleWriter, link_or_copy, read_manifest
+    from dfma.contract.bundle_writer import BundleWriter, link_or_copy
 
-    source = open_bundle(bundle)  # every sha256 verified before anything is copied
+    source = open_bundle(bundle)  # every sha256 verified (and the signature, with a key) before anything is copied
     manifest = source.manifest
     if keep:
-        unknown = [k for k in keep if k not in manifest["graphs"]]
+        unknown = [k for k in keep if k not in manifest.graphs]
         if unknown:
-            raise ExportError(f"--keep {unknown}: the bundle's graphs are {sorted(manifest['graphs'])}")
-        chosen = [k for k in manifest["graphs"] if k in keep]
+            raise ExportError(f"--keep {unknown}: the bundle's graphs are {sorted(manifest.graphs)}")
+        chosen = [k for k in manifest.graphs if k in keep]
     else:
         chosen = graphs_for(manifest, target or "cpu")
     if not chosen:
-        raise ExportError(f"nothing to keep for {target}: the bundle's graphs are {sorted(manifest['graphs'])}")
-    unknown_kinds = [k for k in chosen if k not in CATALOGUE and k not in engines(manifest)]
+        raise ExportError(f"nothing to keep for {target}: the bundle's graphs are {sorted(manifest.graphs)}")
+    unknown_kinds = [k for k in chosen if k not in CATALOGUE and k not in manifest.engines()]
     if unknown_kinds:
         raise ExportError(f"graphs {unknown_kinds} are not kinds of the catalogue (dfma.contract.graphs)")
     new, files = slim_manifest(manifest, chosen, target=target or "keep", source=source.folder, stages=stages)
@@ -127,7 +127,7 @@ def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] 
         for rel in files:
             link_or_copy(source.folder / rel, writer.path(rel))
         writer.commit(new)
-    return read_manifest(out)
+    return open_bundle(out).manifest
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,12 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     except DFMAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    from dfma.contract.bundle import read_manifest
+    from dfma.contract.bundle import open_bundle
     from dfma.progress import human_bytes
 
-    before = sum(e["bytes"] for e in read_manifest(args.bundle)["files"].values())
-    after = sum(e["bytes"] for e in manifest["files"].values())
-    print(f"kept {', '.join(manifest['slimmed']['kept'])}; dropped {', '.join(manifest['slimmed']['dropped']) or 'nothing'}")
+    before = open_bundle(args.bundle, verify=False).manifest.total_bytes
+    after = manifest.total_bytes
+    slimmed = manifest.slimmed or {}
+    print(f"kept {', '.join(slimmed['kept'])}; dropped {', '.join(slimmed['dropped']) or 'nothing'}")
     print(f"{args.out}: {human_bytes(after)} (from {human_bytes(before)})")
     return 0
 

@@ -16,6 +16,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     sys.path.pop(0)  # import everything as dfma.export.*, never export/ modules by bare name
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import datetime as _dt  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -56,6 +57,7 @@ def run(args) -> dict:
     from dfma.contract.bundle import open_bundle
     from dfma.backends.trt_runner import platform_info
     from dfma.contract.graphs import engine_row
+    from dfma.contract.manifest import GraphEntry, Manifest
 
     opts = tb.BuildOptions(precision=args.precision, workspace_mib=args.workspace_mib, opt_batch=args.opt_batch,
                            opt_length=args.opt_length, timing_cache=args.timing_cache, device=args.device,
@@ -84,8 +86,8 @@ def run(args) -> dict:
         else:
             Path(opts.timing_cache).write_bytes(timing)
 
-        def update(manifest: dict) -> dict:
-            manifest["graphs"][entry_key] = {
+        def edit(manifest: Manifest) -> Manifest:
+            entry = GraphEntry.from_json({
                 **row.manifest_fields(), "derived_from": file,
                 "source_graph": key, **platform, "strongly_typed": True,
                 "profile": {name: {"min": list(s[0]), "opt": list(s[1]), "max": list(s[2])}
@@ -94,11 +96,11 @@ def run(args) -> dict:
                 "int8_activations": ("rewritten from uint8 to symmetric int8 (same ranges)"
                                      if opts.precision == INT8_ENGINE else None),
                 "built": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-                "build_seconds": seconds}
-            manifest["tools"]["tensorrt"] = platform["tensorrt_version"]
-            return manifest
+                "build_seconds": seconds})
+            return dataclasses.replace(manifest.with_graph(entry_key, entry),
+                                       tools={**manifest.tools, "tensorrt": platform["tensorrt_version"]})
 
-        manifest = update_bundle(bundle.folder, new_files, update)
+        manifest = update_bundle(bundle.folder, new_files, edit=edit)
     print(f"engine: {bundle.folder / engine_rel} ({len(engine) / 2**20:.1f} MiB, {seconds} s)")
     return manifest
 

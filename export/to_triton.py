@@ -25,11 +25,11 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
-from collections.abc import Mapping  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from dfma.contract.errors import BundleError, DFMAError, ExportError  # noqa: E402
+from dfma.contract.manifest import GraphEntry, IoSpec, Manifest  # noqa: E402
 
 TEMPLATES = Path(__file__).resolve().parent / "triton_models"
 BUNDLE_DIR = "bundle"  # inside a Python model's version folder: the manifest and the files it needs
@@ -91,8 +91,8 @@ def _check_options(opts: TritonOptions) -> None:
         raise ExportError(f"--name {opts.name!r}: use letters, digits, '_', '.', '-'")
 
 
-def _max_batch(opts: TritonOptions, manifest: dict) -> int:
-    limit = manifest["limits"].get("max_batch")
+def _max_batch(opts: TritonOptions, manifest: Manifest) -> int:
+    limit = manifest.limits.max_batch
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise BundleError(f"manifest.json: limits.max_batch must be a positive int, got {limit!r}")
     if opts.max_batch is None:
@@ -103,15 +103,14 @@ def _max_batch(opts: TritonOptions, manifest: dict) -> int:
     return opts.max_batch
 
 
-def choose_onnx_graph(manifest: dict, precision: str, kind: str) -> str:
+def choose_onnx_graph(manifest: Manifest, precision: str, kind: str) -> str:
     """The bundle file the ``onnxruntime_onnx`` model serves: ONNX Runtime's first choice for that device
     (``auto``: the bundle's recorded default for it, else fp32)."""
     from dfma.backends.registry import backend
-    from dfma.contract.graphs import present, resolve_precision
 
     device = "cpu" if kind == "cpu" else "gpu"
-    precision = resolve_precision(manifest, precision, device)[0]
-    rows = present(manifest)
+    precision = manifest.resolve_precision(precision, device)[0]
+    rows = manifest.present()
     keys = backend("onnxruntime-cpu" if kind == "cpu" else "onnxruntime-cuda").ordered(rows, precision)
     if not keys:
         have = sorted({r.precision for r in rows.values()})
@@ -120,35 +119,36 @@ def choose_onnx_graph(manifest: dict, precision: str, kind: str) -> str:
     return rows[keys[0]].file
 
 
-def check_graph_io(path: Path, io: dict, section: str = "io") -> None:
-    """Compare the ONNX graph's input/output names and ranks with the manifest's ``io`` (or a stage's, named
-    by ``section``); needs ``onnx``, else skipped."""
+def check_graph_io(path: Path, io: IoSpec, section: str = "io") -> None:
+    """Compare the ONNX graph's inputs and outputs with the manifest's ``io`` (or a stage's, named by
+    ``section``) through the contract's one check (``dfma.contract.io_spec.check_graph_io``: names, ranks,
+    fixed dimensions); needs ``onnx``, else skipped."""
     try:
         import onnx
     except ImportError:
         return
+    from dfma.contract.io_spec import check_graph_io as check_io
+
     try:
         graph = onnx.load(str(path), load_external_data=False).graph
     except Exception as e:  # onnx raises DecodeError and friends
         raise BundleError(f"{path}: not a readable ONNX model ({e})") from None
-    for key, values in (("inputs", graph.input), ("outputs", graph.output)):
-        actual = {v.name: len(v.type.tensor_type.shape.dim) for v in values}
-        wanted = {s["name"]: len(s["shape"]) for s in io[key]}
-        if actual != wanted:
-            raise BundleError(f"{path}: graph {key} {actual} (name: rank) do not match manifest.json "
-                              f"{section}.{key} {wanted}")
+
+    def tensors(values) -> dict[str, tuple[str, list]]:
+        return {v.name: ("", [d.dim_value if d.HasField("dim_value") else d.dim_param
+                              for d in v.type.tensor_type.shape.dim]) for v in values}
+
+    check_io(str(path), io, tensors(graph.input), tensors(graph.output), section_name=section)
 
 
-def choose_layout(manifest: dict, graph: str, layout: str | None, notes: list[str]) -> dict[str, str] | None:
+def choose_layout(manifest: Manifest, graph: str, layout: str | None, notes: list[str]) -> dict[str, str] | None:
     """``{stage: file}`` of ``graph``'s stage graphs for the two-stage layout, None for the whole one.
 
     ``layout`` None: two-stage where the manifest lists its stage graphs (``graphs.<key>.stages``), else whole.
     ExportError for ``two-stage`` on a graph without stage graphs.
     """
-    from dfma.contract.graphs import stage_files
-
-    keys = [k for k, g in manifest["graphs"].items() if isinstance(g, dict) and g.get("file") == graph]
-    staged = stage_files(manifest, keys[0]) if keys else None
+    keys = manifest.keys_of_file(graph)
+    staged = manifest.stage_files(keys[0]) if keys else None
     if layout == WHOLE:
         return None
     if staged is None:
@@ -161,11 +161,9 @@ def choose_layout(manifest: dict, graph: str, layout: str | None, notes: list[st
     return staged
 
 
-def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tuple[str, Mapping] | None:
+def choose_engine(manifest: Manifest, opts: TritonOptions, notes: list[str]) -> tuple[str, GraphEntry] | None:
     """The engine entry to serve as ``tensorrt_plan`` (``--engine`` or the one of ``--precision``), or None."""
-    from dfma.contract.graphs import engines as engine_entries
-
-    engines = engine_entries(manifest)
+    engines = manifest.engines()
     if opts.engine is not None and opts.engine not in engines:
         raise ExportError(f"--engine {opts.engine!r}: the bundle's engines are {sorted(engines) or 'none'}")
     if not engines:
@@ -176,15 +174,14 @@ def choose_engine(manifest: dict, opts: TritonOptions, notes: list[str]) -> tupl
     if opts.engine is not None:
         key = opts.engine
     else:
-        matching = sorted(k for k, e in engines.items() if e.get("precision") == opts.precision)
+        matching = sorted(k for k, e in engines.items() if e.precision == opts.precision)
         if not matching:
             notes.append(f"skipped TensorRT engine(s) {sorted(engines)}: none of precision {opts.precision}")
             return None
         key = matching[0]
     entry = engines[key]
-    built = {k: entry.get(k) or (entry.get("build") or {}).get(k) for k in ("tensorrt_version", "gpu_name")}
-    notes.append(f"TensorRT engine {key!r} ({entry['file']}) built with TensorRT {built['tensorrt_version']} on "
-                 f"{built['gpu_name']}: Triton's TensorRT must be that exact version, on that GPU model")
+    notes.append(f"TensorRT engine {key!r} ({entry.file}) built with TensorRT {entry.tensorrt_version} on "
+                 f"{entry.gpu_name}: Triton's TensorRT must be that exact version, on that GPU model")
     return key, entry
 
 
@@ -193,7 +190,7 @@ def _copy_verified(bundle, rel: str, dest: Path) -> None:
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(bundle.path(rel), dest)
-    if sha256_file(dest) != bundle.manifest["files"][rel]["sha256"]:
+    if sha256_file(dest) != bundle.manifest.file_digest(rel):
         raise BundleError(f"{bundle.folder / rel}: changed while being copied (sha256 mismatch)")
 
 
@@ -221,14 +218,14 @@ def write_network(root: Path, bundle, opts: TritonOptions, max_batch: int, resul
 
     manifest, n = bundle.manifest, opts.name
     graph = opts.graph or choose_onnx_graph(manifest, opts.precision, opts.kind)
-    onnx_files = {g["file"] for g in manifest["graphs"].values() if str(g["file"]).endswith(".onnx")}
+    onnx_files = {g.file for g in manifest.graphs.values() if g.file.endswith(".onnx")}
     if graph not in onnx_files:
         raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
     staged = choose_layout(manifest, graph, opts.layout, result.notes)
     result.layout = WHOLE if staged is None else TWO_STAGE
-    parts: list[tuple[str, str, dict, str, dict | None]]  # model, bundle file, io, manifest section, batching
+    parts: list[tuple[str, str, IoSpec, str, dict | None]]  # model, bundle file, io, manifest section, batching
     if staged is None:
-        parts = [(f"{n}_onnx", graph, manifest["io"], "io", None)]
+        parts = [(f"{n}_onnx", graph, manifest.io, "io", None)]
     else:
         stages = tc.stages_io(manifest)
         vision_delay = (VISION_DELAY_FACTOR * opts.queue_delay_us if opts.vision_queue_delay_us is None
@@ -254,7 +251,7 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
     from dfma.contract.manifest_digest import copy_manifest
 
     manifest, n = bundle.manifest, opts.name
-    io, labels = manifest["io"], manifest["labels"]
+    io, labels = manifest.io, manifest.labels
     max_batch = _max_batch(opts, manifest)
     pre, post = f"{n}_preprocess", f"{n}_postprocess"
     inputs, _ = tc.io_tensors(io)  # malformed io: BundleError before anything is copied
@@ -264,8 +261,8 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
     result.models += [n, pre]
     networks = write_network(root, bundle, opts, max_batch, result)
 
-    tokenizer_files = [f for f in (manifest["preprocess"].get("tokenizer", "tokenizer.json"),
-                                   manifest["preprocess"].get("vocab", "vocab.txt")) if f in manifest["files"]]
+    tokenizer_files = [f for f in (manifest.preprocess.tokenizer_file, manifest.preprocess.vocab_file)
+                       if f in manifest.files]
     if not tokenizer_files:
         raise BundleError(f"{bundle.folder / 'manifest.json'}: lists no tokenizer.json or vocab.txt in files")
     version = _write_model(root, pre, tc.preprocess_config(
@@ -298,7 +295,7 @@ def write_models(root: Path, bundle, opts: TritonOptions, result: TritonResult) 
             plan, entry.get("io") or io, platform="tensorrt_plan", filename=TRITON_PLAN_FILE,
             max_batch=min(max_batch, engine_max), instances=opts.instances, kind="gpu",
             queue_delay_us=opts.queue_delay_us))
-        _copy_verified(bundle, entry["file"], version / TRITON_PLAN_FILE)
+        _copy_verified(bundle, entry.file, version / TRITON_PLAN_FILE)
         _write_model(root, trt_ensemble, tc.ensemble_config(
             trt_ensemble, io, num_labels=len(labels), max_batch=min(max_batch, engine_max),
             preprocess=pre, networks=[(plan, entry.get("io") or io)], postprocess=post))
@@ -330,7 +327,7 @@ def build_repository(opts: TritonOptions) -> TritonResult:
             raise ExportError(f"{folder.out}: cannot write the repository ({e})") from None
         result.validated = validate_repository(tmp)
         info = {"generator": "export/to_triton.py", "bundle": str(bundle.folder.resolve()),
-                "created": bundle.manifest.get("created"), "layout": result.layout, "models": result.models,
+                "created": bundle.manifest.created, "layout": result.layout, "models": result.models,
                 "notes": result.notes,
                 "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()}}
         (tmp / "dfma_repository.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")

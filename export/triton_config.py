@@ -25,6 +25,7 @@ from typing import Any
 from dfma.contract.errors import BundleError, ExportError
 from dfma.contract.graphs import STAGES
 from dfma.contract.io_spec import FEATURES_NAME
+from dfma.contract.manifest import IoSpec, Manifest
 
 BATCH_AXIS = "batch"
 DTYPES = {  # manifest dtype -> Triton data type
@@ -121,9 +122,12 @@ def tensor_config(spec: Any, *, where: str) -> dict:
             "dims": dims}
 
 
-def io_tensors(io: Any, *, section: str = "io") -> tuple[list[dict], list[dict]]:
-    """``(inputs, outputs)`` Triton tensor configs of a manifest ``io`` section, or of a stage's
-    (``section="stages.vision"``); BundleError naming the section and field if malformed."""
+def io_tensors(io: IoSpec | Mapping | None, *, section: str = "io") -> tuple[list[dict], list[dict]]:
+    """``(inputs, outputs)`` Triton tensor configs of a manifest ``io`` section (typed, ``Manifest.io``, or
+    its JSON), or of a stage's (``section="stages.vision"``); BundleError naming the section and field if
+    malformed."""
+    if isinstance(io, IoSpec):
+        io = io.to_json()
     if not isinstance(io, Mapping):
         raise BundleError(f"manifest.json: field {section!r} must be an object with 'inputs' and 'outputs'")
     result = []
@@ -142,16 +146,18 @@ def io_tensors(io: Any, *, section: str = "io") -> tuple[list[dict], list[dict]]
     return result[0], result[1]
 
 
-def stages_io(manifest: Mapping) -> dict[str, dict]:
+def stages_io(manifest: Manifest | Mapping) -> dict[str, IoSpec]:
     """``{stage: io}`` of the manifest's ``stages`` section, checked for the two-stage layout: ``vision``
     takes contract inputs and gives ``image_features``; ``text`` takes contract inputs and those features
     (same dtype and dims) and gives the contract's logits. BundleError naming the field otherwise."""
-    stages = manifest.get("stages")
-    if not isinstance(stages, Mapping):
-        raise BundleError("manifest.json: field 'stages' (the two-stage graphs' io) is missing or not an object")
-    contract_in, contract_out = io_tensors(manifest.get("io"))
+    manifest = Manifest.from_json(manifest)
+    stages = manifest.stages
+    if stages is None:
+        raise BundleError("manifest.json: field 'stages' (the two-stage graphs' io) is missing or not an object",
+                          field="stages")
+    contract_in, contract_out = io_tensors(manifest.io)
     known = {t["name"]: t for t in contract_in}
-    tensors = {stage: io_tensors(stages.get(stage), section=f"stages.{stage}") for stage in STAGES}
+    tensors = {stage: io_tensors(stages.io(stage), section=f"stages.{stage}") for stage in STAGES}
     (v_in, v_out), (t_in, t_out) = tensors["vision"], tensors["text"]
     if v_out[0]["name"] != FEATURES_NAME:
         raise BundleError(f"manifest.json: stages.vision.outputs is {v_out[0]['name']!r}, expected {FEATURES_NAME!r}")
@@ -170,7 +176,7 @@ def stages_io(manifest: Mapping) -> dict[str, dict]:
     if t_out != contract_out:
         raise BundleError(f"manifest.json: stages.text.outputs ({t_out[0]['name']}) must be io.outputs "
                           f"({contract_out[0]['name']}), same dtype and dims")
-    return {stage: dict(stages[stage]) for stage in STAGES}
+    return {stage: stages.io(stage) for stage in STAGES}
 
 
 # ---------------------------------------------------------------- model configs
@@ -198,7 +204,7 @@ def _instance_group(count: int, kind: str) -> list[dict]:
     return [{"count": count, "kind": Enum("KIND_GPU" if kind == "gpu" else "KIND_CPU")}]
 
 
-def network_config(name: str, io: Mapping, *, platform: str, filename: str, max_batch: int, instances: int,
+def network_config(name: str, io: IoSpec | Mapping, *, platform: str, filename: str, max_batch: int, instances: int,
                    kind: str, queue_delay_us: int = DEFAULT_QUEUE_DELAY_US, batching: Mapping | None = None,
                    section: str = "io") -> dict:
     """The ``onnxruntime_onnx`` / ``tensorrt_plan`` model: manifest IO (``io``, or a stage's, named by
@@ -222,7 +228,8 @@ def _parameters(values: Mapping[str, str]) -> list[dict]:
     return [{"key": k, "value": {"string_value": v}} for k, v in values.items()]
 
 
-def preprocess_config(name: str, io: Mapping, *, max_batch: int, instances: int, pad_to_max_length: bool) -> dict:
+def preprocess_config(name: str, io: IoSpec | Mapping, *, max_batch: int, instances: int,
+                      pad_to_max_length: bool) -> dict:
     """The Python-backend model: :data:`RAW_INPUTS` -> the network's inputs (same names, dtypes, dims)."""
     inputs, _ = io_tensors(io)
     return {
@@ -233,7 +240,7 @@ def preprocess_config(name: str, io: Mapping, *, max_batch: int, instances: int,
     }
 
 
-def postprocess_config(name: str, io: Mapping, *, num_labels: int, max_batch: int, instances: int) -> dict:
+def postprocess_config(name: str, io: IoSpec | Mapping, *, num_labels: int, max_batch: int, instances: int) -> dict:
     """The Python-backend model: the network's logits -> :func:`result_outputs`."""
     _, outputs = io_tensors(io)
     logits = outputs[0]
@@ -248,7 +255,7 @@ def postprocess_config(name: str, io: Mapping, *, num_labels: int, max_batch: in
     }
 
 
-def ensemble_config(name: str, io: Mapping, *, num_labels: int, max_batch: int, preprocess: str,
+def ensemble_config(name: str, io: IoSpec | Mapping, *, num_labels: int, max_batch: int, preprocess: str,
                     networks: Sequence[tuple[str, Mapping]], postprocess: str) -> dict:
     """The ensemble wiring preprocess -> each network in order -> postprocess (no instance_group:
     ensembles take none). ``networks``: ``(model name, its io)``, e.g. ``[(onnx, io)]`` or

@@ -15,6 +15,7 @@ from pathlib import Path
 from dfma.contract.errors import BundleError, ExportError
 from dfma.backends.trt_runner import import_tensorrt  # noqa: F401  (re-exported: to_tensorrt checks it first)
 from dfma.contract.graphs import CATALOGUE, engine_sources, gpu_slug as slug  # noqa: F401  (slug: engine file names)
+from dfma.contract.manifest import Manifest
 
 SOURCE_GRAPHS = engine_sources()  # engine precision -> graph key (the catalogue's tensorrt column)
 ENGINE_PRECISIONS = tuple(SOURCE_GRAPHS)  # fp32, fp16, int8
@@ -37,16 +38,18 @@ class BuildOptions:
     verbose: bool = False
 
 
-def source_graph(manifest: dict, precision: str) -> tuple[str, str]:
-    """``(graphs key, file)`` of the ONNX graph an engine of ``precision`` is built from; BundleError if absent."""
+def source_graph(manifest: Manifest | dict, precision: str) -> tuple[str, str]:
+    """``(graphs key, file)`` of the ONNX graph an engine of ``precision`` is built from (``manifest`` typed,
+    or its JSON); BundleError if absent."""
+    manifest = Manifest.from_json(manifest)
     if precision not in SOURCE_GRAPHS:
         raise ExportError(f"--precision {precision!r}: choose one of {list(SOURCE_GRAPHS)}")
     key = SOURCE_GRAPHS[precision]
-    graph = manifest["graphs"].get(key)
+    graph = manifest.graphs.get(key)
     if graph is None:
         hint = "export/to_onnx.py" if CATALOGUE[key].recipe is None else _precision_command(key)
         raise BundleError(f"the bundle has no {key!r} graph ({precision} engines are built from it); run {hint} first")
-    return key, graph["file"]
+    return key, graph.file
 
 
 def _precision_command(key: str) -> str:
@@ -55,18 +58,20 @@ def _precision_command(key: str) -> str:
     return how_to_build(key)
 
 
-def profile_shapes(manifest: dict, opts: BuildOptions) -> dict[str, tuple[tuple, tuple, tuple]]:
-    """input name -> (min, opt, max) shapes from the manifest's io specs and limits."""
-    max_batch, max_length = int(manifest["limits"]["max_batch"]), int(manifest["limits"]["max_length"])
+def profile_shapes(manifest: Manifest | dict, opts: BuildOptions) -> dict[str, tuple[tuple, tuple, tuple]]:
+    """input name -> (min, opt, max) shapes from the manifest's io specs and limits (typed, or its JSON)."""
+    manifest = Manifest.from_json(manifest)
+    max_batch, max_length = int(manifest.limits.max_batch), int(manifest.limits.max_length)
     sizes = {"batch": (1, min(opts.opt_batch, max_batch), max_batch),
              "sequence": (MIN_LENGTH, min(max(opts.opt_length, MIN_LENGTH), max_length), max_length)}
     shapes: dict[str, tuple[tuple, tuple, tuple]] = {}
-    for spec in manifest["io"]["inputs"]:
-        dims = [sizes[d] if isinstance(d, str) else (d, d, d) for d in spec["shape"]]
-        if any(isinstance(d, str) and d not in sizes for d in spec["shape"]):
-            raise BundleError(f"io.inputs {spec['name']!r}: unknown dynamic axis in {spec['shape']}")
+    for spec in manifest.io.inputs:
+        if any(isinstance(d, str) and d not in sizes for d in spec.shape):
+            raise BundleError(f"io.inputs {spec.name!r}: unknown dynamic axis in {list(spec.shape)}",
+                              field=f"io.inputs.{spec.name}.shape")
+        dims = [sizes[d] if isinstance(d, str) else (d, d, d) for d in spec.shape]
         lo, opt, hi = (tuple(d[i] for d in dims) for i in range(3))
-        shapes[spec["name"]] = (lo, opt, hi)
+        shapes[spec.name] = (lo, opt, hi)
     return shapes
 
 

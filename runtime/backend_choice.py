@@ -9,9 +9,9 @@ another class than the one it was measured on (``dfma.runtime.self_check``); on 
 recorded GPU default, else fp32.
 
 ``stages``: ``auto`` serves the chosen graph's stage graphs (``vision`` + ``text`` files of its manifest
-entry, :func:`dfma.contract.graphs.stage_files`) when the bundle has one, built with the same registry row
-as the whole graph, each stage checked against ``manifest.stages.<stage>``; else (a TensorRT engine, a bundle
-from before two-stage export) the whole graph. ``two-stage`` requires the stage graphs (BundleError naming the
+entry, ``Manifest.stage_files``) when the bundle has one, built with the same registry row
+as the whole graph, each stage checked against ``manifest.stages.<stage>``; else (a TensorRT engine, a graph
+without them) the whole graph. ``two-stage`` requires the stage graphs (BundleError naming the
 graph); ``whole`` always runs the whole graph.
 """
 from __future__ import annotations
@@ -26,17 +26,8 @@ from dfma.backends.registry import BACKENDS, BackendSpec, auto_chain, backend as
 from dfma.backends.two_stage import TwoStage
 from dfma.contract.bundle import Bundle
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
-from dfma.contract.graphs import (
-    AUTO,
-    STAGES,
-    GraphKind,
-    is_engine,
-    precisions,
-    present,
-    recorded_default,
-    resolve_precision,
-    stage_files,
-)
+from dfma.contract.graphs import AUTO, STAGES, GraphKind, precisions
+from dfma.contract.manifest import GraphEntry, Manifest
 from dfma.host import host_info, same_class
 from dfma.runtime.api_guards import STAGE_MODES
 from dfma.runtime.self_check import SELF_CHECK, auto_open
@@ -67,18 +58,18 @@ class Choice:
         return TWO_STAGE if self.stage_files else WHOLE
 
 
-def _candidates(manifest: Mapping, backend: str) -> tuple[list[BackendSpec], list[str]]:
+def _candidates(manifest: Manifest, backend: str) -> tuple[list[BackendSpec], list[str]]:
     if backend == "auto":
         chain, skipped = auto_chain(), []
-        rec = recorded_default(manifest, "cpu")
-        row = BACKENDS.get(str((rec or {}).get("backend")))
+        rec = manifest.recorded_default("cpu")
+        row = BACKENDS.get(str(rec.backend if rec is not None else None))
         if row is not None and row.auto is None and row.bundles:  # a backend auto takes only where measured faster
-            here = host_info()
-            if same_class(rec.get("host"), here):
+            here, host = host_info(), rec.host or {}
+            if same_class(rec.host, here):
                 chain.insert(next(i for i, r in enumerate(chain) if r.name == "onnxruntime-cpu"), row)
             else:
-                skipped.append(f"{row.name}: measured fastest on {rec.get('host', {}).get('class')} "
-                               f"({rec.get('host', {}).get('cpu')}), not on this {here['class']} CPU")
+                skipped.append(f"{row.name}: measured fastest on {host.get('class')} "
+                               f"({host.get('cpu')}), not on this {here['class']} CPU")
         return chain, skipped
     if backend == "onnxruntime":
         return [r for r in auto_chain() if r.name.startswith("onnxruntime-")], []
@@ -91,47 +82,46 @@ def _candidates(manifest: Mapping, backend: str) -> tuple[list[BackendSpec], lis
 def _stage_files_of(bundle: Bundle, key: str) -> tuple[dict[str, str] | None, str]:
     """``({stage: file}, "")`` of graph ``key``'s stage graphs, or ``(None, why there are none)``."""
     manifest = bundle.manifest
-    entry = manifest["graphs"][key]
-    if is_engine(entry):
+    entry = manifest.graph(key)
+    if entry.is_engine:
         return None, f"{key}: a TensorRT engine has no stage graphs"
-    files = stage_files(manifest, key)
+    files = manifest.stage_files(key)
     if files is None:
-        return None, f"graph {key!r} ({entry.get('file')}) has no stage graphs in the bundle (graphs.{key}.stages)"
-    io = manifest.get("stages")
-    if not isinstance(io, Mapping) or not all(isinstance(io.get(s), Mapping) for s in STAGES):
+        return None, f"graph {key!r} ({entry.file}) has no stage graphs in the bundle (graphs.{key}.stages)"
+    if manifest.stages is None or not manifest.stages.complete:
         return None, f"graph {key!r} has stage files but the manifest has no stages.vision / stages.text io"
     return files, ""
 
 
-def _build_stages(bundle: Bundle, spec: BackendSpec, row: GraphKind, entry: Mapping, files: Mapping[str, str], *,
+def _build_stages(bundle: Bundle, spec: BackendSpec, row: GraphKind, entry: GraphEntry, files: Mapping[str, str], *,
                   threads: int | None, device_id: int) -> TwoStage:
     """A :class:`TwoStage` of two runners of registry row ``spec`` on the stage files (not opened). ONNX
     Runtime's stage sessions do not spin between runs: with two thread pools on the same cores, the idle
     one's spinning cost the other a third of its speed (measured on base, 2 cores: a post of one entity pair 292 ms
     with spinning, 203 ms without)."""
-    stages_io = bundle.manifest["stages"]
-    runners = [spec.build(bundle.path(files[s]), io=stages_io[s], graph=dataclasses.replace(row, file=files[s]),
+    stages_io = bundle.manifest.stages
+    runners = [spec.build(bundle.path(files[s]), io=stages_io.io(s), graph=dataclasses.replace(row, file=files[s]),
                           entry=entry, threads=threads, device_id=device_id, spinning=False) for s in STAGES]
-    return TwoStage(*runners, io=bundle.manifest["io"], graph=row)
+    return TwoStage(*runners, io=bundle.manifest.io, graph=row)
 
 
 def _open_graph(bundle: Bundle, spec: BackendSpec, key: str, row: GraphKind, stages: str, *, threads: int | None,
                 device_id: int) -> tuple[Any, dict[str, str] | None, str]:
     """``(opened runner, stage files or None, stages reason)`` of one graph in the ``stages`` mode."""
-    entry = bundle.manifest["graphs"][key]
+    entry = bundle.manifest.graph(key)
     files, why = _stage_files_of(bundle, key) if stages != WHOLE else (None, "stages='whole' asked for")
     if stages == TWO_STAGE and files is None:
         raise BundleError(f"stages='two-stage': {why}; use stages='auto' or 'whole'", field=f"graphs.{key}.stages")
     if files is not None:
         try:
             staged = _build_stages(bundle, spec, row, entry, files, threads=threads, device_id=device_id)
-            return staged.open(), dict(files), f"{stages}: the stage graphs of {entry['file']}"
+            return staged.open(), dict(files), f"{stages}: the stage graphs of {entry.file}"
         except BundleError as e:
             if stages == TWO_STAGE:
                 raise
             why = f"its stage graphs do not load ({e})"
             log.warning("dfma.runtime: %s: %s; serving the whole graph", spec.name, why)
-    runner = spec.build(bundle.path(entry["file"]), io=bundle.manifest["io"], graph=row, entry=entry,
+    runner = spec.build(bundle.path(entry.file), io=bundle.manifest.io, graph=row, entry=entry,
                         threads=threads, device_id=device_id)
     reason = why if stages == WHOLE else f"auto: whole graph ({why})"
     return runner.open(), None, reason
@@ -152,13 +142,13 @@ def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], p
         raise BundleError(f"the bundle has no {precision} graph that {spec.name} runs (it has {have})")
     failures: list[BundleError] = []
     for key in keys:
-        entry = bundle.manifest["graphs"][key]
+        entry = bundle.manifest.graph(key)
         try:
             runner, files, reason = _open_graph(bundle, spec, key, rows[key], stages, threads=threads,
                                                 device_id=device_id)
         except BundleError as e:
             failures.append(e)
-            log.warning("dfma.runtime: %s cannot load %s (%s); trying the next graph", spec.name, entry["file"], e)
+            log.warning("dfma.runtime: %s cannot load %s (%s); trying the next graph", spec.name, entry.file, e)
             continue
         if opened is not None:
             opened[key] = (files, reason)
@@ -189,7 +179,7 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
         raise InputError(f"must be one of {list(SELF_CHECK)}, got {self_check!r}", field="self_check")
     if stages not in STAGE_MODES:
         raise InputError(f"must be one of {list(STAGE_MODES)}, got {stages!r}", field="stages")
-    rows = present(bundle.manifest)
+    rows = bundle.manifest.present()
     candidates, skipped = _candidates(bundle.manifest, backend)
     opened: dict[str, tuple[dict[str, str] | None, str]] = {}
     for i, spec in enumerate(candidates):
@@ -201,7 +191,7 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
             if precision == AUTO and spec.device == "cpu":
                 runner, key, wanted, reason = auto_open(bundle, open_precision, spec.name, spec.device, self_check)
             else:
-                wanted, reason = resolve_precision(bundle.manifest, precision, spec.device, spec.name)
+                wanted, reason = bundle.manifest.resolve_precision(precision, spec.device, spec.name)
                 runner, key = open_precision(wanted)
         except (BackendUnavailable, BundleError) as e:
             last = i == len(candidates) - 1

@@ -38,6 +38,7 @@ from dfma.contract.features import Features, Preprocessor
 from dfma.contract.graphs import AUTO
 from dfma.contract.labels import LabelMap
 from dfma.contract.limits import Limits, as_limits
+from dfma.contract.manifest import Manifest
 from dfma.contract.prediction import Prediction, to_predictions
 from dfma.contract.tokenizer import load_tokenizer
 
@@ -54,7 +55,7 @@ def _indexed(error: InputError, index: int) -> InputError:
 class Extractor:
     """A loaded bundle: preprocessing + one backend. Build it with :func:`load`."""
 
-    def __init__(self, folder: Path, manifest: Mapping, choice: Choice, preprocessor: Preprocessor,
+    def __init__(self, folder: Path, manifest: Manifest, choice: Choice, preprocessor: Preprocessor,
                  labels: LabelMap, max_batch: int, image_cache: ImageCache | None = None):
         self.folder = folder
         self.manifest = manifest
@@ -68,7 +69,8 @@ class Extractor:
         self._closed = False
         self._description: dict | None = None
         self.image_cache = image_cache if choice.stage_files else None  # features exist only with the stage graphs
-        shape = ((manifest.get("stages") or {}).get("features") or {}).get("shape") or []
+        features = manifest.stages.features if manifest.stages is not None else None
+        shape = list(features.shape) if features is not None else []
         self._feature_shape = tuple(shape[1:]) if shape and all(isinstance(d, int) for d in shape[1:]) else None
 
     @property
@@ -297,7 +299,7 @@ def _load(bundle: Path, backend: str, precision: str, threads: int | None, devic
     opened = open_bundle(bundle)  # manifest checked, every listed file's size and sha256 verified
     folder, manifest = opened.folder, opened.manifest
     try:
-        labels = LabelMap.from_list(manifest.get("labels") or [])
+        labels = LabelMap.from_list(list(manifest.labels))
     except DataError as e:
         raise BundleError(f"{folder / 'manifest.json'}: invalid labels ({e})") from None
     opened.path("tokenizer.json")  # BundleError unless the manifest lists (and so verified) it
@@ -305,11 +307,11 @@ def _load(bundle: Path, backend: str, precision: str, threads: int | None, devic
         tokenizer = load_tokenizer(folder)
     except DataError as e:
         raise BundleError(f"{folder}: cannot load the tokenizer ({e})") from None
-    preprocessor = Preprocessor.from_manifest(manifest.get("preprocess") or {}, tokenizer, limits)
+    preprocessor = Preprocessor.from_manifest(manifest.preprocess, tokenizer, limits)
     with untyped_errors_as(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
         choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id,
                               self_check=self_check, stages=stages)
-    limit = int((manifest.get("limits") or {}).get("max_batch") or DEFAULT_MAX_BATCH)
+    limit = int(manifest.limits.max_batch or DEFAULT_MAX_BATCH)
     limit = min(limit, getattr(choice.runner, "max_batch", 0) or limit)
     if max_batch is not None:
         limit = min(limit, max_batch)

@@ -8,12 +8,11 @@ was. ``-`` is stdout, written as it goes.
 """
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Self, TextIO
 
+from dfma.contract.atomic import AtomicFile
 from dfma.contract.errors import DataError
 
 STDOUT = "-"
@@ -36,27 +35,23 @@ def check_output(path: str) -> None:
 
 
 class OutputFile:
-    """A text file written under a temporary name in the target's folder and renamed over it on close."""
+    """A text file written under a temporary name in the target's folder and renamed over it on close
+    (``dfma.contract.atomic.AtomicFile``), or stdout for ``-``."""
 
     def __init__(self, path: str):
         """Create the temporary file (and missing parent folders); DataError when the folder refuses it."""
         self.path = path
         self.written = 0
-        self._tmp: str | None = None
+        self._file: AtomicFile | None = None
         if path == STDOUT:
             self.stream: TextIO = sys.stdout
             return
-        target = Path(path)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, self._tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            # JSON escapes everything but a lone surrogate of an echoed id; written as \udXXX, still valid JSON
+            self._file = AtomicFile(path, encoding="utf-8", errors="backslashreplace")
         except OSError as e:
             raise DataError(f"cannot write: {e.strerror or e}", file=path) from None
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600
-        # JSON escapes everything but a lone surrogate of an echoed id; written as \udXXX, still valid JSON
-        self.stream = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="\n")
+        self.stream = self._file.stream
 
     def write(self, text: str) -> None:
         """Write text (the caller adds newlines)."""
@@ -66,21 +61,13 @@ class OutputFile:
     def close(self, keep: bool = True) -> None:
         """Flush and rename the temporary file over the target (stdout: flush only); ``keep=False``
         removes it instead, leaving the target as it was."""
-        if self._tmp is None:
+        if self._file is None:
             self.stream.flush()
             return
-        tmp, self._tmp = self._tmp, None
+        file, self._file = self._file, None
         try:
-            self.stream.close()
-            if not keep:
-                os.unlink(tmp)
-                return
-            os.replace(tmp, self.path)
+            file.close(keep=keep)
         except OSError as e:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise DataError(f"cannot write: {e.strerror or e}", file=self.path) from None
 
     def __enter__(self) -> Self:

@@ -8,39 +8,39 @@ every graph passed over go into the choice's reason (``describe()["precision_rea
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from dfma.backends.golden_check import run_golden
 from dfma.contract.bundle import Bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import judge, load_golden
-from dfma.contract.graphs import recorded_default
+from dfma.contract.manifest import Manifest
 from dfma.host import host_info
 
 SELF_CHECK = ("auto", "always", "never")
 
 
-def ranked_precisions(manifest: Mapping, backend: str, device: str) -> tuple[list[str], str]:
+def ranked_precisions(manifest: Manifest, backend: str, device: str) -> tuple[list[str], str]:
     """The precisions ``auto`` tries on ``backend``, best first (fp32 last), and the recorded reason."""
-    rec = recorded_default(manifest, backend) or recorded_default(manifest, device)
+    rec = manifest.recorded_default(backend) or manifest.recorded_default(device)
     if rec is None:
         return ["fp32"], f"auto: the bundle records no {device} default (run export/to_precision.py); fp32"
-    ranked = [e["precision"] for e in rec.get("ranked") or [] if e.get("backend") in (backend, None)]
-    order = list(dict.fromkeys(ranked or [rec["precision"]]))
+    ranked = [e.precision for e in rec.ranked if e.backend in (backend, None)]
+    order = list(dict.fromkeys(ranked or [rec.precision]))
     if "fp32" not in order:
         order.append("fp32")
-    return order, f"auto: {rec.get('reason', 'the bundle default')}"
+    return order, f"auto: {rec.reason or 'the bundle default'}"
 
 
-def needs_check(manifest: Mapping, key: str, precision: str, mode: str) -> tuple[bool, str]:
+def needs_check(manifest: Manifest, key: str, precision: str, mode: str) -> tuple[bool, str]:
     """Whether graph ``key`` must pass the golden set here before ``auto`` serves it, and why."""
     if mode == "never" or precision == "fp32":
         return False, ""
     if mode == "always":
         return True, "self-check asked for"
-    expected = ((manifest.get("golden") or {}).get("expected") or {}).get(key) or {}
-    measured_on = (expected.get("host") or {}).get("class")
+    expected = manifest.golden_expected(key)
+    measured_on = expected.host_class if expected is not None else None
     here = host_info()["class"]
     if measured_on == here:
         return False, ""
@@ -63,15 +63,14 @@ def auto_open(bundle: Bundle, open_precision: Callable[[str], tuple[Any, str]], 
         check, why = needs_check(bundle.manifest, key, precision, mode)
         if not check:
             return runner, key, precision, "; ".join([reason, *notes]) if notes else reason
-        section = bundle.manifest.get("golden") or {}
+        section = bundle.manifest.golden
         if golden is None:
             golden = load_golden(bundle.folder, bundle.manifest)
         if golden is None:
             runner.close()
             notes.append(f"{key}: {why}, and the bundle has no golden set to check it here")
             continue
-        passed, detail = judge(run_golden(runner, golden), (section.get("expected") or {}).get(key),
-                               section.get("tolerance") or {})
+        passed, detail = judge(run_golden(runner, golden), section.expected.get(key), section.tolerance)
         if passed:
             return runner, key, precision, "; ".join([reason, *notes, f"{key} passed its golden set here ({why}: {detail})"])
         runner.close()

@@ -16,7 +16,6 @@ from dfma.backends.registry import backend as backend_row
 from dfma.contract.bundle import open_bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import judge, load_golden
-from dfma.contract.graphs import present
 from dfma.host import host_info
 from dfma.progress import table
 
@@ -29,16 +28,17 @@ def verify(bundle: str | os.PathLike, *, backend: str = "onnxruntime-cpu", threa
     manifest = opened.manifest
     golden = load_golden(opened.folder, manifest)
     if golden is None:
-        raise BundleError(f"{opened.folder}: the bundle has no golden set (exported before it existed; re-export it)")
-    section = manifest["golden"]
+        raise BundleError(f"{opened.folder}: the bundle has no golden set (the manifest has no 'golden' section)",
+                          file=str(opened.folder / "manifest.json"), field="golden")
+    section = manifest.golden
     spec = backend_row(backend)
     spec.check_available()
     rows = []
-    for key, row in present(manifest).items():
+    for key, row in manifest.present().items():
         if not spec.runs(row):
             continue
-        entry = manifest["graphs"][key]
-        runner = spec.build(opened.path(entry["file"]), io=manifest["io"], graph=row, entry=entry, threads=threads)
+        entry = manifest.graph(key)
+        runner = spec.build(opened.path(entry.file), io=manifest.io, graph=row, entry=entry, threads=threads)
         try:
             with runner:
                 result = run_golden(runner, golden, repeats=repeats)
@@ -46,21 +46,22 @@ def verify(bundle: str | os.PathLike, *, backend: str = "onnxruntime-cpu", threa
             rows.append({"graph": key, "file": row.file, "precision": row.precision, "passed": False,
                          "reason": f"does not load: {exc}"})
             continue
-        expected = (section.get("expected") or {}).get(key)
-        if expected is not None and expected.get("backend", backend) != backend:
-            passed, reason = None, (f"measured only: the bundle records what {expected.get('backend')} gave, not "
+        expected = section.expected.get(key)
+        if expected is not None and (expected.backend or backend) != backend:
+            passed, reason = None, (f"measured only: the bundle records what {expected.backend} gave, not "
                                     f"{backend} (INT8 kernels round differently)")
             if row.precision == "fp32":  # fp32 must match the eager logits on any backend
-                passed, reason = judge(result, expected, section.get("tolerance") or {})
+                passed, reason = judge(result, expected, section.tolerance)
         else:
-            passed, reason = judge(result, expected, section.get("tolerance") or {})
+            passed, reason = judge(result, expected, section.tolerance)
         label = key if backend == "onnxruntime-cpu" else f"{backend}-{row.precision}"  # the precision step's labels
-        guard = ((manifest.get("precision") or {}).get("guard") or {}).get(label) or {}
+        guard = manifest.guard_row(label)
         rows.append({"graph": key, "file": row.file, "precision": row.precision, **result,
                      "guard": {k: guard[k] for k in ("top1_agreement", "f1_delta_points", "samples") if k in guard},
-                     "measured_on": ((expected or {}).get("host") or {}).get("class"), "passed": passed,
+                     "measured_on": expected.host_class if expected is not None else None, "passed": passed,
                      "reason": reason})
-    return {"host": host_info(), "backend": backend, "golden": {k: section.get(k) for k in ("samples", "inputs")},
+    return {"host": host_info(), "backend": backend,
+            "golden": {k: section.extra.get(k) for k in ("samples", "inputs")},
             "graphs": rows}
 
 

@@ -64,7 +64,7 @@ def int8_run(tiny_bundle, mnre_dir, tmp_path_factory):
                            "--data", str(mnre_dir), "--guard-samples", "16", "--latency-samples", "2", "--quiet"],
                           cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    files = bk.read_bundle(bundle)["files"]
+    files = bk.read_bundle(bundle).files
     keys = [k for k in bk.GRAPHS if k.startswith("ort-int8") and bk.graph_file(k) in files]
     assert keys, f"to_precision.py wrote no dynamic INT8 graph: {sorted(files)}"
     cmd = [sys.executable, str(BENCH / "latency.py"), "--quick", "--bundle", str(bundle), "--no-memory",

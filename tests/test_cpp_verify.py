@@ -59,7 +59,7 @@ def golden_bundle(tiny_bundle, tmp_path) -> tuple[Path, dict]:
 def test_verify_equals_the_python_golden_check(cli, golden_bundle):
     from dfma.backends.ort_runner import OrtRunner
     from dfma.contract.golden import judge
-    from dfma.contract.graphs import present
+    from dfma.contract.manifest import Manifest
     from dfma.host import host_info
 
     folder, manifest = golden_bundle
@@ -69,7 +69,8 @@ def test_verify_equals_the_python_golden_check(cli, golden_bundle):
     assert head == {"cpu_class": host_info()["class"], "bundle": str(folder),
                     "golden_samples": manifest["golden"]["samples"]}
     rows = {r["graph"]: r for r in lines}
-    assert set(rows) == {k for k, row in present(manifest).items() if OrtRunner.runs(row)} == {"portable", "ort"}
+    present = Manifest.from_json(manifest).present()
+    assert set(rows) == {k for k, row in present.items() if OrtRunner.runs(row)} == {"portable", "ort"}
     section = manifest["golden"]
     for key, got in rows.items():
         py = _python_golden(folder, manifest, key)
@@ -116,7 +117,7 @@ def _perturbed_copy(src: Path, dst: Path) -> None:
 def test_auto_passes_over_an_int8_graph_that_fails_its_golden_set_here(cli, golden_bundle):
     from dfma.backends.ort_runner import OrtRunner
     from dfma.contract.golden import judge
-    from dfma.contract.graphs import present
+    from dfma.contract.manifest import Manifest
     from dfma.host import host_info
 
     folder, manifest = golden_bundle
@@ -135,7 +136,7 @@ def test_auto_passes_over_an_int8_graph_that_fails_its_golden_set_here(cli, gold
     py = _python_golden(folder, manifest, "int8")
     passed, detail = judge(py, manifest["golden"]["expected"]["int8"], manifest["golden"]["tolerance"])
     assert not passed and detail.startswith(("agreement ", "max error ")), detail  # the premise: the broken graph fails
-    rows = present(manifest)
+    rows = Manifest.from_json(manifest).present()
     fp32 = min((k for k, r in rows.items() if r.precision == "fp32" and OrtRunner.runs(r)),
                key=lambda k: OrtRunner.preference(rows[k]))
     here = host_info()["class"]

@@ -138,7 +138,7 @@ def test_eight_threads_share_one_cached_extractor(tiny_bundle):
 def test_a_cache_of_n_mb_holds_at_most_n_mb_over_many_images(tiny_bundle):
     with rt.load(tiny_bundle, threads=1, image_cache_mb=0.25) as ex:
         cache = ex.image_cache
-        per_image = int(np.prod(ex.manifest["stages"]["features"]["shape"][1:])) * 4
+        per_image = int(np.prod(ex.manifest.stages.features.shape[1:])) * 4
         for i in range(40):
             ex.predict({**GOOD, "image": synthetic_image(2000 + i, 40 + i % 7, 50)})
             assert cache.held_bytes() <= 0.25 * MIB

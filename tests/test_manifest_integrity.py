@@ -199,7 +199,7 @@ def test_an_edit_without_a_new_digest_is_detected_by_both(cli, bundle):
     cmd = [sys.executable, str(REPO / "export" / "sign_bundle.py"), "digest", str(bundle)]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert open_bundle(bundle).manifest["limits"]["max_batch"] == 8
+    assert open_bundle(bundle).manifest.limits.max_batch == 8
     assert _cpp_info(cli, bundle).returncode == 0
     sha256sum = subprocess.run(["sha256sum", "-c", DIGEST_FILE], cwd=bundle, check=False, capture_output=True)
     assert sha256sum.returncode == 0

@@ -95,31 +95,28 @@ def _downstream(manifest: dict, tokenizer) -> None:
 
     from dfma.contract.features import Preprocessor
     from dfma.contract.golden import judge
-    from dfma.contract.graphs import (
-        engines,
-        present,
-        recorded_default,
-        resolve_precision,
-    )
     from dfma.contract.labels import LabelMap
+    from dfma.contract.manifest import Manifest
 
+    typed = Manifest.from_json(manifest)
+    assert typed.to_json() == manifest and list(typed.to_json()) == list(manifest)  # the typed view loses nothing
     try:
-        LabelMap.from_list(manifest["labels"])
+        LabelMap.from_list(list(typed.labels))
     except DataError:  # the runtime turns it into a BundleError naming the labels
         pass
-    Preprocessor.from_manifest(manifest["preprocess"], tokenizer)
-    rows = present(manifest)
+    Preprocessor.from_manifest(typed.preprocess, tokenizer)
+    rows = typed.present()
     assert rows and set(rows) <= set(manifest["graphs"])
-    engines(manifest)
+    typed.engines()
     for device in ("cpu", "gpu"):
         for backend in (None, "onnxruntime-cpu", "openvino"):
-            resolve_precision(manifest, "auto", device, backend)
-            if backend and recorded_default(manifest, device):
-                ranked_precisions(manifest, backend, device)
-    _candidates(manifest, "auto")
-    golden = manifest.get("golden") or {}
-    for entry in (golden.get("expected") or {}).values():
-        judge({"top1_agreement": 1.0, "max_abs_error": 0.0}, entry, golden.get("tolerance") or {})
+            typed.resolve_precision("auto", device, backend)
+            if backend and typed.recorded_default(device):
+                ranked_precisions(typed, backend, device)
+    _candidates(typed, "auto")
+    golden = typed.golden
+    for entry in (golden.expected.values() if golden is not None else ()):
+        judge({"top1_agreement": 1.0, "max_abs_error": 0.0}, entry, golden.tolerance)
 
 
 def _accepts_or_refuses(data: bytes, tokenizer=None) -> dict | None:

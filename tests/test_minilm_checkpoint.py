@@ -66,7 +66,7 @@ def test_export_matches_eager_on_real_validation_sentences(tmp_path, mnre_dir):
     model = load_checkpoint(CKPT).model
     with rt.load(bundle, precision="fp32", threads=2) as ex:
         runtime = ex.logits(samples)
-        pre = Preprocessor.from_manifest(ex.manifest["preprocess"], load_tokenizer(bundle))
+        pre = Preprocessor.from_manifest(ex.manifest.preprocess, load_tokenizer(bundle))
     feeds = pre.collate([pre.prepare(s) for s in samples])
     with torch.no_grad():
         eager = model(**{k: torch.from_numpy(np.asarray(v)) for k, v in feeds.items()}).numpy()

@@ -14,7 +14,7 @@ import dfma.runtime as rt
 from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.backends.registry import backend
 from dfma.backends.trt_runner import pick_engine
-from dfma.contract.graphs import engines, present
+from dfma.contract.manifest import Manifest
 
 
 def test_auto_picks_cpu_here_and_says_why(tiny_bundle):
@@ -59,8 +59,8 @@ def test_unknown_backend(tiny_bundle):
 def _rows(*keys):
     from dfma.contract.graphs import CATALOGUE
 
-    return present({"graphs": {k: CATALOGUE[k].manifest_fields() for k in keys},
-                    "files": {CATALOGUE[k].file: {} for k in keys}})
+    return Manifest.from_json({"graphs": {k: CATALOGUE[k].manifest_fields() for k in keys},
+                               "files": {CATALOGUE[k].file: {} for k in keys}}).present()
 
 
 def test_graph_candidates_by_precision_and_device(tiny_bundle):
@@ -93,9 +93,9 @@ def _platform(trt: str, gpu: str) -> dict:
 
 def test_engine_choice_refuses_other_tensorrt_or_gpu():
     manifest = {"graphs": ENGINES}
-    assert set(engines(manifest)) == {"trt-fp16", "trt-fp32"}
+    assert set(Manifest.from_json(manifest).engines()) == {"trt-fp16", "trt-fp32"}
     h100 = "NVIDIA H100 80GB HBM3"
-    assert pick_engine(manifest, "fp16", _platform("10.14.1", h100))[1]["file"] == "engines/h100-fp16.plan"
+    assert pick_engine(manifest, "fp16", _platform("10.14.1", h100))[1].file == "engines/h100-fp16.plan"
     with pytest.raises(BackendUnavailable, match="built with TensorRT 10.14.1, this machine has 10.15.0"):
         pick_engine(manifest, "fp32", _platform("10.15.0", h100))
     with pytest.raises(BackendUnavailable, match="built for NVIDIA H100 80GB HBM3, this machine has NVIDIA L4"):

@@ -50,7 +50,7 @@ def image_dirs(val_samples, tmp_path_factory):
 def _training_encoder(extractor):
     from dfma.contract.text import TextEncoder
     from dfma.contract.tokenizer import load_tokenizer
-    return TextEncoder(load_tokenizer(extractor.folder), extractor.manifest["preprocess"]["max_length"])
+    return TextEncoder(load_tokenizer(extractor.folder), extractor.manifest.preprocess.max_length)
 
 
 def test_token_ids_identical_to_training_and_contract_reference(extractor, val_samples):
@@ -89,8 +89,8 @@ def test_raw_text_request_matches_word_request(extractor, val_samples):
 def test_pixels_identical_to_training_for_every_image_form(extractor, tiny_bundle):
     """Path, bytes, PIL and array inputs give the training pipeline's pixels (to 1e-6)."""
     from dfma.contract.images import ImagePreprocessor
-    pp = extractor.manifest["preprocess"]
-    training = ImagePreprocessor(pp["image_size"], pp["resize_size"], pp["mean"], pp["std"])
+    pp = extractor.manifest.preprocess
+    training = ImagePreprocessor(pp.image_size, pp.resize_size, pp.mean, pp.std)
     for seed, (w, h) in enumerate([(96, 80), (64, 200), (300, 73), (73, 73)]):
         data = jpeg_bytes(seed, w, h)
         decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
@@ -115,10 +115,10 @@ def test_logits_match_eager_on_mnre_val(extractor, tiny_eager, val_samples, imag
 
     images, crops = image_dirs
     samples = val_samples[:N_PARITY]
-    pp = extractor.manifest["preprocess"]
+    pp = extractor.manifest.preprocess
     dataset = MNREDataset(samples, _training_encoder(extractor), LabelMap.from_list(extractor.labels.names),
-                          ImagePreprocessor(pp["image_size"], pp["resize_size"], pp["mean"], pp["std"]),
-                          images_dir=images, crops_dir=crops, num_crops=pp["num_crops"])
+                          ImagePreprocessor(pp.image_size, pp.resize_size, pp.mean, pp.std),
+                          images_dir=images, crops_dir=crops, num_crops=pp.num_crops)
     folders = ImageFolders(images=images, crops=crops)
     requests = [rt.as_sample(s, folders=folders) for s in samples]
     batch = [dataset[i] for i in range(len(samples))]

@@ -49,7 +49,8 @@ def test_engine_check_refuses_an_engine_without_provenance():
         check_engine({"file": "engines/x.plan", "precision": "fp16", "kind": "tensorrt"}, HERE)
     graphs = {"old": {**ENGINE, "tensorrt_version": "8.6"}, "ok": ENGINE,
               "onnx": {"file": "model.onnx", "kind": "portable"}}
-    assert pick_engine({"graphs": graphs}, "fp16", HERE) == ("ok", ENGINE)
+    key, entry = pick_engine({"graphs": graphs}, "fp16", HERE)
+    assert (key, entry.to_json()) == ("ok", ENGINE)
     with pytest.raises(BackendUnavailable) as refused:
         pick_engine({"graphs": {k: graphs[k] for k in ("old", "onnx")}}, "fp16", HERE)
     assert "8.6" in str(refused.value) and "onnx" not in str(refused.value)

@@ -16,7 +16,7 @@ import dfma.runtime as rt
 from dfma.backends.ort_runner import OrtRunner
 from dfma.backends.two_stage import TwoStage
 from dfma.contract.errors import BundleError, InputError
-from dfma.contract.graphs import stage_files
+from dfma.contract.manifest import Manifest
 from dfma.contract.manifest_digest import write_digest
 from dfma.contract.samples import ImageFolders
 
@@ -50,12 +50,12 @@ def test_split_equals_whole_equals_eager_at_the_validated_shapes(tiny_bundle, ti
     special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
     cfg = tiny_eager.config
     eager = EagerRunner(tiny_eager).open()
-    keys = [k for k in ("ort", "portable") if stage_files(manifest, k)]
+    keys = [k for k in ("ort", "portable") if Manifest.from_json(manifest).stage_files(k)]
     assert keys, "the tiny bundle has no stage graphs"
     rng = np.random.default_rng(0)
     cases = parity_cases(manifest["limits"]["max_batch"], manifest["preprocess"]["max_length"])
     for key in keys:
-        files = stage_files(manifest, key)
+        files = Manifest.from_json(manifest).stage_files(key)
         whole_runner = OrtRunner(tiny_bundle / manifest["graphs"][key]["file"], io=manifest["io"], threads=1).open()
         staged = TwoStage(*(OrtRunner(tiny_bundle / files[s], io=manifest["stages"][s], threads=1)
                           for s in ("vision", "text")), io=manifest["io"]).open()
@@ -138,7 +138,7 @@ def test_describe_says_which_stages_run(whole, staged):
     info = staged.describe()
     manifest = staged.manifest
     assert info["stages"]["mode"] == "two-stage" and info["graph"] == manifest["graphs"][info["graph_key"]]["file"]
-    assert info["stages"]["files"] == stage_files(manifest, info["graph_key"])
+    assert info["stages"]["files"] == Manifest.from_json(manifest).stage_files(info["graph_key"])
     assert set(info["stages"]["runners"]) == {"vision", "text"} and info["threads"] == 1
     assert info["image_cache"] is None
     plain = whole.describe()
@@ -157,7 +157,7 @@ def _without_stages(tiny_bundle, tmp_path):
     shutil.copytree(tiny_bundle, b)
     manifest = _manifest(b)
     for key, entry in manifest["graphs"].items():
-        for file in (stage_files(manifest, key) or {}).values():
+        for file in (Manifest.from_json(manifest).stage_files(key) or {}).values():
             manifest["files"].pop(file, None)
             (b / file).unlink(missing_ok=True)
         entry.pop("stages", None)
@@ -180,7 +180,8 @@ def test_a_tensorrt_engine_has_no_stage_graphs():
     from dfma.runtime.backend_choice import _stage_files_of
 
     class Fake:
-        manifest = {"graphs": {"trt": {"file": "engines/fp16-x.plan", "kind": "tensorrt"}}, "files": {}}
+        manifest = Manifest.from_json({"graphs": {"trt": {"file": "engines/fp16-x.plan", "kind": "tensorrt"}},
+                                       "files": {}})
 
     files, why = _stage_files_of(Fake(), "trt")
     assert files is None and "TensorRT engine" in why

@@ -1,6 +1,6 @@
 """The runner interface every backend implements (Polygraphy-style: cheap to build, ``open`` loads).
 
-    runner = OrtRunner("bundle/model.ort.onnx", io=manifest["io"])   # nothing loaded yet
+    runner = OrtRunner("bundle/model.ort.onnx", io=manifest.io)      # nothing loaded yet
     with runner:                                                     # open(): load, check IO once
         logits = runner.infer(feeds)["logits"]
         runner.describe()                                            # what runs, where, how
@@ -21,6 +21,7 @@ import numpy as np
 from dfma.contract.errors import BackendUnavailable, InputError
 from dfma.contract.graphs import GraphKind
 from dfma.contract.io_spec import OUTPUT_NAME, check_graph_io
+from dfma.contract.manifest import IoSpec, as_io
 
 
 class Runner(abc.ABC):
@@ -28,10 +29,10 @@ class Runner(abc.ABC):
 
     name: ClassVar[str] = "runner"
 
-    def __init__(self, *, io: Mapping | None = None, graph: GraphKind | None = None, where: str = ""):
-        """``io``: the manifest's ``io`` section to check the graph against at open (None: no check);
-        ``graph``: the catalogue row being run (for ``describe`` and ``precision``)."""
-        self.io, self.graph, self.where = io, graph, where
+    def __init__(self, *, io: IoSpec | Mapping | None = None, graph: GraphKind | None = None, where: str = ""):
+        """``io``: the manifest's ``io`` section (``Manifest.io``, or its JSON) to check the graph against at
+        open (None: no check); ``graph``: the catalogue row being run (for ``describe`` and ``precision``)."""
+        self.io, self.graph, self.where = as_io(io), graph, where
         self.input_names: list[str] = []
         self.is_open = False
 

@@ -20,6 +20,7 @@ import numpy as np
 from dfma.backends.base import Runner
 from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.contract.graphs import GraphKind
+from dfma.contract.manifest import IoSpec
 
 OV_DTYPES = {"f32": "float32", "f16": "float16", "i64": "int64", "i32": "int32", "boolean": "bool", "u8": "uint8"}
 
@@ -30,7 +31,7 @@ class OpenVINORunner(Runner):
     name = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, threads: int | None = None, device: str = "CPU",
-                 io: Mapping | None = None, graph: GraphKind | None = None, **_: Any):
+                 io: IoSpec | Mapping | None = None, graph: GraphKind | None = None, **_: Any):
         """Nothing is compiled until :meth:`open`."""
         super().__init__(io=io, graph=graph, where=str(path))
         self.path, self.threads, self.device = Path(path), threads, device

@@ -17,6 +17,7 @@ from dfma.backends.base import Runner
 from dfma.backends.sessions import ort_session
 from dfma.contract.errors import BackendUnavailable
 from dfma.contract.graphs import ENGINE_KIND, GraphKind
+from dfma.contract.manifest import IoSpec
 from dfma.contract.io_spec import OUTPUT_NAME
 
 PROVIDERS: dict[str, list[str]] = {
@@ -38,7 +39,7 @@ class OrtRunner(Runner):
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None,
                  device_id: int = 0, optimization: str = "all", outputs: Sequence[str] | None = None,
-                 profile_prefix: str | None = None, io: Mapping | None = None, graph: GraphKind | None = None,
+                 profile_prefix: str | None = None, io: IoSpec | Mapping | None = None, graph: GraphKind | None = None,
                  spinning: bool = True, **_: Any):
         """Nothing is loaded until :meth:`open`. ``spinning=False`` lets the intra-op threads sleep as soon
         as a run ends (``session.intra_op.allow_spinning=0``): what the sessions of stage graphs need, so

@@ -14,6 +14,7 @@ import numpy as np
 
 from dfma.backends.base import Runner
 from dfma.contract.graphs import GraphKind
+from dfma.contract.manifest import IoSpec
 from dfma.contract.io_spec import OUTPUT_NAME
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
@@ -24,7 +25,7 @@ class ReferenceRunner(Runner):
 
     name = "onnx-reference"
 
-    def __init__(self, path: str | os.PathLike, *, io: Mapping | None = None, graph: GraphKind | None = None,
+    def __init__(self, path: str | os.PathLike, *, io: IoSpec | Mapping | None = None, graph: GraphKind | None = None,
                  **_: Any):
         """Nothing is loaded until :meth:`open`."""
         super().__init__(io=io, graph=graph, where=str(path))

@@ -23,7 +23,8 @@ import numpy as np
 
 from dfma.backends.base import Runner
 from dfma.contract.errors import BackendUnavailable, BundleError, InputError
-from dfma.contract.graphs import ENGINE_KIND, GraphKind, engines
+from dfma.contract.graphs import ENGINE_KIND, GraphKind
+from dfma.contract.manifest import GraphEntry, IoSpec, Manifest, as_entry
 
 if TYPE_CHECKING:
     import tensorrt
@@ -101,41 +102,43 @@ def platform_info(device: int = 0) -> dict:
 
 # ---------------------------------------------------------------------------- engine choice
 
-def check_engine(entry: Mapping, platform: Mapping, *, key: str = "engine") -> None:
+def check_engine(entry: GraphEntry | Mapping, platform: Mapping, *, key: str = "engine") -> None:
     """Refuse an engine built with another TensorRT version or for another GPU model.
 
-    ``entry`` is the engine's manifest ``graphs`` entry, ``platform`` :func:`platform_info`'s dict.
-    BundleError when the entry does not record both; BackendUnavailable naming both values when one differs.
+    ``entry`` is the engine's manifest ``graphs`` entry (typed or JSON), ``platform`` :func:`platform_info`'s
+    dict. BundleError when the entry does not record both; BackendUnavailable naming both values when one differs.
     """
+    entry = as_entry(entry)
     missing = [k for k in RECORDED_KEYS if not entry.get(k)]
     if missing:
         raise BundleError(f"graphs[{key!r}]: the manifest does not record {missing}; rebuild the engine "
-                          "with export/to_tensorrt.py")
-    if str(entry["tensorrt_version"]) != str(platform["tensorrt_version"]):
-        raise BackendUnavailable(f"graphs[{key!r}] ({entry.get('file')}): built with TensorRT "
-                                 f"{entry['tensorrt_version']}, this machine has {platform['tensorrt_version']}; "
+                          "with export/to_tensorrt.py", field=f"graphs.{key}")
+    if str(entry.tensorrt_version) != str(platform["tensorrt_version"]):
+        raise BackendUnavailable(f"graphs[{key!r}] ({entry.file}): built with TensorRT "
+                                 f"{entry.tensorrt_version}, this machine has {platform['tensorrt_version']}; "
                                  "rebuild it here with export/to_tensorrt.py")
-    if str(entry["gpu_name"]).strip() != str(platform["gpu_name"]).strip():
-        raise BackendUnavailable(f"graphs[{key!r}] ({entry.get('file')}): built for {entry['gpu_name']}, this "
+    if str(entry.gpu_name).strip() != str(platform["gpu_name"]).strip():
+        raise BackendUnavailable(f"graphs[{key!r}] ({entry.file}): built for {entry.gpu_name}, this "
                                  f"machine has {platform['gpu_name']}; rebuild it here with export/to_tensorrt.py")
-    cap = entry.get("compute_capability")
+    cap = entry.compute_capability
     if cap and platform.get("compute_capability") and str(cap) != str(platform["compute_capability"]):
-        raise BackendUnavailable(f"graphs[{key!r}] ({entry.get('file')}): built for compute capability {cap}, "
+        raise BackendUnavailable(f"graphs[{key!r}] ({entry.file}): built for compute capability {cap}, "
                                  f"this GPU is {platform['compute_capability']}")
 
 
-def pick_engine(manifest: Mapping, precision: str, platform: Mapping) -> tuple[str, Mapping]:
-    """``(key, entry)`` of the engine for ``precision`` that :func:`check_engine` accepts on ``platform``.
+def pick_engine(manifest: Manifest | Mapping, precision: str, platform: Mapping) -> tuple[str, GraphEntry]:
+    """``(key, entry)`` of the engine for ``precision`` that :func:`check_engine` accepts on ``platform``
+    (``manifest`` typed, or JSON in tests).
 
     Raises BackendUnavailable saying what the bundle has and why none fits.
     """
-    found = engines(manifest)
+    found = Manifest.from_json(manifest).engines()
     if not found:
         raise BackendUnavailable("the bundle has no TensorRT engine (engines/*.plan)")
     reasons = []
     for key, entry in found.items():
-        if entry.get("precision") != precision:
-            reasons.append(f"{key}: precision {entry.get('precision')}")
+        if entry.precision != precision:
+            reasons.append(f"{key}: precision {entry.precision}")
             continue
         try:
             check_engine(entry, platform, key=key)
@@ -182,11 +185,11 @@ class TensorRTRunner(Runner):
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike, *, entry: Mapping | None = None, device_id: int = 0,
-                 max_contexts: int = 8, io: Mapping | None = None, graph: GraphKind | None = None, **_: Any):
+    def __init__(self, path: str | os.PathLike, *, entry: GraphEntry | Mapping | None = None, device_id: int = 0,
+                 max_contexts: int = 8, io: IoSpec | Mapping | None = None, graph: GraphKind | None = None, **_: Any):
         """Nothing is loaded until :meth:`open`; ``entry`` is the engine's manifest ``graphs`` entry."""
         super().__init__(io=io, graph=graph, where=str(path))
-        self.path, self.entry, self.device_id, self._max = Path(path), dict(entry or {}), device_id, max_contexts
+        self.path, self.entry, self.device_id, self._max = Path(path), as_entry(entry or {}), device_id, max_contexts
         self._pool: queue.LifoQueue[_Slot] = queue.LifoQueue()
         self._made, self._lock = 0, threading.Lock()
         self.engine: tensorrt.ICudaEngine = None  # type: ignore[assignment]  # set by _open; used only once open

@@ -1,6 +1,6 @@
 """Two runners as one: the ``vision`` stage (pixels -> ``image_features``) then the ``text`` stage.
 
-    staged = TwoStage(vision_runner, text_runner, io=manifest["io"], graph=row)
+    staged = TwoStage(vision_runner, text_runner, io=manifest.io, graph=row)
     with staged:
         features = staged.features(feeds)               # once per image
         logits = staged.logits_with(feeds, features)    # per entity pair, features reused
@@ -20,13 +20,15 @@ import numpy as np
 from dfma.backends.base import Runner
 from dfma.contract.errors import BundleError
 from dfma.contract.graphs import GraphKind
+from dfma.contract.manifest import IoSpec
 from dfma.contract.io_spec import FEATURES_NAME, OUTPUT_NAME
 
 
 class TwoStage(Runner):
     """A vision runner and a text runner of the same graph, run one after the other."""
 
-    def __init__(self, vision: Runner, text: Runner, *, io: Mapping | None = None, graph: GraphKind | None = None):
+    def __init__(self, vision: Runner, text: Runner, *, io: IoSpec | Mapping | None = None,
+                 graph: GraphKind | None = None):
         """``vision`` / ``text``: runners of the two stage files (not opened yet), each checked against its
         own ``stages`` io; ``io``: the whole contract's, checked against the two stages together."""
         super().__init__(io=io, graph=graph, where=f"{vision.where} + {text.where}")

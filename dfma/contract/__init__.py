@@ -4,8 +4,10 @@ Training, export, both Python runtimes, Triton's Python models and the benchmark
 they import none of them. See ``docs/contract.md``.
 
 - ``errors``: the typed errors (each names the file, field or value);
-- ``bundle`` / ``bundle_writer``: read and verify a bundle; write one atomically (``AtomicFolder``: the one
-  temp-folder-and-rename every step that writes a folder uses); ``manifest_digest``: the manifest's own
+- ``bundle`` / ``bundle_writer``: read and verify a bundle (``open_bundle``: the one opening path, which
+  honours ``DFMA_BUNDLE_KEY_FILE``); write one atomically; ``manifest``: the typed manifest view
+  (``Bundle.manifest``; writers build it, ``bundle_writer`` serialises it); ``atomic``: every atomic write
+  (``AtomicFile`` / ``write_atomic`` for files, ``AtomicFolder`` for folders); ``manifest_digest``: the manifest's own
   digest ``manifest.sha256`` and optional HMAC signature ``manifest.sig`` (over its bytes, so that Python
   and C++ agree); ``manifest_checks``: consistency of constants, limits, graph IO and model config;
   ``stale_temps``: naming and removing the work folders a killed writer left;

@@ -28,11 +28,13 @@ import json
 import os
 import re
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from dfma.contract.atomic import check_relative_path
 from dfma.contract.errors import BundleError
+from dfma.contract.manifest import GraphEntry, Manifest
 from dfma.contract.manifest_checks import check_consistency
 from dfma.contract.manifest_digest import (
     MAX_MANIFEST_BYTES,
@@ -64,17 +66,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_relative_path(rel: str, *, where: str, field: str | None = None) -> PurePosixPath:
-    """A listed path must be relative, POSIX, without ``..``; returns it parsed, else BundleError
-    (``where`` starts its message, ``field`` is its ``field``)."""
-    if not isinstance(rel, str) or not rel or "\\" in rel or "\0" in rel:
-        raise BundleError(f"{where}: invalid file name {rel!r}", field=field)
-    path = PurePosixPath(rel)
-    if path.is_absolute() or any(part in ("", ".", "..") for part in rel.split("/")):
-        raise BundleError(f"{where}: file {rel!r} is not a plain path inside the bundle", field=field)
-    return path
 
 
 def _refuse_constant(name: str):
@@ -162,11 +153,18 @@ def read_manifest(folder: str | os.PathLike, *, key: bytes | None = None) -> dic
     return parse_manifest(data, path)
 
 
-def unlisted_files(folder: str | os.PathLike, manifest: Mapping) -> list[str]:
+def _listed(manifest: Mapping | Manifest) -> dict[str, Mapping]:
+    """``rel -> {sha256, bytes}`` of a manifest given as JSON or typed."""
+    if isinstance(manifest, Manifest):
+        return {rel: {"sha256": f.sha256, "bytes": f.bytes} for rel, f in manifest.files.items()}
+    return dict(manifest.get("files", {}))
+
+
+def unlisted_files(folder: str | os.PathLike, manifest: Mapping | Manifest) -> list[str]:
     """Entries in the folder (recursively, links not followed) that are neither folders nor files the
     manifest lists, the manifest's own files (``manifest.json``, its digest and signature) excepted."""
     folder = Path(folder)
-    listed = set(manifest.get("files", {})) | set(OWN_FILES)
+    listed = set(_listed(manifest)) | set(OWN_FILES)
     found = []
     for top, dirs, names in os.walk(folder, followlinks=False):
         rel_top = Path(top).relative_to(folder)
@@ -175,16 +173,26 @@ def unlisted_files(folder: str | os.PathLike, manifest: Mapping) -> list[str]:
     return sorted(rel for rel in found if rel not in listed)
 
 
-def verify_bundle(folder: str | os.PathLike, manifest: Mapping | None = None, *, strict: bool = False) -> dict:
+def verify_bundle(folder: str | os.PathLike, manifest: Mapping | Manifest | None = None, *,
+                  strict: bool = False, only: Iterable[str] | None = None) -> Mapping | Manifest:
     """Check every file of ``files``: inside the folder, a regular file, its size and sha256.
 
-    ``strict`` also refuses files the manifest does not list. Returns the manifest; raises BundleError
-    naming the first offending file.
+    ``strict`` also refuses files the manifest does not list; ``only`` checks just these listed files (a
+    partial copy of a bundle, as Triton's Python models hold: each must be listed). Returns the manifest (as
+    given; read as JSON when not given); raises BundleError naming the first offending file.
     """
     folder = Path(folder)
-    manifest = dict(manifest) if manifest is not None else read_manifest(folder)
+    manifest = manifest if manifest is not None else read_manifest(folder)
     root = folder.resolve()
-    for rel, entry in manifest["files"].items():
+    listed = _listed(manifest)
+    if only is not None:
+        only = list(only)
+        for rel in only:
+            if rel not in listed:
+                raise BundleError(f"{folder / MANIFEST}: {rel!r} is not listed in files", file=str(folder / MANIFEST),
+                                  field=f"files.{rel}")
+        listed = {rel: listed[rel] for rel in only}
+    for rel, entry in listed.items():
         path = folder / rel
         try:
             outside = path.is_symlink() or root not in path.resolve().parents
@@ -206,7 +214,7 @@ def verify_bundle(folder: str | os.PathLike, manifest: Mapping | None = None, *,
                               field=f"files.{rel}.bytes")
         if sha256_file(path) != entry["sha256"]:
             raise BundleError(f"{path}: sha256 does not match {MANIFEST}", file=str(path), field=f"files.{rel}.sha256")
-    if strict:
+    if strict and only is None:
         extra = unlisted_files(folder, manifest)
         if extra:
             raise BundleError(f"{folder}: file(s) not listed in {MANIFEST}: {extra[:5]} (a bundle holds only what "
@@ -217,32 +225,32 @@ def verify_bundle(folder: str | os.PathLike, manifest: Mapping | None = None, *,
 
 @dataclass(frozen=True)
 class Bundle:
-    """A verified bundle: its folder and manifest, with accessors for the parts runtimes need."""
+    """A verified bundle: its folder and its typed manifest (:class:`~dfma.contract.manifest.Manifest`)."""
 
     folder: Path
-    manifest: dict
+    manifest: Manifest
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file the manifest lists; BundleError for any other name."""
-        if rel not in self.manifest["files"]:
+        if rel not in self.manifest.files:
             raise BundleError(f"{self.folder}: {rel!r} is not a file of this bundle (not in {MANIFEST})")
         return self.folder / rel
 
-    def graph(self, key: str) -> dict:
+    def graph(self, key: str) -> GraphEntry:
         """The ``graphs`` entry ``key`` (a catalogue key, ``dfma.contract.graphs``); BundleError listing the keys."""
-        graphs = self.manifest["graphs"]
-        if key not in graphs:
-            raise BundleError(f"{self.folder / MANIFEST}: no graph {key!r}; it has {sorted(graphs)}")
-        return graphs[key]
+        if key not in self.manifest.graphs:
+            raise BundleError(f"{self.folder / MANIFEST}: no graph {key!r}; it has {sorted(self.manifest.graphs)}",
+                              file=str(self.folder / MANIFEST), field=f"graphs.{key}")
+        return self.manifest.graphs[key]
 
     def graph_path(self, key: str) -> Path:
         """Path of the file of graph ``key``."""
-        return self.path(self.graph(key)["file"])
+        return self.path(self.graph(key).file)
 
     @property
     def labels(self) -> list[str]:
         """Relation names, index = class id."""
-        return list(self.manifest["labels"])
+        return list(self.manifest.labels)
 
 
 def allow_unlisted_from_env() -> bool:
@@ -251,15 +259,20 @@ def allow_unlisted_from_env() -> bool:
 
 
 def open_bundle(folder: str | os.PathLike, *, verify: bool = True, strict: bool | None = None,
-                key: bytes | None = None) -> Bundle:
-    """Read the manifest and (by default) verify every listed file; raises BundleError.
+                key: bytes | None = None, only: Iterable[str] | None = None) -> Bundle:
+    """Read the manifest and (by default) verify every listed file; raises BundleError. The one opening path
+    of every bundle reader: the manifest is checked against its digest and (with a key) its signature,
+    parsed and checked once, and typed (``Bundle.manifest``, :class:`~dfma.contract.manifest.Manifest`).
 
     ``strict`` (default: True unless ``DFMA_BUNDLE_ALLOW_UNLISTED=1``) refuses files the manifest does not
-    list; ``key`` (default: the key file ``DFMA_BUNDLE_KEY_FILE`` names, if set) requires a signature.
+    list; ``key`` (default: the key file ``DFMA_BUNDLE_KEY_FILE`` names, if set) requires a signature;
+    ``only`` verifies just these listed files (a partial copy: Triton's Python models); ``verify=False``
+    checks the manifest alone (digest, signature, contents), for a caller that verifies what it copies.
     """
     folder = Path(folder)
     key = key if key is not None else key_from_env()
     manifest = read_manifest(folder, key=key)
     if verify:
-        verify_bundle(folder, manifest, strict=not allow_unlisted_from_env() if strict is None else strict)
-    return Bundle(folder, manifest)
+        verify_bundle(folder, manifest, strict=not allow_unlisted_from_env() if strict is None else strict,
+                      only=only)
+    return Bundle(folder, Manifest.from_json(manifest))

@@ -16,6 +16,7 @@ from tokenizers import Tokenizer
 from dfma.contract.errors import BundleError, InputError
 from dfma.contract.images import DEFAULT_MAX_IMAGE_PIXELS, ImagePreprocessor
 from dfma.contract.limits import Limits, check_text, check_words
+from dfma.contract.manifest import Preprocess
 from dfma.contract.samples import Sample, as_sample
 from dfma.contract.text import Encoded, TextEncoder, text_to_words
 
@@ -54,8 +55,12 @@ class Preprocessor:
         return self.images.limits
 
     @classmethod
-    def from_manifest(cls, preprocess: Mapping, tokenizer: Tokenizer, limits: Limits | None = None) -> Preprocessor:
-        """Configure from a manifest ``preprocess`` section, the bundle's tokenizer and request limits."""
+    def from_manifest(cls, preprocess: Preprocess | Mapping, tokenizer: Tokenizer,
+                      limits: Limits | None = None) -> Preprocessor:
+        """Configure from a manifest ``preprocess`` section (typed, ``Manifest.preprocess``, or its JSON), the
+        bundle's tokenizer and request limits."""
+        if isinstance(preprocess, Preprocess):
+            preprocess = preprocess.to_json()
         try:
             text = TextEncoder(tokenizer, int(_need(preprocess, "max_length")))
             images = ImagePreprocessor(

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from dfma.contract.errors import BundleError
+from dfma.contract.manifest import GoldenExpected, Manifest
 from dfma.contract.tensor_file import read_tensors
 
 GOLDEN_FILE = "golden.safetensors"
@@ -57,13 +58,13 @@ class Golden:
                    "pixel_values": pixels, "image_mask": self.image_mask[start:stop]}
 
 
-def load_golden(folder: str | os.PathLike, manifest: Mapping) -> Golden | None:
-    """The bundle's golden set (None when the manifest has none); BundleError when it is malformed."""
-    section = manifest.get("golden")
-    if not isinstance(section, Mapping):
+def load_golden(folder: str | os.PathLike, manifest: Manifest | Mapping) -> Golden | None:
+    """The bundle's golden set (None when the manifest, typed or JSON, has none); BundleError when it is malformed."""
+    section = Manifest.from_json(manifest).golden
+    if section is None:
         return None
-    rel = section.get("file", GOLDEN_FILE)
-    if rel not in manifest.get("files", {}):
+    rel = section.file
+    if rel not in Manifest.from_json(manifest).files:
         raise BundleError(f"{Path(folder) / 'manifest.json'}: golden.file {rel!r} is not listed in files")
     return read_golden(Path(folder) / rel)
 
@@ -85,11 +86,13 @@ def read_golden(path: str | os.PathLike) -> Golden:
     return golden
 
 
-def judge(result: Mapping, expected: Mapping | None, tolerance: Mapping) -> tuple[bool, str]:
+def judge(result: Mapping, expected: GoldenExpected | Mapping | None, tolerance: Mapping) -> tuple[bool, str]:
     """Whether a golden run (``top1_agreement``, ``max_abs_error``) passes against the recorded ``expected``
-    one; returns ``(passed, one-line reason)``."""
+    one (``golden.expected[key]``, typed or JSON); returns ``(passed, one-line reason)``."""
     if expected is None:
         return False, "no expected result recorded for this graph"
+    if isinstance(expected, GoldenExpected):
+        expected = {"top1_agreement": expected.top1_agreement, "max_abs_error": expected.max_abs_error}
     drop = float(tolerance.get("agreement_drop", 0.0))
     need_agree = float(expected["top1_agreement"]) - drop - 1e-9
     bound = float(expected["max_abs_error"]) * float(tolerance.get("error_factor", ERROR_FACTOR)) + float(

@@ -33,6 +33,11 @@ they share its precision, format, ops and guard; a runtime that serves them enco
 
 TensorRT engines are rows of their own made by :func:`engine_row` (``engines/<precision>-<gpu>.plan``),
 one per GPU model and precision.
+
+What a manifest holds (the graphs present, their rows, stage files, engines, the recorded ``auto``
+defaults) is read through its typed view, ``dfma.contract.manifest.Manifest`` (``present()``,
+``stage_files(key)``, ``engines()``, ``recorded_default(scope)``, ``resolve_precision(...)``,
+``GraphEntry.row(key)``); :func:`row_of` is the row of an entry given as JSON.
 """
 from __future__ import annotations
 
@@ -182,26 +187,6 @@ def stage_file(file: str, stage: str) -> str:
     return f"{file[:-len('.onnx')]}.{stage}.onnx"
 
 
-def stage_files(manifest: Mapping, key: str) -> dict[str, str] | None:
-    """``{stage: file}`` of graph ``key``'s stage graphs when the manifest lists both files, else None."""
-    entry = (manifest.get("graphs") or {}).get(key)
-    stages = entry.get("stages") if isinstance(entry, Mapping) else None
-    if not isinstance(stages, Mapping):
-        return None
-    files = manifest.get("files") or {}
-    out = {s: (stages.get(s) or {}).get("file") for s in STAGES if isinstance(stages.get(s), Mapping)}
-    return out if len(out) == len(STAGES) and all(f in files for f in out.values()) else None
-
-
-def entry_files(entry: Mapping) -> set[str]:
-    """Every file a manifest ``graphs`` entry names: its graph and its stages' files."""
-    out = {entry["file"]} if isinstance(entry.get("file"), str) else set()
-    stages = entry.get("stages")
-    if isinstance(stages, Mapping):
-        out |= {s["file"] for s in (stages.get(k) for k in STAGES) if isinstance(s, Mapping) and isinstance(s.get("file"), str)}
-    return out
-
-
 def gpu_slug(text: str) -> str:
     """``NVIDIA H100 80GB HBM3`` -> ``nvidia-h100-80gb-hbm3`` (for engine file names)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "gpu"
@@ -224,22 +209,22 @@ def engine_row(precision: str, gpu: str) -> GraphKind:
                      derived_from=sources[precision], tensorrt=None, doc=f"TensorRT {precision} engine for {gpu}")
 
 
-def is_engine(entry: Mapping) -> bool:
-    """Whether a manifest ``graphs`` entry is a TensorRT engine."""
-    return str(entry.get("kind", "")).lower() == ENGINE_KIND or str(entry.get("file", "")).endswith(".plan")
+def is_engine_file(kind: object, file: object) -> bool:
+    """Whether a graph of this manifest ``kind`` and ``file`` is a TensorRT engine."""
+    return str(kind or "").lower() == ENGINE_KIND or str(file or "").endswith(".plan")
 
 
 def row_of(key: str, entry: Mapping) -> GraphKind:
-    """The catalogue row of a manifest ``graphs`` entry; the entry's own fields win, so that a bundle
-    written before a column existed still describes itself (engines get a row from their entry)."""
-    if is_engine(entry):
+    """The catalogue row of a manifest ``graphs`` entry given as JSON (typed: ``GraphEntry.row``, which
+    calls this); the entry's own columns win over the catalogue's (engines get a row from their entry)."""
+    if is_engine_file(entry.get("kind"), entry.get("file")):
         return GraphKind(key=key, file=str(entry.get("file")), precision=str(entry.get("precision", FP32)),
                          format=ENGINE_KIND, ops="tensorrt", devices=("gpu",), derived_from=None, tensorrt=None,
                          doc="TensorRT engine")
     base = CATALOGUE.get(key)
     if base is None:
         raise BundleError(f"manifest.json: graphs[{key!r}] is not a graph kind this reader knows "
-                          f"({sorted(CATALOGUE)} or a TensorRT engine)")
+                          f"({sorted(CATALOGUE)} or a TensorRT engine)", field=f"graphs.{key}")
     classes = entry.get("cpu_classes", base.cpu_classes)
     return dataclasses.replace(base, file=str(entry.get("file", base.file)),
                                precision=str(entry.get("precision", base.precision)),
@@ -247,37 +232,3 @@ def row_of(key: str, entry: Mapping) -> GraphKind:
                                devices=tuple(entry.get("devices", base.devices)),
                                cpu_classes=tuple(classes) if classes is not None else None)
 
-
-def present(manifest: Mapping) -> dict[str, GraphKind]:
-    """``key -> row`` of every graph of a manifest whose file the manifest lists (and so hashes)."""
-    files = manifest.get("files", {})
-    out = {}
-    for key, entry in manifest.get("graphs", {}).items():
-        if isinstance(entry, Mapping) and entry.get("file") in files:
-            out[key] = row_of(key, entry)
-    return out
-
-
-def engines(manifest: Mapping) -> dict[str, Mapping]:
-    """``key -> manifest entry`` of every TensorRT engine a manifest lists."""
-    return {k: g for k, g in manifest.get("graphs", {}).items() if isinstance(g, Mapping) and is_engine(g)}
-
-
-def recorded_default(manifest: Mapping, scope: str) -> dict | None:
-    """``manifest.defaults.auto[scope]`` (a device class ``cpu`` / ``gpu``, or a backend name) when its graph
-    is in the bundle, else None."""
-    rec = ((manifest.get("defaults") or {}).get("auto") or {}).get(scope)
-    if isinstance(rec, Mapping) and rec.get("graph") in present(manifest):
-        return dict(rec)
-    return None
-
-
-def resolve_precision(manifest: Mapping, precision: str, device: str, backend: str | None = None) -> tuple[str, str]:
-    """``(precision, reason)`` for a requested precision: ``auto`` is the bundle's recorded default for that
-    backend (what the precision step measured fastest on it), else for the device class, else fp32."""
-    if precision != AUTO:
-        return precision, "asked for"
-    rec = (recorded_default(manifest, backend) if backend else None) or recorded_default(manifest, device)
-    if rec is None:
-        return "fp32", f"auto: the bundle records no {device} default (run export/to_precision.py); fp32"
-    return str(rec["precision"]), f"auto: {rec.get('reason', 'the bundle default')}"

@@ -99,31 +99,43 @@ def dynamic_dims(specs: Sequence[TensorSpec]) -> dict[str, dict[int, str]]:
     return {s.name: s.dynamic_axes() for s in specs if s.dynamic_axes()}
 
 
-def check_graph_io(where: str, expected: Mapping[str, Sequence[dict]],
-                   actual_inputs: Mapping[str, tuple[str, Sequence[Any]]],
-                   actual_outputs: Mapping[str, tuple[str, Sequence[Any]]]) -> None:
-    """Compare a loaded graph's inputs/outputs (``name -> (dtype, shape)``) with the manifest's ``io``.
+def _declared(expected: Any, section: str) -> dict[str, tuple[str, list]]:
+    """``name -> (dtype, shape)`` of a manifest ``io``-like section: typed (``dfma.contract.manifest.IoSpec``,
+    anything with ``section(name)`` listing tensors) or its JSON."""
+    if isinstance(expected, Mapping):
+        return {s["name"]: (s["dtype"], list(s["shape"])) for s in expected.get(section, [])}
+    return {t.name: (t.dtype, list(t.shape)) for t in expected.section(section)}
 
-    Names and ranks must match; fixed dimensions must agree where both sides fix them; dtypes must agree
-    where the graph reports one. Raises BundleError naming ``where`` (the graph file) and the tensor.
+
+def check_graph_io(where: str, expected: Any, actual_inputs: Mapping[str, tuple[str, Sequence[Any]]],
+                   actual_outputs: Mapping[str, tuple[str, Sequence[Any]]], *, section_name: str = "io") -> None:
+    """Compare a loaded graph's inputs/outputs (``name -> (dtype, shape)``) with the manifest's ``io`` (or a
+    ``stages.<stage>`` section, ``section_name`` in messages), typed or JSON: the one check of a graph's
+    tensors against the manifest (the runners at open, ``to_triton`` on the files it copies).
+
+    Names must match (every declared output must exist), ranks too; fixed dimensions must agree where both
+    sides fix them; dtypes must agree where the graph reports one. Raises BundleError naming ``where`` (the
+    graph file) and the tensor.
     """
     for section, actual in (("inputs", actual_inputs), ("outputs", actual_outputs)):
-        wanted = {s["name"]: s for s in expected.get(section, [])}
-        missing = sorted(set(wanted) - set(actual)) if section == "inputs" else sorted(set(wanted) - set(actual))
+        wanted = _declared(expected, section)
+        field = f"{section_name}.{section}"
+        missing = sorted(set(wanted) - set(actual))
         if missing:
-            raise BundleError(f"{where}: graph {section} lack {missing} (manifest io.{section}: "
-                              f"{sorted(wanted)}; graph: {sorted(actual)})")
+            raise BundleError(f"{where}: graph {section} lack {missing} (manifest {field}: "
+                              f"{sorted(wanted)}; graph: {sorted(actual)})", field=field)
         if section == "inputs" and set(actual) - set(wanted):
             raise BundleError(f"{where}: graph needs inputs {sorted(set(actual) - set(wanted))} that the "
-                              f"manifest's io.inputs do not declare")
-        for name, spec in wanted.items():
+                              f"manifest's {field} do not declare", field=field)
+        for name, (want_dtype, want_shape) in wanted.items():
             dtype, shape = actual[name]
-            if len(shape) != len(spec["shape"]):
-                raise BundleError(f"{where}: {name} has rank {len(shape)}, manifest io.{section} says "
-                                  f"{len(spec['shape'])} ({spec['shape']})")
-            for axis, (have, want) in enumerate(zip(shape, spec["shape"])):
+            if len(shape) != len(want_shape):
+                raise BundleError(f"{where}: {name} has rank {len(shape)}, manifest {field} says "
+                                  f"{len(want_shape)} ({want_shape})", field=f"{field}.{name}.shape")
+            for axis, (have, want) in enumerate(zip(shape, want_shape)):
                 if isinstance(have, int) and have > 0 and isinstance(want, int) and have != want:
-                    raise BundleError(f"{where}: {name} dimension {axis} is {have}, manifest io.{section} "
-                                      f"says {want}")
-            if dtype and dtype != spec["dtype"]:
-                raise BundleError(f"{where}: {name} is {dtype}, manifest io.{section} says {spec['dtype']}")
+                    raise BundleError(f"{where}: {name} dimension {axis} is {have}, manifest {field} "
+                                      f"says {want}", field=f"{field}.{name}.shape")
+            if dtype and dtype != want_dtype:
+                raise BundleError(f"{where}: {name} is {dtype}, manifest {field} says {want_dtype}",
+                                  field=f"{field}.{name}.dtype")

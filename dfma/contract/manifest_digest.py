@@ -28,6 +28,7 @@ import re
 import stat
 from pathlib import Path
 
+from dfma.contract.atomic import write_atomic
 from dfma.contract.errors import BundleError
 
 MANIFEST = "manifest.json"
@@ -133,15 +134,6 @@ def check_signature(folder: str | os.PathLike, data: bytes, key: bytes) -> None:
                           "with another key)", file=str(path), field=SIGNATURE_SCHEME)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="ascii", newline="\n") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_digest(folder: str | os.PathLike, *, key: bytes | None = None) -> str:
     """Write ``manifest.sha256`` for the folder's manifest as it is now (and ``manifest.sig`` with ``key``;
     without one an existing signature is left alone: it still vouches only for the bytes it was made
@@ -149,9 +141,9 @@ def write_digest(folder: str | os.PathLike, *, key: bytes | None = None) -> str:
     folder = Path(folder)
     data = read_small_file(folder / MANIFEST, MAX_MANIFEST_BYTES, missing="nothing to digest")
     line = digest_line(data)
-    _write_atomic(folder / DIGEST_FILE, line)
+    write_atomic(folder / DIGEST_FILE, line, encoding="ascii")
     if key is not None:
-        _write_atomic(folder / SIGNATURE_FILE, signature_line(data, key))
+        write_atomic(folder / SIGNATURE_FILE, signature_line(data, key), encoding="ascii")
     return line.split()[0]
 
 

@@ -16,12 +16,12 @@ including the markers) so that the C++ runtime rebuilds the same id space.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from dfma.contract.atomic import write_atomic
 from dfma.contract.errors import DataError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
@@ -148,28 +148,11 @@ def vocab_lines(tok: Tokenizer) -> list[str]:
     return lines
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def save_tokenizer(tok: Tokenizer, folder: str | os.PathLike) -> None:
     """Write ``tokenizer.json`` and ``vocab.txt`` (line k = piece k) atomically into ``folder``."""
     special_ids(tok)
     lines = vocab_lines(tok)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _atomic_write(folder / "tokenizer.json", tok.to_str(pretty=True))
-    _atomic_write(folder / "vocab.txt", "\n".join(lines) + "\n")
+    write_atomic(folder / "tokenizer.json", tok.to_str(pretty=True))
+    write_atomic(folder / "vocab.txt", "\n".join(lines) + "\n")

@@ -22,7 +22,7 @@ import triton_python_backend_utils as pb_utils  # noqa: E402  (provided by Trito
 
 from dfma.contract.errors import BundleError, DataError, DFMAError, InputError  # noqa: E402
 from dfma.contract.labels import LabelMap  # noqa: E402
-from dfma.contract.bundle import read_manifest  # noqa: E402
+from dfma.contract.bundle import open_bundle  # noqa: E402
 from dfma.contract.prediction import to_predictions  # noqa: E402
 
 BUNDLE_DIR = "bundle"
@@ -35,9 +35,9 @@ class TritonPythonModel:
         """Read the label map from ``<model>/<version>/bundle/manifest.json``."""
         self.model_config = json.loads(args["model_config"])
         folder = Path(args["model_repository"]) / str(args["model_version"]) / BUNDLE_DIR
-        manifest = read_manifest(folder)
+        manifest = open_bundle(folder, verify=False).manifest  # digest, signature (DFMA_BUNDLE_KEY_FILE), contents
         try:
-            self.labels = LabelMap.from_list(manifest["labels"]).names
+            self.labels = LabelMap.from_list(list(manifest.labels)).names
         except DataError as e:
             raise BundleError(f"{folder / 'manifest.json'}: invalid labels ({e})") from None
         self.logits_name = self.model_config["input"][0]["name"]

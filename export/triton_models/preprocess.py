@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402  (provided by Triton's Python backend)
 
 from dfma.contract.errors import BundleError, DataError, DFMAError, InputError  # noqa: E402
-from dfma.contract.bundle import read_manifest, sha256_file  # noqa: E402
+from dfma.contract.bundle import Bundle, open_bundle  # noqa: E402
 from dfma.contract.features import Preprocessor  # noqa: E402
 from dfma.contract.samples import Sample  # noqa: E402
 from dfma.contract.tokenizer import load_tokenizer  # noqa: E402
@@ -38,16 +38,14 @@ BUNDLE_DIR = "bundle"
 RAW = ("TOKENS", "HEAD", "TAIL", "IMAGE")
 
 
-def open_partial_bundle(folder: Path, names) -> dict:
-    """The manifest of a copied bundle subset, every file of ``names`` checked against its sha256."""
-    manifest = read_manifest(folder)
-    for rel in names:
-        entry = manifest["files"].get(rel)
-        if entry is None:
-            raise BundleError(f"{folder / 'manifest.json'}: {rel!r} is not listed in files")
-        if not (folder / rel).is_file() or sha256_file(folder / rel) != entry["sha256"]:
-            raise BundleError(f"{folder / rel}: missing or its sha256 does not match manifest.json")
-    return manifest
+def open_partial_bundle(folder: Path) -> Bundle:
+    """A copied bundle subset through the contract's opening path (``open_bundle``: the manifest's digest,
+    its signature with ``DFMA_BUNDLE_KEY_FILE``, its contents), its tokenizer files checked against their
+    sha256."""
+    bundle = open_bundle(folder, verify=False)
+    pre = bundle.manifest.preprocess
+    names = [n for n in (pre.tokenizer_file, pre.vocab_file) if (folder / n).is_file()]
+    return open_bundle(folder, only=names) if names else bundle
 
 
 def _text(value, field: str) -> str:
@@ -103,17 +101,13 @@ class TritonPythonModel:
         self.model_config = json.loads(args["model_config"])
         version_dir = Path(args["model_repository"]) / str(args["model_version"])
         folder = version_dir / BUNDLE_DIR
-        manifest = read_manifest(folder)
-        pre = manifest["preprocess"]
-        tokenizer_files = [n for n in (pre.get("tokenizer", "tokenizer.json"), pre.get("vocab", "vocab.txt"))
-                           if (folder / n).is_file()]
-        open_partial_bundle(folder, tokenizer_files)
+        pre = open_partial_bundle(folder).manifest.preprocess
         try:
             tokenizer = load_tokenizer(folder)
         except DataError as e:
             raise BundleError(f"{folder}: cannot load the tokenizer ({e})") from None
         self.preprocessor = Preprocessor.from_manifest(pre, tokenizer)
-        self.max_length = int(pre["max_length"])
+        self.max_length = int(pre.max_length)
         params = self.model_config.get("parameters") or {}
         pad = (params.get("pad_to_max_length") or {}).get("string_value", "true")
         self.pad_to_max_length = pad.strip().lower() in ("1", "true", "yes")
