@@ -83,14 +83,14 @@ def expected_results(golden_file: Path, manifest: dict, graphs: dict[str, Path],
     from dfma.backends.golden_check import run_golden
     from dfma.backends.registry import backend as backend_row
     from dfma.contract.golden import read_golden
-    from dfma.contract.graphs import row_of
+    from dfma.contract.manifest import Manifest, row_of
     from dfma.host import host_info
 
     golden = read_golden(golden_file)
     host = {**host_info(), "onnxruntime": _ort_version()}
-    out = {}
+    manifest, out = Manifest.from_json(manifest), {}
     for key, path in graphs.items():
-        with backend_row(backend).build(path, graph=row_of(key, manifest["graphs"][key]), io=manifest["io"]) as runner:
+        with backend_row(backend).build(path, graph=row_of(key, manifest.graphs[key]), io=manifest.io) as runner:
             out[key] = {**run_golden(runner, golden), "backend": backend, "host": host}
     return out
 

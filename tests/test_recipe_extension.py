@@ -92,6 +92,7 @@ def test_a_new_recipe_is_built_guarded_recorded_chosen_slimmed_and_benchmarked(r
     from dfma.export.precision import accuracy_guard as guard
     from dfma.export.precision.command_line import build_parser, parse
     from dfma.export.precision.step import run
+    from dfma.contract.manifest import Manifest
     from dfma.export.slim_bundle import graphs_for, slim
 
     bundle = tmp_path / "bundle"
@@ -141,22 +142,23 @@ def test_a_new_recipe_is_built_guarded_recorded_chosen_slimmed_and_benchmarked(r
         extractor.close()
 
     # slimming: kept for CPU (ONNX Runtime CPU runs it, the only row of its precision), dropped for GPU
-    assert KEY in graphs_for(checked, "cpu") and KEY not in graphs_for(checked, "gpu")
+    typed = Manifest.from_json(checked)  # the slimming and benchmark code read the typed view
+    assert KEY in graphs_for(typed, "cpu") and KEY not in graphs_for(typed, "gpu")
     only = slim(bundle, tmp_path / "only", keep=[KEY])
-    assert list(only["graphs"]) == [KEY] and ROW.file in only["files"]
+    assert list(only.graphs) == [KEY] and ROW.file in only.files
     without = slim(bundle, tmp_path / "without", keep=["portable"])
-    assert KEY not in without["graphs"] and ROW.file not in without["files"]
+    assert KEY not in without.graphs and ROW.file not in without.files
 
     # the latency benchmark: a contender row of its own, available with this bundle, and timed once
     contenders = bk._contenders()  # the benchmark's rows, listed from the catalogue as it is now
     key = next(k for k, (backend, graph) in contenders.items() if graph == KEY and backend == "onnxruntime-cpu")
     monkeypatch.setattr(bk, "GRAPHS", contenders)  # what the module lists at import once the row is registered
     monkeypatch.setattr(bk, "KEYS", bk.EAGER_KEYS + tuple(contenders))
-    keys, skipped = bk.available(bundle, checked)
+    keys, skipped = bk.available(bundle, typed)
     assert key in keys, skipped
     from dfma.benchmarks.workload import Workload, make_feeds
 
-    contender = bk.Loader(bundle, checked, threads=1).load(key, "model")
-    logits = contender.run(Workload(1, 16, make_feeds(bk.model_config(checked), checked, 1, 16)))
+    contender = bk.Loader(bundle, typed, threads=1).load(key, "model")
+    logits = contender.run(Workload(1, 16, make_feeds(bk.model_config(typed), typed, 1, 16)))
     assert contender.precision == KEY and np.asarray(logits).shape == (1, len(checked["labels"]))
     contender.close()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -701,31 +701,3 @@ class Manifest(Section):
         else:
             graphs[key] = entry
         return dataclasses.replace(self, graphs=graphs, parity=parity)
-
-    # --- the JSON view, for code the typed view has not reached yet ------------------------------------
-    # The precision step (export/to_precision.py and its modules) still reads the manifest as JSON; these
-    # three give it ``manifest["graphs"]``-style read access to a copy of the JSON. New code uses attributes.
-
-    def __getitem__(self, key: str) -> Any:
-        """Transitional JSON read access (the precision step); new code uses the attributes."""
-        return self._json_view()[key]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """Transitional JSON read access (the precision step); new code uses the attributes."""
-        return self._json_view().get(key, default)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._json_view())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._json_view()
-
-    def keys(self):  # noqa: D102  (lets ``{**manifest}`` work in the precision step)
-        return self._json_view().keys()
-
-    def _json_view(self) -> dict:
-        cached = self.__dict__.get("_json_cache")
-        if cached is None:
-            cached = self.to_json()
-            object.__setattr__(self, "_json_cache", cached)
-        return cached

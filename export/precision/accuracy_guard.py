@@ -278,18 +278,22 @@ def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float
     return out
 
 
-def summary(manifest: dict) -> str:
-    """The closing table of export/to_precision.py: per graph agreement, errors, F1, latency; search outcomes."""
+def summary(manifest) -> str:
+    """The closing table of export/to_precision.py (of a typed manifest, or its JSON): per graph agreement,
+    errors, F1, latency; search outcomes."""
+    from dfma.contract.manifest import Manifest, PrecisionRecords
     from dfma.progress import human_bytes, table
 
-    prec = manifest.get("precision", {})
+    manifest = Manifest.from_json(manifest)
+    records = manifest.precision or PrecisionRecords()
+    prec = {**records.extra, "guard": records.guard, "latency": records.latency, "search": records.search or {}}
     rows = []
-    latency = prec.get("latency", {})
-    for key, r in prec.get("guard", {}).items():
-        file = manifest["graphs"][key]["file"] if key in manifest["graphs"] else latency.get(key, {}).get("file")
+    latency = prec["latency"]
+    for key, r in prec["guard"].items():
+        file = manifest.graphs[key].file if key in manifest.graphs else latency.get(key, {}).get("file")
         if file is None:
             continue
-        size = human_bytes(manifest["files"][file]["bytes"]) if file in manifest["files"] else "-"
+        size = human_bytes(manifest.files[file].bytes) if file in manifest.files else "-"
         where = f" ({latency[key]['backend']})" if key in latency and latency[key].get("backend") != "onnxruntime-cpu" else ""
         rows.append([key + where, file, size, f"{100 * r['top1_agreement']:.2f}%", f"{r['max_abs_error']:.3g}",
                      f"{r['mean_abs_error']:.3g}", f"{r['f1_fp32']:.2f}", f"{r['f1_delta_points']:+.2f}",
@@ -299,7 +303,7 @@ def summary(manifest: dict) -> str:
     text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {prec.get('guard_data', {})}"
     for key, s in prec.get("search", {}).items():
         text += f"\n{key}: {s['stopped']}"
-    auto = (manifest.get("defaults") or {}).get("auto") or {}
+    auto = manifest.defaults.auto if manifest.defaults is not None else {}
     if "cpu" in auto:
-        text += f"\nauto (CPU): {auto['cpu']['reason']}"
+        text += f"\nauto (CPU): {auto['cpu'].reason}"
     return text

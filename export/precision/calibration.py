@@ -61,11 +61,13 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
     from dfma.contract.features import Preprocessor
     from dfma.contract.images import find_crops, find_image
     from dfma.contract.labels import LabelMap
+    from dfma.contract.manifest import Manifest
     from dfma.mnre import read_mnre
     from dfma.contract.samples import Sample
     from dfma.contract.tokenizer import load_tokenizer
 
-    labels = LabelMap.from_list(manifest["labels"])
+    manifest = Manifest.from_json(manifest)
+    labels = LabelMap.from_list(manifest.labels)
     samples = read_mnre(data_file, labels)
     for name, folder in (("--images", images), ("--crops", crops)):
         if folder is not None and not Path(folder).is_dir():
@@ -80,7 +82,7 @@ def mnre_feeds(bundle: Path, manifest: dict, data_file: Path, n: int | None, *, 
     if not pool:
         raise DataError("no samples", file=str(data_file))
     chosen = [pool[i] for i in _select(len(pool), n, seed)]
-    pre = Preprocessor.from_manifest(manifest["preprocess"], load_tokenizer(bundle))  # exactly what inference does
+    pre = Preprocessor.from_manifest(manifest.preprocess, load_tokenizer(bundle))  # exactly what inference does
     num_crops = pre.num_crops
     drawn = []
     if images is None and photos:

@@ -113,11 +113,11 @@ class PrecisionContext:
     @property
     def none_id(self) -> int:
         """The label id of ``None`` (no relation): F1 leaves it out."""
-        return list(self.manifest["labels"]).index("None")
+        return list(self.manifest.labels).index("None")
 
     def graph_path(self, key: str | None) -> Path:
         """A graph of the bundle by catalogue key, the portable graph where the bundle lacks it (or for None)."""
-        return self.bundle.graph_path(key) if key in self.manifest["graphs"] else self.portable
+        return self.bundle.graph_path(key) if key in self.manifest.graphs else self.portable
 
     def options_of(self, options_class: type):
         """A recipe's options (its defaults unless given)."""

@@ -23,7 +23,7 @@ def candidates(ctx, outcomes: Mapping) -> dict[str, tuple[str, str, Path]]:
     from dfma.backends.registry import BACKENDS
     from dfma.contract.errors import BackendUnavailable
 
-    graphs = ctx.manifest["graphs"]
+    graphs = ctx.manifest.graphs
     fp32_key = next(r.key for r in reversed(fp32_rows()) if r.key in graphs)  # the fused graph where there is one
     out = {FP32: (CPU_BACKEND, fp32_key, ctx.bundle.graph_path(fp32_key))}
     for key, outcome in outcomes.items():

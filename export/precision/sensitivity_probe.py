@@ -43,13 +43,13 @@ def probe(bundle: Path, *, samples: int, by: str, seed: int = 0, progress: bool 
     from dfma.contract.bundle import open_bundle
 
     b = open_bundle(bundle)
-    if CALIBRATION_FILE not in b.manifest["files"]:
+    if CALIBRATION_FILE not in b.manifest.files:
         raise DFMAError(f"{bundle}: no {CALIBRATION_FILE}; run export/to_precision.py on it first")
     ranges = cal.load_cache(b.path(CALIBRATION_FILE))["ranges"]
     val = cal.mnre_feeds(b.folder, b.manifest, DEFAULT_DATA / "mnre_val.txt", samples, seed=seed, batch_size=32,
                          photos=photos.available())
     modules = {n.name: module_of(n) for n in onnx.load(str(b.graph_path(fp32_rows()[0].key))).graph.node}
-    none_id = b.manifest["labels"].index("None")
+    none_id = list(b.manifest.labels).index("None")
     rows = []
     with tempfile.TemporaryDirectory(prefix="dfma-probe-") as tmp:
         pre = q.preprocess(b.graph_path(fp32_rows()[0].key), Path(tmp) / "pre.onnx")

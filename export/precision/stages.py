@@ -26,19 +26,19 @@ def stage_pair(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
     from dfma.export.split_graphs import split_graph, stage_entries
 
     key, whole, executor = outcome.key, outcome.path, outcome.executor
-    stages_io = ctx.manifest.get("stages")
-    if not stages_io:
-        ctx.log(f"  {key}: no two-stage graphs (the bundle was exported before they existed)")
+    stages_io = ctx.manifest.stages
+    if stages_io is None or not stages_io.complete:
+        ctx.log(f"  {key}: the bundle declares no stage graphs (manifest stages)")
         return None
-    parts = split_graph(whole, stages_io["features"])
+    parts = split_graph(whole, stages_io.features.to_json())
     row = backend_row("onnx-reference" if executor == "reference" else "onnxruntime-cpu")
-    pair = TwoStage(*(row.build(parts[s].path, io=stages_io[s]) for s in STAGES), io=ctx.manifest["io"]).open()
+    pair = TwoStage(*(row.build(parts[s].path, io=stages_io.io(s)) for s in STAGES), io=ctx.manifest.io).open()
     guard = ctx.compare(ctx.logits(pair, f"{key} two-stage ({executor})"))
     whole_run = row.build(whole).open()
     cfg, special = model_config(ctx.manifest), special_token_ids(ctx.manifest)
     rng, cases = np.random.default_rng(ctx.options.seed), []
-    limits = ctx.manifest["limits"]
-    for batch, length in ((1, 8), (min(7, limits["max_batch"]), limits["max_length"])):
+    limits = ctx.manifest.limits
+    for batch, length in ((1, 8), (min(7, limits.max_batch), limits.max_length)):
         feeds = random_inputs(cfg, special, batch, length, crops=True, rng=rng)
         diff = compare(whole_run.logits(feeds), pair.logits(feeds))
         cases.append({"batch": batch, "length": length, "max_abs_error": diff["max_abs_error"],

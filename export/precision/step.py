@@ -3,11 +3,13 @@ time the candidates of ``precision="auto"`` and choose it, compute the golden ex
 all into the bundle atomically (:func:`run`). ``export/to_precision.py`` is its command line."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from dfma.contract.manifest import AutoDefault, Defaults, GoldenExpected, GraphEntry, Manifest, PrecisionRecords
 from dfma.export.precision.context import PrecisionContext
 from dfma.export.precision.options import StepOptions
 
@@ -30,7 +32,7 @@ def build(ctx: PrecisionContext, recipes: Sequence) -> dict:
         with ctx.steps.step(f"{recipe.key} graph"):
             outcome = recipe.run(ctx, by_name.get(recipe.follows))
         outcomes[recipe.key] = by_name[recipe.name] = outcome
-    if "stages" in ctx.manifest:
+    if ctx.manifest.stages is not None:
         with ctx.steps.step(f"two-stage pairs of {', '.join(outcomes)} (cut, guarded, checked against the whole)"):
             for key, outcome in outcomes.items():
                 pair = stage_pair(ctx, outcome)
@@ -45,14 +47,15 @@ def golden_expected(ctx: PrecisionContext, outcomes: Mapping) -> dict:
     from dfma.contract.golden import GOLDEN_FILE
     from dfma.export.golden_set import expected_results
 
-    golden = ctx.manifest.get("golden")
-    if not isinstance(golden, dict):
-        ctx.log("the bundle has no golden set (exported before it existed): `verify` cannot check the new graphs")
+    golden = ctx.manifest.golden
+    if golden is None:
+        ctx.log("the bundle has no golden set: `verify` cannot check the new graphs")
         return {}
-    view = {**ctx.manifest, "graphs": {**ctx.manifest["graphs"], **{k: o.entry for k, o in outcomes.items()}}}
+    view = dataclasses.replace(ctx.manifest, graphs={**ctx.manifest.graphs, **{
+        k: GraphEntry.from_json(o.entry) for k, o in outcomes.items()}})
     paths = {key: o.path for key, o in outcomes.items()}
     with ctx.steps.step(f"golden set on {', '.join(paths)}"):
-        return expected_results(ctx.bundle.path(golden.get("file", GOLDEN_FILE)), view, paths)
+        return expected_results(ctx.bundle.path(golden.file or GOLDEN_FILE), view, paths)
 
 
 def choose(ctx: PrecisionContext, outcomes: Mapping) -> tuple[dict, dict, dict]:
@@ -67,11 +70,11 @@ def choose(ctx: PrecisionContext, outcomes: Mapping) -> tuple[dict, dict, dict]:
     if any(o.timed for o in outcomes.values()):
         measured, rows = latency.measure(ctx, outcomes)
         results.update(rows)
-    previous = ctx.manifest.get("precision", {})
-    merged = {**{k: v for k, v in previous.get("guard", {}).items() if k in ctx.manifest["graphs"] and k not in results},
+    previous = ctx.manifest.precision or PrecisionRecords()
+    merged = {**{k: v for k, v in previous.guard.items() if k in ctx.manifest.graphs and k not in results},
               **results}
     auto = guard.choose_auto(merged, measured, ctx.options.target_agreement, ctx.options.f1_tolerance)
-    return merged, measured or previous.get("latency", {}), auto
+    return merged, measured or previous.latency, auto
 
 
 def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: Sequence = ()) -> dict:
@@ -94,22 +97,23 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
         for o in outcomes.values():
             files.update(o.files)
 
-        def update(manifest: dict) -> dict:
-            manifest["graphs"].update({k: o.entry for k, o in outcomes.items()})
-            manifest["parity"].update({k: o.parity for k, o in outcomes.items()})
-            section = manifest.setdefault("precision", {})
-            section.update({"updated": started.replace(microsecond=0).isoformat(), "guard": merged,
-                            "guard_data": ctx.data.guard.source, "target_agreement": options.target_agreement,
-                            "f1_tolerance_points": options.f1_tolerance, "latency": lat_all,
-                            "latency_note": LATENCY_NOTE, "search": {**section.get("search", {}), **{
-                                k: o.search for k, o in outcomes.items() if o.search is not None}}})
-            if expected:
-                manifest["golden"]["expected"].update(expected)
+        def edit(manifest: Manifest) -> Manifest:
+            section = manifest.precision or PrecisionRecords()
+            section = section.with_fields(
+                updated=started.replace(microsecond=0).isoformat(), guard=merged, guard_data=ctx.data.guard.source,
+                target_agreement=options.target_agreement, f1_tolerance_points=options.f1_tolerance,
+                latency=lat_all, latency_note=LATENCY_NOTE, search={**(section.search or {}), **{
+                    k: o.search for k, o in outcomes.items() if o.search is not None}})
+            changes: dict = {
+                "graphs": {**manifest.graphs, **{k: GraphEntry.from_json(o.entry) for k, o in outcomes.items()}},
+                "parity": {**manifest.parity, **{k: o.parity for k, o in outcomes.items()}},
+                "precision": section}
+            if expected and manifest.golden is not None:
+                changes["golden"] = manifest.golden.with_fields(expected={
+                    **manifest.golden.expected, **{k: GoldenExpected.from_json(v) for k, v in expected.items()}})
             if auto:
-                defaults = manifest.setdefault("defaults", {})
-                defaults.pop("cpu_int8", None)  # written by earlier versions: superseded by defaults.auto
-                defaults.pop("cpu_int8_reason", None)
-                defaults["auto"] = auto
-            return manifest
+                defaults = manifest.defaults or Defaults()
+                changes["defaults"] = defaults.with_fields(auto={k: AutoDefault.from_json(v) for k, v in auto.items()})
+            return dataclasses.replace(manifest, **changes)
 
-        return update_bundle(bundle, files, update)
+        return update_bundle(bundle, files, edit=edit)

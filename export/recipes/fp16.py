@@ -61,8 +61,8 @@ class FP16Recipe(Recipe):
         row = ctx.compare(ctx.logits(run, f"{self.key} ({executor})"))
         cfg, special = model_config(ctx.manifest), special_token_ids(ctx.manifest)
         ref_run, rng, shapes = open_runner(source), np.random.default_rng(ctx.options.seed), []
-        limits = ctx.manifest["limits"]
-        for batch, length in ((1, 8), (min(7, limits["max_batch"]), limits["max_length"])):
+        limits = ctx.manifest.limits
+        for batch, length in ((1, 8), (min(7, limits.max_batch), limits.max_length)):
             feeds = random_inputs(cfg, special, batch, length, crops=True, rng=rng)
             diff = compare_shapes(ref_run.logits(feeds), run.logits(feeds))
             shapes.append({"batch": batch, "length": length,

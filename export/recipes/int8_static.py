@@ -49,9 +49,9 @@ def static_ranges(ctx, pre: Path, nodes: set[str]) -> tuple[dict, dict, Path]:
 
     opts, step = ctx.options_of(StaticOptions), ctx.options
     portable = ctx.portable
-    graph_sha = ctx.manifest["files"][portable.name]["sha256"]
+    graph_sha = ctx.manifest.file_digest(portable.name)
     cache, own = opts.calibration_cache, ctx.bundle.folder / CALIBRATION_FILE
-    if cache is None and CALIBRATION_FILE in ctx.manifest["files"] and _reusable(cal.load_cache(own), ctx, graph_sha):
+    if cache is None and CALIBRATION_FILE in ctx.manifest.files and _reusable(cal.load_cache(own), ctx, graph_sha):
         cache = own  # this bundle's own ranges, computed with the same settings: no need to calibrate again
     if cache is not None:
         doc = cal.load_cache(cache)
