@@ -137,8 +137,8 @@ def test_small_chunks_and_run_give_the_same(tiny_bundle, whole, requests):
 def test_describe_says_which_stages_run(whole, staged):
     info = staged.describe()
     manifest = staged.manifest
-    assert info["stages"]["mode"] == "two-stage" and info["graph"] == manifest["graphs"][info["graph_key"]]["file"]
-    assert info["stages"]["files"] == Manifest.from_json(manifest).stage_files(info["graph_key"])
+    assert info["stages"]["mode"] == "two-stage" and info["graph"] == manifest.graphs[info["graph_key"]].file
+    assert info["stages"]["files"] == manifest.stage_files(info["graph_key"])
     assert set(info["stages"]["runners"]) == {"vision", "text"} and info["threads"] == 1
     assert info["image_cache"] is None
     plain = whole.describe()
