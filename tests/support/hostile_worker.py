@@ -1,6 +1,6 @@
 """Runs the shared hostile-request table against the Python API in a process of its own (a clean peak RSS).
 
-    python tests/hostile_worker.py BUNDLE FOLDER  ->  one JSON line per case on stdout
+    python tests/support/hostile_worker.py BUNDLE FOLDER  ->  one JSON line per case on stdout
 
 Per case: the error type and field, the seconds the refusal took, how much it raised the peak RSS
 (``resource.getrusage`` after - before; the process is warmed up first, so its normal working set is

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-TABLE = Path(__file__).resolve().parent / "cases" / "hostile_requests.json"
+from repo_paths import CASES
+
+TABLE = CASES / "hostile_requests.json"
 
 
 def load_table() -> dict:

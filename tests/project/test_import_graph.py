@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 # import name -> folder, as pyproject.toml's package-dir maps them
 ROOTS = {"dfma": REPO / "dfma", "dfma.export": REPO / "export", "dfma.runtime": REPO / "runtime",
          "dfma.benchmarks": REPO / "benchmarks"}

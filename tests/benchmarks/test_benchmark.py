@@ -15,7 +15,7 @@ import fixtures_bundle
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 BENCH = REPO / "benchmarks"
 
 from dfma.benchmarks import backends as bk

@@ -6,14 +6,13 @@ import io
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from fixtures_bundle import tiny_bundle  # noqa: F401
 
 from dfma.progress import Progress, StepLine, bar, is_terminal
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 
 
 class Terminal(io.StringIO):

@@ -10,15 +10,14 @@ Use: ``from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: F401`` in a 
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MNRE = Path(os.environ.get("DFMA_MNRE_DIR", REPO.parent / "shared" / "data" / "mnre"))
+from repo_paths import REPO, SHARED_MNRE
+
 LABELS_FALLBACK = ["None"] + [f"/rel/{i}" for i in range(1, 23)]
 _CACHE: dict[str, object] = {}
 

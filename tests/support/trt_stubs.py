@@ -14,7 +14,7 @@ import re
 from importlib.metadata import distributions
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 WHEEL_DIR = REPO / "build" / "trt-stubs"
 TYPINGS = REPO / "build" / "typings"
 FIXES = [  # (regex, replacement)

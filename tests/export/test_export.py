@@ -19,7 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 SCRIPT = REPO / "export" / "to_onnx.py"
 ATTENTION_SCOPES = ("attention.self", "mmf.text_to_image", "mmf.image_to_text")
 

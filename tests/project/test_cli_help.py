@@ -6,11 +6,10 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 # run as files, the way their docs call them
 SCRIPT_FOLDERS = ("export", "benchmarks", "examples")
 # run with -m under the dfma namespace: folder -> import name

@@ -17,7 +17,7 @@ from dfma.contract.bundle_writer import AtomicFolder, update_bundle
 from dfma.contract.stale_temps import host_tag, stale_temps
 from test_manifest_integrity import _copy
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 
 
 @pytest.fixture

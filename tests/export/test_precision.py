@@ -30,7 +30,7 @@ from dfma.backends.ort_runner import OrtRunner
 from dfma.backends.reference_runner import ReferenceRunner
 from dfma.contract.errors import DataError
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 
 
 def _feeds(bundle: Path, batch: int, length: int, seed: int) -> dict:

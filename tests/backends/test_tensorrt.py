@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +16,7 @@ from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.export import trt_build as tb
 from dfma.backends.trt_runner import check_engine, import_tensorrt, pick_engine
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 HERE = {"tensorrt_version": "10.14.1", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
 ENGINE = {"file": "engines/fp16-nvidia-h100-80gb-hbm3.plan", "precision": "fp16", "kind": "tensorrt", **HERE}
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures_bundle import jpeg_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 READMES = [REPO / "README.md", REPO / "runtime" / "README.md"]
 
 

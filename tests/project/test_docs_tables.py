@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 README, CONTRACT = REPO / "README.md", REPO / "docs" / "contract.md"
 BEGIN, END = "<!-- where-to-change-what:", "<!-- where-to-change-what: end -->"
 # import name -> folder (pyproject.toml's package-dir: dfma/ -> dfma, export/ -> dfma.export, ...)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_paths import REPO  # noqa: E402
 CPP = REPO / "runtime" / "cpp"
 BUILD = Path(os.environ.get("DFMA_CPP_BUILD", CPP / "build"))
 

@@ -70,7 +70,7 @@ class WeightsOnly(Recipe):
         for i, node in enumerate(dq_nodes):
             model.graph.node.insert(i, node)
         onnx.save(model, str(out))
-        return Built(fields={"producer": "tests/test_recipe_extension.py (DequantizeLinear on weights)",
+        return Built(fields={"producer": "tests/export/test_recipe_extension.py (DequantizeLinear on weights)",
                              "quantization": {"format": "weight-only", "weights": "int8 symmetric, per column",
                                               "tensors": len(wanted)}})
 

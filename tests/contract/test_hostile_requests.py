@@ -1,6 +1,6 @@
 """The shared hostile-request table (tests/cases/hostile_requests.json) against every runtime.
 
-- Python API (a subprocess, tests/hostile_worker.py): per case the error type and field, the time bound,
+- Python API (a subprocess, tests/support/hostile_worker.py): per case the error type and field, the time bound,
   for the image bombs the peak-RSS bound, and that the next good request gives the same logits.
 - Python command line, fed the table as one stream on stdin (a good line after every case): every case
   line is its own error record with its line number and the table's type and field, every good line is
@@ -15,13 +15,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from hostile_cases import build_cases, interleaved_lines, load_table
+from repo_paths import SUPPORT
 
-HERE = Path(__file__).resolve().parent
 NAMES = [row["name"] for row in load_table()["cases"]]
 API_NAMES = [row["name"] for row in load_table()["cases"] if "set" in row or "api_kind" in row]
 BOMBS = [row["name"] for row in load_table()["cases"] if row.get("rss_mb")]
@@ -78,7 +77,7 @@ def table(tmp_path_factory):
 @pytest.fixture(scope="module")
 def api_results(tiny_bundle, tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile_api")  # the worker makes its own copy of the table's files
-    proc = subprocess.run([sys.executable, str(HERE / "hostile_worker.py"), str(tiny_bundle), str(folder)],
+    proc = subprocess.run([sys.executable, str(SUPPORT / "hostile_worker.py"), str(tiny_bundle), str(folder)],
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
