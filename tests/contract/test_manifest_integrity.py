@@ -5,7 +5,7 @@ drives both runtimes: ``dfma.contract.bundle.open_bundle`` / ``dfma.runtime.load
 BundleError whose ``field`` is that field, and ``dfma_cli info`` must exit 2 with ``field '<field>'`` on
 stderr. Then the manifest's own digest and signature, what the reader refuses before parsing (links,
 FIFOs, size, nesting), unlisted files, and that every bundle writer leaves a verifying manifest. (A killed writer's work folders:
-tests/test_stale_temps.py.)
+tests/contract/test_stale_temps.py.)
 """
 from __future__ import annotations
 
@@ -382,7 +382,7 @@ def _verifies(folder: Path, key: bytes | None = None) -> dict:
 
 
 def test_the_export_pipeline_writes_a_verifying_digest(tiny_bundle):  # noqa: F811
-    _verifies(tiny_bundle)  # built by export/to_onnx.py (tests/fixtures_bundle.py)
+    _verifies(tiny_bundle)  # built by export/to_onnx.py (tests/support/fixtures_bundle.py)
 
 
 def test_update_bundle_as_the_precision_and_engine_steps_use_it(bundle, tmp_path):

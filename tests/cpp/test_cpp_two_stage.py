@@ -9,8 +9,8 @@
 - the C++ bundle loader accepts the manifest's ``stages`` and refuses a stage entry whose file is not a
   string or not listed in ``files``.
 
-The C++ build and the tiny bundle come from the shared fixtures (tests/fixtures_cpp.py,
-tests/fixtures_bundle.py); skipped only when cmake or a C++ compiler is not installed.
+The C++ build and the tiny bundle come from the shared fixtures (tests/support/fixtures_cpp.py,
+tests/support/fixtures_bundle.py); skipped only when cmake or a C++ compiler is not installed.
 """
 from __future__ import annotations
 

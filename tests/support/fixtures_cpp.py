@@ -1,5 +1,5 @@
 """The C++ runtime's command-line tool, built once per test session (``cli``), for the tests that compare
-it with Python (tests/test_cpp_runtime.py, tests/test_cpp_verify.py); shared through tests/conftest.py."""
+it with Python (tests/cpp/test_cpp_runtime.py, tests/cpp/test_cpp_verify.py); shared through tests/conftest.py."""
 from __future__ import annotations
 
 import os

@@ -1,7 +1,7 @@
 """The shared table of hostile requests (tests/cases/hostile_requests.json), made into request lines.
 
-One table drives the Python API (tests/hostile_worker.py, in a subprocess that measures time and peak
-memory per case), the Python command line and the C++ command line (tests/test_hostile_requests.py), so
+One table drives the Python API (tests/support/hostile_worker.py, in a subprocess that measures time and peak
+memory per case), the Python command line and the C++ command line (tests/contract/test_hostile_requests.py), so
 that all three refuse the same inputs with the same error kinds and fields.
 """
 from __future__ import annotations
