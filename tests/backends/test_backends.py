@@ -3,12 +3,11 @@ real thing: ONNX Runtime and OpenVINO sessions on a real tiny bundle, the eager 
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
-from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle, tiny_eager  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.backends.compare import ComparisonError, compare, compare_with_labels
@@ -138,7 +137,7 @@ def test_comparator_counts_nonfinite_rows_as_mismatches():
 
 def _with_auto(bundle, tmp_path, record):
     out = tmp_path / "bundle"
-    shutil.copytree(bundle, out)
+    copy_bundle(bundle, out)
     manifest = json.loads((out / "manifest.json").read_text())
     manifest.setdefault("defaults", {})["auto"] = record
     (out / "manifest.json").write_text(json.dumps(manifest))  # the manifest is not in `files`
@@ -165,7 +164,7 @@ def test_auto_precision_follows_the_recorded_default(tiny_bundle, tmp_path):
 def test_old_manifests_without_catalogue_columns_load_and_agree(tiny_bundle, tmp_path):
     """A bundle written before the catalogue columns (ops, devices) and defaults.auto gives the same logits."""
     old = tmp_path / "old"
-    shutil.copytree(tiny_bundle, old)
+    copy_bundle(tiny_bundle, old)
     manifest = json.loads((old / "manifest.json").read_text())
     for entry in manifest["graphs"].values():
         entry.pop("ops", None)

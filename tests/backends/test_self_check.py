@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.contract.bundle import sha256_file
@@ -81,7 +81,7 @@ def test_exported_bundle_has_a_golden_set_that_its_graphs_pass(tiny_bundle):
 
 def test_one_edited_byte_of_the_golden_set_is_refused(tiny_bundle, tmp_path):
     bundle = tmp_path / "b"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     path = bundle / GOLDEN_FILE
     data = bytearray(path.read_bytes())
     data[-3] ^= 0x01
@@ -118,7 +118,7 @@ def _bundle_with_a_broken_int8(tiny_bundle, tmp_path) -> Path:
     """The tiny bundle plus an "int8" graph whose weights were perturbed after its guard (re-hashed, so the
     bundle is consistent): the record says it is the fastest graph meeting the guard; it is not accurate."""
     bundle = tmp_path / "b"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     model = onnx.load(str(bundle / "model.onnx"))
     big = max(model.graph.initializer, key=lambda t: np.prod(t.dims) if t.data_type == onnx.TensorProto.FLOAT else 0)
     array = numpy_helper.to_array(big) * np.float32(4.0)

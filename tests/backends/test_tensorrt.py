@@ -3,14 +3,13 @@ engines needs TensorRT and a GPU (marked ``tensorrt``, skipped with the reason e
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.export import trt_build as tb
@@ -72,7 +71,7 @@ def test_to_tensorrt_without_tensorrt_says_so_in_one_line(tmp_path):
     if _has_tensorrt():
         pytest.skip("TensorRT is installed here: the missing-TensorRT path cannot be exercised")
     bundle = tmp_path / "b"  # a small valid bundle (the C++ tests' toy): to_tensorrt opens and verifies it first
-    shutil.copytree(REPO / "runtime" / "cpp" / "tests" / "data" / "toy_bundle", bundle)
+    copy_bundle(REPO / "runtime" / "cpp" / "tests" / "data" / "toy_bundle", bundle)
     proc = subprocess.run([sys.executable, str(REPO / "export" / "to_tensorrt.py"), str(bundle), "--precision", "fp32"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3
@@ -98,7 +97,7 @@ def gpu_platform():
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_builds_runs_and_matches_onnx(precision, gpu_platform, mnre_dir, tmp_path, request):
     bundle = tmp_path / "bundle"
-    shutil.copytree(request.getfixturevalue("tiny_bundle"), bundle)  # built only where the test can run
+    copy_bundle(request.getfixturevalue("tiny_bundle"), bundle)  # built only where the test can run
     if precision != "fp32":
         flag = ["--fp16"] if precision == "fp16" else ["--int8", "static"]
         subprocess.run([sys.executable, str(REPO / "export" / "to_precision.py"), str(bundle), *flag, "--quiet",

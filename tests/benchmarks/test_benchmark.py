@@ -6,12 +6,12 @@ efficiency) on their own."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import fixtures_bundle
+from fixtures_bundle import copy_bundle
 import numpy as np
 import pytest
 
@@ -59,7 +59,7 @@ def int8_run(tiny_bundle, mnre_dir, tmp_path_factory):
     at one cell against eager: the INT8 rows and the INT8 GEMM rate interleaved with them."""
     work = tmp_path_factory.mktemp("bench-int8")
     bundle = work / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     proc = subprocess.run([sys.executable, str(REPO / "export" / "to_precision.py"), str(bundle), "--int8", "dynamic",
                            "--data", str(mnre_dir), "--guard-samples", "16", "--latency-samples", "2", "--quiet"],
                           cwd=REPO, capture_output=True, text=True, timeout=900, check=False)

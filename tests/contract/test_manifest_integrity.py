@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 from fixtures_cpp import _run
 
 from dfma.contract.bundle import open_bundle, read_manifest
@@ -30,14 +30,6 @@ from dfma.contract.manifest_digest import DIGEST_FILE, SIGNATURE_FILE, write_dig
 
 from repo_paths import REPO  # noqa: E402
 LOAD_SECONDS = 10.0  # a refusal comes before any graph is loaded: far under this on any machine
-
-
-def _copy(bundle: Path, dst: Path) -> Path:
-    """A writable copy of the (read-only) session bundle."""
-    shutil.copytree(bundle, dst, copy_function=shutil.copyfile)
-    for p in [dst, *dst.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    return dst
 
 
 def _manifest(bundle: Path) -> dict:
@@ -60,7 +52,7 @@ def _cpp_info(cli: Path, bundle: Path, **env) -> subprocess.CompletedProcess:
 @pytest.fixture
 def bundle(tiny_bundle, tmp_path) -> Path:  # noqa: F811
     """A writable copy of the tiny bundle."""
-    return _copy(tiny_bundle, tmp_path / "bundle")
+    return copy_bundle(tiny_bundle, tmp_path / "bundle", writable=True)
 
 
 # ---------------------------------------------------------------- the shared case table
@@ -163,7 +155,7 @@ def test_the_runtime_refuses_them_too_and_the_good_bundle_still_serves(tiny_bund
     with rt.load(tiny_bundle, threads=1) as ex:
         before = ex.logits([request])
     for name, edit, field in CASES[:8]:
-        copy = _copy(tiny_bundle, bundle.parent / f"case-{IDS.index(name)}")
+        copy = copy_bundle(tiny_bundle, bundle.parent / f"case-{IDS.index(name)}", writable=True)
         _edit(copy, edit)
         with pytest.raises(BundleError, match=f"field '{field}'"):
             rt.load(copy, threads=1)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 pytest.importorskip("hypothesis", reason="hypothesis is a test dependency (pyproject dev extra)")
 from hypothesis import HealthCheck, given, settings
@@ -196,7 +196,7 @@ def test_byte_flips_of_the_real_manifest(base, tokenizer, noise, where):
 def test_mutated_files_and_graph_tables_on_disk(tiny_bundle, tmp_path_factory, base, data):  # noqa: F811
     """Mutations of ``files`` and ``graphs`` through open_bundle on a real folder: hashes, sizes, links."""
     folder = tmp_path_factory.mktemp("mutated") / "b"
-    shutil.copytree(tiny_bundle, folder, copy_function=shutil.copyfile)
+    copy_bundle(tiny_bundle, folder, writable=True)
     manifest = copy.deepcopy(base)
     section = data.draw(st.sampled_from(["files", "graphs"]), label="section")
     key = data.draw(st.sampled_from(sorted(manifest[section])), label="key")
@@ -223,7 +223,7 @@ def test_python_and_cpp_accept_and_refuse_the_same_mutated_manifests(cli, tiny_b
     from fixtures_cpp import _run
 
     folder = tmp_path_factory.mktemp("parity") / "b"
-    shutil.copytree(tiny_bundle, folder, copy_function=shutil.copyfile)
+    copy_bundle(tiny_bundle, folder, writable=True)
     manifest = copy.deepcopy(base)
     section = data.draw(st.sampled_from(["preprocess", "limits", "io", "graphs", "files", "labels", "model",
                                          "defaults", "golden"]), label="section")

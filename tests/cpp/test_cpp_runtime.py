@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 from fixtures_cpp import BUILD, CPP, REPO, _run
 
 SENTENCES = CPP / "tests" / "data" / "sentences.jsonl"
@@ -317,7 +317,7 @@ def test_bad_requests_and_broken_bundles(cli, tiny_bundle, e2e_requests, tmp_pat
     assert "label" in out[4]
 
     broken = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, broken)
+    copy_bundle(tiny_bundle, broken)
     (broken / "vocab.txt").unlink()
     proc = _run([cli, "info", "--bundle", broken], timeout=120)
     assert proc.returncode == 2 and "vocab.txt: missing (listed in manifest.json)" in proc.stderr

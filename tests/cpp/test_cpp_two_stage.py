@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_bundle import synthetic_image
+from fixtures_bundle import copy_bundle, synthetic_image
 from fixtures_cpp import _run
 
 WORDS = ["RT", "@AFP", ":", "Barack", "Obama", "visits", "Paris", "with", "Michelle", "and", "the", "UN", "."]
@@ -249,9 +248,7 @@ def test_bad_entities_lines_as_the_python_cli(cli, tiny_bundle, images, tmp_path
 def _edited_copy(bundle: Path, folder: Path, edit) -> Path:
     from dfma.contract.manifest_digest import write_digest
 
-    shutil.copytree(bundle, folder, copy_function=shutil.copyfile)
-    for p in [folder, *folder.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    copy_bundle(bundle, folder, writable=True)
     manifest = json.loads((folder / "manifest.json").read_text())
     edit(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))

@@ -3,13 +3,12 @@ tiny bundle: same numbers, same refusals, same fallback and reason."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 from fixtures_cpp import _run
 
 from dfma.contract.manifest_digest import write_digest
@@ -19,9 +18,7 @@ from dfma.contract.manifest_digest import write_digest
 
 def _writable_copy(bundle: Path, folder: Path) -> tuple[Path, dict]:
     """A writable copy of a (read-only) bundle and its manifest."""
-    shutil.copytree(bundle, folder, copy_function=shutil.copyfile)
-    for p in [folder, *folder.rglob("*")]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    copy_bundle(bundle, folder, writable=True)
     return folder, json.loads((folder / "manifest.json").read_text())
 
 

@@ -19,6 +19,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
+from fixtures_bundle import copy_bundle
 from repo_paths import REPO  # noqa: E402
 SCRIPT = REPO / "export" / "to_onnx.py"
 ATTENTION_SCOPES = ("attention.self", "mmf.text_to_image", "mmf.image_to_text")
@@ -153,7 +154,7 @@ def test_bundle_runs_from_its_own_files_only(exported, tmp_path, config):
     from dfma.export.random_feeds import random_inputs
     from dfma.contract.tokenizer import load_tokenizer, special_ids
 
-    copy = shutil.copytree(exported[0], tmp_path / "shipped")
+    copy = copy_bundle(exported[0], tmp_path / "shipped")
     tok = load_tokenizer(copy)
     special = special_ids(tok)
     feeds = random_inputs(config, special, 2, 12, rng=np.random.default_rng(3))

@@ -10,7 +10,6 @@ Tolerances (tiny preset, random weights, so logits are small and close together)
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ from dfma.export.precision import accuracy_guard as guard
 from dfma.export.precision import calibration as cal
 from dfma.export import fp16
 from dfma.export import quantize as q
-from fixtures_bundle import jpeg_bytes, tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import copy_bundle, jpeg_bytes, tiny_bundle, tiny_eager  # noqa: F401
 from onnx import TensorProto
 
 from dfma.backends.compare import compare_with_labels
@@ -281,7 +280,7 @@ def test_guard_with_impossible_target_stops_at_budget(static_parts):
 @pytest.mark.slow
 def test_to_precision_cli_updates_the_bundle(tiny_bundle, mnre_dir, tmp_path):
     bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     cmd = [sys.executable, str(REPO / "export" / "to_precision.py"), str(bundle), "--data", str(mnre_dir),
            "--calibration-samples", "32", "--guard-samples", "32", "--latency-samples", "4", "--quiet"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -10,13 +10,12 @@ it by the catalogue like any row, and the latency benchmark lists (and can time)
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 from dfma.contract.graphs import CATALOGUE, PORTABLE, GraphKind, register
 from dfma.export import recipes
@@ -95,7 +94,7 @@ def test_a_new_recipe_is_built_guarded_recorded_chosen_slimmed_and_benchmarked(r
     from dfma.export.slim_bundle import graphs_for, slim
 
     bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     assert "--int8-weights-only" in build_parser().format_help() and "--weights-only-ops" in build_parser().format_help()
     folder, options, recipe_options, chosen = parse([str(bundle), "--int8-weights-only", "--data", str(mnre_dir),
                                                      "--calibration-samples", "16", "--guard-samples", "32",

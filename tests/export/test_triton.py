@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fixtures_bundle import copy_bundle
 from google.protobuf import text_format
 from triton_harness import (
     REPO, PythonModel, build_repo, mnre_samples, parse_config, pb2, request_of, run_ensemble,
@@ -167,7 +168,7 @@ def test_a_graph_without_stage_graphs_serves_whole_and_two_stage_is_refused(tiny
     from dfma.contract.bundle_writer import update_bundle
 
     bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     files = json.loads((bundle / "manifest.json").read_text())["graphs"]["ort"]["stages"]
     def drop_stages(manifest):
         del manifest["graphs"]["ort"]["stages"]
@@ -227,7 +228,7 @@ def test_gpu_kind_adds_the_tensorrt_plan_where_the_bundle_has_an_engine(tiny_bun
     from dfma.contract.bundle_writer import update_bundle
 
     bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     (tmp_path / "fake.plan").write_bytes(b"not really an engine")
     update_bundle(bundle, {"engines/fake.plan": tmp_path / "fake.plan"}, {"graphs": {"trt-fp32": {
         "file": "engines/fake.plan", "precision": "fp32", "kind": "tensorrt", "tensorrt_version": "10.14",
@@ -258,7 +259,7 @@ def test_gpu_kind_adds_the_tensorrt_plan_where_the_bundle_has_an_engine(tiny_bun
 @pytest.mark.parametrize("damage", ["hash", "io", "batch_axis", "max_batch", "stages"])
 def test_malformed_bundle_or_option_gives_a_clear_error_and_no_repository(tiny_bundle, tmp_path, damage):  # noqa: F811
     bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     manifest = json.loads((bundle / "manifest.json").read_text())
     extra, expect = [], {"hash": "tokenizer.json: sha256", "io": "io.inputs", "batch_axis": "first axis",
                          "max_batch": "exceeds the bundle's limits.max_batch", "stages": "stages.text.inputs"}[damage]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from collections import Counter
 
 import numpy as np
@@ -22,7 +21,7 @@ from dfma.contract.graphs import STAGES, entry_files, stage_file, stage_files
 from dfma.contract.io_spec import FEATURES_NAME
 from dfma.export.random_feeds import random_inputs
 from dfma.export.split_graphs import split_graph
-from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle, tiny_eager  # noqa: F401
 
 
 def _ops(path) -> Counter:
@@ -126,7 +125,7 @@ def test_a_text_stage_that_would_need_pixels_is_refused(tiny_bundle, manifest, t
 
 def _broken_copy(tiny_bundle, tmp_path, edit):
     dst = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, dst)
+    copy_bundle(tiny_bundle, dst)
     m = json.loads((dst / "manifest.json").read_text())
     edit(m)
     (dst / "manifest.json").write_text(json.dumps(m))

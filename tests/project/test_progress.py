@@ -3,12 +3,11 @@ return (``dfma.progress.bar``, used by every loop with a bar)."""
 from __future__ import annotations
 
 import io
-import shutil
 import subprocess
 import sys
 
 import pytest
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 from dfma.progress import Progress, StepLine, bar, is_terminal
 
@@ -81,7 +80,7 @@ def test_line_progress_in_a_log_has_no_carriage_return():
 def test_precision_step_log_has_no_carriage_return(tiny_bundle, mnre_dir, tmp_path):  # noqa: F811
     """export/to_precision.py with its progress on (no --quiet), stderr into a file as `make demo > log 2>&1`."""
     bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     log = tmp_path / "log"
     with log.open("wb") as f:
         proc = subprocess.run([sys.executable, str(REPO / "export" / "to_precision.py"), str(bundle), "--int8",

@@ -2,28 +2,16 @@
 from __future__ import annotations
 
 import json
-import shutil
-import struct
-import zlib
 
 import numpy as np
 import pytest
 
-from fixtures_bundle import GOOD, baseline, extractor, jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
+from fixtures_bundle import GOOD, baseline, copy_bundle, extractor, jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
+from hostile_cases import png_header_only
 
 import dfma.runtime as rt
 from dfma.contract.errors import BundleError, ImageError, InputError
 from dfma.contract.manifest_digest import write_digest
-
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height pixels, with almost no pixel data (a bomb's header)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-            + chunk(b"IEND", b""))
 
 
 def _serves_next(extractor, baseline):
@@ -117,16 +105,10 @@ def test_bad_member_of_a_batch_names_its_index(extractor, baseline):
     _serves_next(extractor, baseline)
 
 
-def _copy(tiny_bundle, tmp_path):
-    dst = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, dst)
-    return dst
-
-
 @pytest.mark.parametrize("damage", ["missing graph", "missing tokenizer", "altered graph", "altered vocab",
                                     "manifest missing", "manifest not json", "file outside the bundle"])
 def test_damaged_bundle(tiny_bundle, tmp_path, extractor, baseline, damage):
-    b = _copy(tiny_bundle, tmp_path)
+    b = copy_bundle(tiny_bundle, tmp_path / "bundle")
     manifest = json.loads((b / "manifest.json").read_text())
     if damage == "missing graph":
         (b / "model.onnx").unlink()

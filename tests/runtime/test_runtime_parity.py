@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import extractor, jpeg_bytes, synthetic_image, tiny_bundle, tiny_eager  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.contract.samples import ImageFolders
 
 N_PARITY = 48  # sentences run through both models (2 cores: keep it small)
-
-
-@pytest.fixture(scope="module")
-def extractor(tiny_bundle):
-    with rt.load(tiny_bundle, threads=1) as ex:
-        yield ex
 
 
 @pytest.fixture(scope="module")

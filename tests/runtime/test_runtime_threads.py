@@ -6,9 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from fixtures_bundle import jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
+from fixtures_bundle import extractor, jpeg_bytes, synthetic_image, tiny_bundle  # noqa: F401
 
-import dfma.runtime as rt
 from dfma.contract.errors import InputError
 
 WORDS = "rt @ap : obama meets merkel in berlin before the g20 summit in hamburg".split()
@@ -27,12 +26,6 @@ def _requests(n: int) -> list:
             req["crops"] = [synthetic_image(100 + i, 30, 30)]
         out.append(req)
     return out
-
-
-@pytest.fixture(scope="module")
-def extractor(tiny_bundle):
-    with rt.load(tiny_bundle, threads=1) as ex:
-        yield ex
 
 
 def test_eight_threads_match_sequential(extractor):

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
 
-from fixtures_bundle import SHARED_MNRE, jpeg_bytes, synthetic_image, tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import SHARED_MNRE, copy_bundle, jpeg_bytes, synthetic_image, tiny_bundle, tiny_eager  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.backends.ort_runner import OrtRunner
@@ -154,7 +153,7 @@ def test_auto_serves_the_stage_graphs_when_there_are_some(tiny_bundle):
 def _without_stages(tiny_bundle, tmp_path):
     """A copy of the bundle whose manifest has no stage graphs (stage files removed, digest rewritten)."""
     b = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, b)
+    copy_bundle(tiny_bundle, b)
     manifest = _manifest(b)
     for key, entry in manifest["graphs"].items():
         for file in (stage_files(manifest, key) or {}).values():

@@ -10,6 +10,7 @@ Use: ``from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: F401`` in a 
 """
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -91,6 +92,21 @@ def tiny_bundle(tmp_path_factory) -> Path:
 def tiny_eager(tmp_path_factory):
     """The eager DFMAModel (eval mode) whose weights the tiny bundle holds."""
     return _built(tmp_path_factory)[1]
+
+
+def copy_bundle(bundle: Path, dst: Path, *, writable: bool = False) -> Path:
+    """Copy the bundle folder ``bundle`` to ``dst`` (which must not exist) and return ``dst``.
+
+    Default: ``shutil.copytree`` as is (contents, permissions and times). ``writable=True``: contents only
+    (``shutil.copyfile``), then every folder 0o755 and every file 0o644: an editable copy of a read-only bundle.
+    """
+    if writable:
+        shutil.copytree(bundle, dst, copy_function=shutil.copyfile)
+        for p in [dst, *dst.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    else:
+        shutil.copytree(bundle, dst)
+    return dst
 
 
 def synthetic_image(seed: int, width: int = 96, height: int = 80):
