@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fixtures_bundle import copy_bundle, tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import copy_bundle, random_feeds, tiny_bundle, tiny_eager  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.backends.compare import ComparisonError, compare, compare_with_labels
@@ -21,16 +21,6 @@ from dfma.contract.manifest_digest import write_digest
 REQUESTS = [{"words": ["Obama", "meets", "Merkel", "in", "Berlin"], "head": [0, 1], "tail": [2, 3]},
             {"words": ["the", "rocket", "of", "NASA", "flies", "again", "today"], "head": [3, 4], "tail": [1, 2]},
             {"words": ["a", "b"], "head": [0, 1], "tail": [1, 2]}]
-
-
-def _feeds(bundle, batch=3, length=21, seed=0):
-    from dfma.config import DFMAConfig
-    from dfma.export.random_feeds import random_inputs
-
-    manifest = read_manifest(bundle)
-    cfg = DFMAConfig.from_dict(manifest["model"]["config"])
-    special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
-    return random_inputs(cfg, special, batch, length, crops=True, rng=np.random.default_rng(seed))
 
 
 # ---------------------------------------------------------------- catalogue
@@ -75,7 +65,7 @@ def test_registry_rows_import_and_auto_chain_order():
 def test_runner_interface_open_infer_describe_close(tiny_bundle, tiny_eager):
     from dfma.model.runner import EagerRunner
 
-    feeds = _feeds(tiny_bundle)
+    feeds = random_feeds(tiny_bundle)
     manifest = read_manifest(tiny_bundle)
     runner = OrtRunner(tiny_bundle / "model.ort.onnx", io=manifest["io"], graph=CATALOGUE["ort"], threads=1)
     assert not runner.is_open
@@ -210,7 +200,7 @@ def test_openvino_runner_on_random_shapes(tiny_bundle, openvino):
     io = read_manifest(tiny_bundle)["io"]
     with OpenVINORunner(tiny_bundle / "model.onnx", io=io, threads=1) as ov, OrtRunner(tiny_bundle / "model.onnx") as ort:
         for batch, length in ((1, 8), (3, 21), (7, 33)):
-            feeds = _feeds(tiny_bundle, batch, length, seed=batch)
+            feeds = random_feeds(tiny_bundle, batch, length, seed=batch)
             row = compare(ort.logits(feeds), ov.logits(feeds))
             assert row["max_abs_error"] <= 1e-4 and row["top1_agreement"] == 1.0, (batch, length, row)
 

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, random_feeds, tiny_bundle  # noqa: F401
 
 from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.export import trt_build as tb
@@ -116,9 +116,8 @@ def test_engine_builds_runs_and_matches_onnx(precision, gpu_platform, mnre_dir, 
     check_engine(entry, gpu_platform, key=key)
     from dfma.backends.ort_runner import OrtRunner
     from dfma.backends.trt_runner import TensorRTRunner
-    from test_precision import _feeds
 
-    feeds = _feeds(bundle, 3, 21, seed=1)
+    feeds = random_feeds(bundle, 3, 21, seed=1)
     with TensorRTRunner(bundle / entry["file"], entry=entry, io=manifest["io"]) as runner:
         out = runner.logits(feeds)
     with OrtRunner(bundle / "model.onnx") as runner:

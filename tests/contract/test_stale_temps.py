@@ -10,12 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 from dfma.contract.bundle import verify_bundle
 from dfma.contract.bundle_writer import AtomicFolder, update_bundle
 from dfma.contract.stale_temps import host_tag, stale_temps
-from test_manifest_integrity import _copy
 
 from repo_paths import REPO  # noqa: E402
 
@@ -23,7 +22,7 @@ from repo_paths import REPO  # noqa: E402
 @pytest.fixture
 def bundle(tiny_bundle, tmp_path) -> Path:  # noqa: F811
     """A writable copy of the tiny bundle."""
-    return _copy(tiny_bundle, tmp_path / "bundle")
+    return copy_bundle(tiny_bundle, tmp_path / "bundle", writable=True)
 
 
 def _dead_pid() -> int:

@@ -21,7 +21,7 @@ from dfma.export.precision import accuracy_guard as guard
 from dfma.export.precision import calibration as cal
 from dfma.export import fp16
 from dfma.export import quantize as q
-from fixtures_bundle import copy_bundle, jpeg_bytes, tiny_bundle, tiny_eager  # noqa: F401
+from fixtures_bundle import copy_bundle, jpeg_bytes, random_feeds, tiny_bundle, tiny_eager  # noqa: F401
 from onnx import TensorProto
 
 from dfma.backends.compare import compare_with_labels
@@ -30,17 +30,6 @@ from dfma.backends.reference_runner import ReferenceRunner
 from dfma.contract.errors import DataError
 
 from repo_paths import REPO  # noqa: E402
-
-
-def _feeds(bundle: Path, batch: int, length: int, seed: int) -> dict:
-    from dfma.export.random_feeds import random_inputs
-
-    from dfma.config import DFMAConfig
-
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    cfg = DFMAConfig.from_dict(manifest["model"]["config"])
-    special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
-    return random_inputs(cfg, special, batch, length, crops=True, rng=np.random.default_rng(seed))
 
 
 def _eager(model, feeds: dict) -> np.ndarray:
@@ -82,7 +71,7 @@ def test_fp16_graph_keeps_overflow_prone_ops_fp32(fp16_graph):
 
 def test_fp16_runs_within_tolerance_of_eager(fp16_graph, tiny_bundle, tiny_eager):
     path, _ = fp16_graph
-    feeds = _feeds(tiny_bundle, 3, 21, seed=5)  # NaN pixels in the absent slots
+    feeds = random_feeds(tiny_bundle, 3, 21, seed=5)  # NaN pixels in the absent slots
     reference = _eager(tiny_eager, feeds)
     scale = float(np.abs(reference).max())
     honest = ReferenceRunner(path).open().logits(feeds)

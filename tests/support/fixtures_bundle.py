@@ -109,6 +109,21 @@ def copy_bundle(bundle: Path, dst: Path, *, writable: bool = False) -> Path:
     return dst
 
 
+def random_feeds(bundle: Path, batch: int = 3, length: int = 21, seed: int = 0) -> dict:
+    """Seeded random graph inputs (with crops) for ``bundle``'s model config and special tokens."""
+    import json
+
+    import numpy as np
+
+    from dfma.config import DFMAConfig
+    from dfma.export.random_feeds import random_inputs
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    cfg = DFMAConfig.from_dict(manifest["model"]["config"])
+    special = {k: v["id"] for k, v in manifest["preprocess"]["special_tokens"].items()}
+    return random_inputs(cfg, special, batch, length, crops=True, rng=np.random.default_rng(seed))
+
+
 def synthetic_image(seed: int, width: int = 96, height: int = 80):
     """A deterministic RGB uint8 array (H, W, 3) with structure (gradients + noise), for image tests."""
     import numpy as np
