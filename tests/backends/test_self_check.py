@@ -23,7 +23,9 @@ from dfma.host import cpu_class
 from dfma.contract.manifest_digest import write_digest
 from dfma.contract.tensor_file import read_tensors, write_tensors
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 REQUEST = {"words": ["Obama", "meets", "Merkel", "in", "Berlin"], "head": [0, 1], "tail": [2, 3]}
 
 

@@ -15,7 +15,9 @@ from dfma.contract.errors import BackendUnavailable, BundleError
 from dfma.export import trt_build as tb
 from dfma.backends.trt_runner import check_engine, import_tensorrt, pick_engine
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 HERE = {"tensorrt_version": "10.14.1", "gpu_name": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
 ENGINE = {"file": "engines/fp16-nvidia-h100-80gb-hbm3.plan", "precision": "fp16", "kind": "tensorrt", **HERE}
 

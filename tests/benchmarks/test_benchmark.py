@@ -15,7 +15,9 @@ from fixtures_bundle import copy_bundle
 import numpy as np
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 BENCH = REPO / "benchmarks"
 
 from dfma.benchmarks import backends as bk

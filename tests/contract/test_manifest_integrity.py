@@ -28,7 +28,9 @@ from dfma.contract.bundle_writer import BundleWriter, update_bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.manifest_digest import DIGEST_FILE, SIGNATURE_FILE, write_digest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 LOAD_SECONDS = 10.0  # a refusal comes before any graph is loaded: far under this on any machine
 
 

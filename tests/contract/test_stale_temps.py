@@ -16,7 +16,7 @@ from dfma.contract.bundle import verify_bundle
 from dfma.contract.bundle_writer import AtomicFolder, update_bundle
 from dfma.contract.stale_temps import host_tag, stale_temps
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
 
 
 @pytest.fixture

@@ -20,7 +20,9 @@ import onnxruntime as ort
 import pytest
 
 from fixtures_bundle import copy_bundle
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 SCRIPT = REPO / "export" / "to_onnx.py"
 ATTENTION_SCOPES = ("attention.self", "mmf.text_to_image", "mmf.image_to_text")
 

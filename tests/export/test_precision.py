@@ -29,7 +29,7 @@ from dfma.backends.ort_runner import OrtRunner
 from dfma.backends.reference_runner import ReferenceRunner
 from dfma.contract.errors import DataError
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
 
 
 def _eager(model, feeds: dict) -> np.ndarray:

@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 CKPT = REPO / "checkpoints" / "minilm-mnre"
 N_PARITY = 64
 

@@ -9,7 +9,9 @@ import sys
 
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 # run as files, the way their docs call them
 SCRIPT_FOLDERS = ("export", "benchmarks", "examples")
 # run with -m under the dfma namespace: folder -> import name

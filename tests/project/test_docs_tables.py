@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 README, CONTRACT = REPO / "README.md", REPO / "docs" / "contract.md"
 BEGIN, END = "<!-- where-to-change-what:", "<!-- where-to-change-what: end -->"
 # import name -> folder (pyproject.toml's package-dir: dfma/ -> dfma, export/ -> dfma.export, ...)

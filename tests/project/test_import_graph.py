@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 # import name -> folder, as pyproject.toml's package-dir maps them
 ROOTS = {"dfma": REPO / "dfma", "dfma.export": REPO / "export", "dfma.runtime": REPO / "runtime",
          "dfma.benchmarks": REPO / "benchmarks"}

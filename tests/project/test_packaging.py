@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 # folders of Python files that are not part of the package: the C++ runtime's scripts and test-data makers
 NOT_SHIPPED = ("runtime/cpp",)

@@ -11,7 +11,7 @@ from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 from dfma.progress import Progress, StepLine, bar, is_terminal
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
 
 
 class Terminal(io.StringIO):

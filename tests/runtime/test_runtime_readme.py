@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from fixtures_bundle import jpeg_bytes
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 READMES = [REPO / "README.md", REPO / "runtime" / "README.md"]
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 CPP = REPO / "runtime" / "cpp"
 BUILD = Path(os.environ.get("DFMA_CPP_BUILD", CPP / "build"))
 

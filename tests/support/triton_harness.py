@@ -21,6 +21,7 @@ pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
 from google.protobuf import json_format, text_format  # noqa: E402
 
 from repo_paths import REPO  # noqa: E402
+
 TO_TRITON = REPO / "export" / "to_triton.py"
 NP_TYPES = {"TYPE_STRING": np.object_, "TYPE_INT64": np.int64, "TYPE_FP32": np.float32,
             "TYPE_INT32": np.int32, "TYPE_FP16": np.float16, "TYPE_BOOL": np.bool_}

@@ -14,7 +14,9 @@ import re
 from importlib.metadata import distributions
 from pathlib import Path
 
-from repo_paths import REPO  # noqa: E402
+from repo_paths import REPO
+
+
 WHEEL_DIR = REPO / "build" / "trt-stubs"
 TYPINGS = REPO / "build" / "typings"
 FIXES = [  # (regex, replacement)
