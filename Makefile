@@ -26,7 +26,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	PYTHONWARNINGS="ignore:Editable installation" $(PIP) install -q -c constraints.txt -e '.[cpu,torch,export,openvino,dev]'
-	$(PIP) install -q --no-deps --target build/trt-stubs -c constraints.txt tensorrt-stubs  # for mypy only (tests/trt_stubs.py)
+	$(PIP) install -q --no-deps --target build/trt-stubs -c constraints.txt tensorrt-stubs  # for mypy only (tests/support/trt_stubs.py)
 	touch $@
 
 setup: $(VENV)/.installed

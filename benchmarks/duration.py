@@ -19,7 +19,7 @@ from dfma.contract.graphs import CATALOGUE, FP16, FP32, INT8, INT8_DYNAMIC
 # modes, budget, backends, memory groups, memory probes, torch.compile, export) with the cost model of
 # estimate(). The model's constants are timings of this project's 2-core machines, quiet, 2 threads
 # (benchmarks/RESULTS.md Run E and the no-argument run of 2026-12-01 on an Intel Xeon with AMX, Run A on
-# AMD EPYC Zen 4, the --quick runs of tests/test_benchmark.py); a loaded machine takes longer.
+# AMD EPYC Zen 4, the --quick runs of tests/benchmarks/test_benchmark.py); a loaded machine takes longer.
 
 # effective GFLOP/s of one call at 2 threads (base preset, x86-amx, the lower of batch 1 and batch 8 x
 # length 80; Run E p50s in ms at 1x80 / 8x80 in the comments); a row not listed gets DEFAULT_GFLOPS

@@ -1,13 +1,14 @@
-"""Shared test fixtures: where the MNRE annotations live, and skips when they are absent."""
+"""Shared test fixtures (the helpers themselves live in tests/support/, on sys.path via pyproject's pytest
+`pythonpath`): the MNRE annotations (skipped when absent), the tiny bundle, the C++ tool."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_MNRE = Path(os.environ.get("DFMA_MNRE_DIR", REPO.parent / "shared" / "data" / "mnre"))
+from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: F401  (shared: one tiny bundle per session)
+from fixtures_cpp import cli  # noqa: F401  (shared: the C++ tool, built once per session)
+from repo_paths import SHARED_MNRE
 
 
 @pytest.fixture(scope="session")
@@ -16,10 +17,6 @@ def mnre_dir() -> Path:
     if not (SHARED_MNRE / "mnre_train.txt").is_file():
         pytest.skip(f"MNRE annotations not found at {SHARED_MNRE} (set DFMA_MNRE_DIR)")
     return SHARED_MNRE
-
-
-from fixtures_bundle import tiny_bundle, tiny_eager  # noqa: E402,F401  (shared: one tiny bundle per session)
-from fixtures_cpp import cli  # noqa: E402,F401  (shared: the C++ tool, built once per session)
 
 
 def pytest_report_header(config):

@@ -41,7 +41,7 @@ TEST(file_hash_and_missing_file) {
 }
 
 TEST(hmac_and_constant_time_comparison) {
-    // RFC 4231 test case 1 (Python's hmac gives the same; tests/test_manifest_integrity.py compares the
+    // RFC 4231 test case 1 (Python's hmac gives the same; tests/contract/test_manifest_integrity.py compares the
     // runtimes' verdicts)
     CHECK_EQ(dfma::detail::hmac_sha256_hex(std::string(20, '\x0b'), "Hi There"),
              std::string("b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"));

@@ -75,7 +75,7 @@ std::vector<std::uint8_t> text_chunk(const char* kind, std::size_t inflate) {
 
 // A grey side x side progressive JPEG (libjpeg's script: 6 scans) whose last scan, an AC refinement of a
 // flat image (a few end-of-band runs, ~30 bytes), is repeated until the file has `scans` scans: small,
-// and each repeat makes the decoder walk every 8x8 block again (as tests/hostile_cases.py makes it).
+// and each repeat makes the decoder walk every 8x8 block again (as tests/support/hostile_cases.py makes it).
 std::vector<std::uint8_t> jpeg_many_scans(int scans, int side) {
     jpeg_compress_struct c{};
     jpeg_error_mgr err{};

@@ -34,7 +34,7 @@ std::string join(const std::vector<std::string>& v) {
 }  // namespace
 
 TEST(marker_order_matches_python_table) {
-    // Same table as tests/test_text.py::test_insert_markers.
+    // Same table as tests/contract/test_text.py::test_insert_markers.
     CHECK_EQ(join(marked({1, 2}, {3, 4})), std::string("w0 <s> w1 </s> w2 <o> w3 </o>"));
     CHECK_EQ(join(marked({3, 4}, {0, 1})), std::string("<o> w0 </o> w1 w2 <s> w3 </s>"));
     CHECK_EQ(join(marked({1, 3}, {1, 3})), std::string("w0 <s> <o> w1 w2 </o> </s> w3"));
