@@ -5,29 +5,14 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from dfma.contract.errors import BundleError, ExportError
 from dfma.contract.bundle_writer import BundleWriter, check_target, update_bundle
 from dfma.contract.bundle import open_bundle, read_manifest, sha256_file, verify_bundle
-from dfma.contract.io_spec import io_manifest
 from dfma.contract.manifest_digest import write_digest
-
-
-def _manifest(**extra) -> dict:
-    """A small manifest whose preprocess, limits and io agree (the reader checks they do)."""
-    io = io_manifest(SimpleNamespace(image_size=8, num_images=4, num_labels=2))
-    base = {"format": "dfma-bundle", "format_version": 1, "created": "2026-01-01T00:00:00+00:00",
-            "model": {"preset": "tiny", "config": {"num_layers": 2}}, "labels": ["None", "r"],
-            "preprocess": {"max_length": 80, "image_size": 8, "resize_size": 10, "mean": [0.5, 0.5, 0.5],
-                           "std": [0.25, 0.25, 0.25], "num_crops": 3}, "io": io,
-            "limits": {"max_batch": 4, "max_length": 80}, "opset": 23,
-            "graphs": {"portable": {"file": "model.onnx", "precision": "fp32", "kind": "portable"}},
-            "files": {}, "tools": {}, "parity": {"portable": {"max_abs_error": 0.0}}}
-    base.update(extra)
-    return base
+from fixtures_bundle import small_manifest as _manifest
 
 
 def _write(out: Path, **kw) -> Path:

@@ -163,3 +163,21 @@ def extractor(tiny_bundle):
 def baseline(extractor):
     """The prediction for GOOD with a synthetic image: what a request after a refused one must still give."""
     return extractor.predict({**GOOD, "image": synthetic_image(3)})
+
+
+def small_manifest(**extra) -> dict:
+    """A small manifest whose preprocess, limits and io agree (the reader checks they do)."""
+    from types import SimpleNamespace
+
+    from dfma.contract.io_spec import io_manifest
+
+    io = io_manifest(SimpleNamespace(image_size=8, num_images=4, num_labels=2))
+    base = {"format": "dfma-bundle", "format_version": 1, "created": "2026-01-01T00:00:00+00:00",
+            "model": {"preset": "tiny", "config": {"num_layers": 2}}, "labels": ["None", "r"],
+            "preprocess": {"max_length": 80, "image_size": 8, "resize_size": 10, "mean": [0.5, 0.5, 0.5],
+                           "std": [0.25, 0.25, 0.25], "num_crops": 3}, "io": io,
+            "limits": {"max_batch": 4, "max_length": 80}, "opset": 23,
+            "graphs": {"portable": {"file": "model.onnx", "precision": "fp32", "kind": "portable"}},
+            "files": {}, "tools": {}, "parity": {"portable": {"max_abs_error": 0.0}}}
+    base.update(extra)
+    return base

@@ -9,14 +9,13 @@ the right key (or none: the digest alone) the same readers accept it.
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 import pytest
 
 from dfma.contract.errors import BundleError
 from dfma.contract.manifest_digest import KEY_ENV, SIGNATURE_SCHEME, write_digest
-from fixtures_bundle import tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,7 @@ def signed(tiny_bundle, tmp_path_factory):  # noqa: F811
     """``(bundle, right key file, wrong key file)``: a copy of the tiny bundle signed with the right key."""
     root = tmp_path_factory.mktemp("signed")
     bundle = root / "bundle"
-    shutil.copytree(tiny_bundle, bundle)
+    copy_bundle(tiny_bundle, bundle)
     right, wrong = root / "right.key", root / "wrong.key"
     right.write_bytes(b"the right key, 32 bytes of it...")
     wrong.write_bytes(b"another key, not the one it used")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,9 +11,9 @@ from dfma.contract.bundle import open_bundle, read_manifest
 from dfma.contract.bundle_writer import BundleWriter, update_bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.manifest import AutoDefault, Defaults, GraphEntry, Manifest
-from test_bundle import _manifest
+from fixtures_bundle import small_manifest as _manifest
+from repo_paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = sorted((REPO / "runtime" / "cpp" / "tests" / "data").glob("*/manifest.json"))
 
 
