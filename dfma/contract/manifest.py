@@ -620,7 +620,7 @@ class Manifest(Section):
                 "export": _dict, "slimmed": _dict}
 
     @classmethod
-    def from_json(cls, raw: Mapping) -> Manifest:
+    def from_json(cls, raw: Manifest | Mapping) -> Manifest:
         """Type a manifest's JSON (checked by the reader, or partial in tests); no checks of its own."""
         if isinstance(raw, Manifest):
             return raw
