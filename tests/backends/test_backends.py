@@ -224,14 +224,14 @@ def test_slim_for_cpu_keeps_the_cpu_graphs_and_loads(tiny_bundle, tmp_path):
 
     out = tmp_path / "cpu"
     manifest = slim(tiny_bundle, out, target="cpu")
-    assert list(manifest["graphs"]) == ["ort"] and list(manifest["parity"]) == ["ort"]
-    assert "model.onnx" not in manifest["files"] and not (out / "model.onnx").exists()
-    assert manifest["slimmed"]["dropped"] == ["portable"]
+    assert list(manifest.graphs) == ["ort"] and list(manifest.parity) == ["ort"]
+    assert "model.onnx" not in manifest.files and not (out / "model.onnx").exists()
+    assert manifest.slimmed["dropped"] == ["portable"]
     verify_bundle(out, strict=True)
     with rt.load(out, threads=1) as small, rt.load(tiny_bundle, threads=1) as full:
         np.testing.assert_array_equal(small.logits(REQUESTS), full.logits(REQUESTS))
     gpu = slim(tiny_bundle, tmp_path / "gpu", target="gpu")
-    assert list(gpu["graphs"]) == ["portable"]
+    assert list(gpu.graphs) == ["portable"]
     with pytest.raises(Exception, match="--keep"):
         slim(tiny_bundle, tmp_path / "x", keep=["int8"])
     assert not (tmp_path / "x").exists()

@@ -26,6 +26,7 @@ from fixtures_cpp import _run
 from dfma.contract.bundle import open_bundle, read_manifest
 from dfma.contract.bundle_writer import BundleWriter, update_bundle
 from dfma.contract.errors import BundleError
+from dfma.contract.manifest import Manifest
 from dfma.contract.manifest_digest import DIGEST_FILE, SIGNATURE_FILE, write_digest
 
 from repo_paths import REPO
@@ -368,7 +369,7 @@ def test_an_unlisted_link_to_a_folder_is_refused_and_not_followed(bundle):
 
 # ---------------------------------------------------------------- every writer leaves a verifying manifest
 
-def _verifies(folder: Path, key: bytes | None = None) -> dict:
+def _verifies(folder: Path, key: bytes | None = None) -> Manifest:
     manifest = open_bundle(folder, strict=True, key=key).manifest
     digest = (folder / DIGEST_FILE).read_text().split()[0]
     assert digest == hashlib.sha256((folder / "manifest.json").read_bytes()).hexdigest()
@@ -384,13 +385,13 @@ def test_update_bundle_as_the_precision_and_engine_steps_use_it(bundle, tmp_path
     shutil.copyfile(bundle / "model.onnx", src)
     update_bundle(bundle, {"model.fp16.onnx": src}, {"graphs": {"fp16": {"file": "model.fp16.onnx",
                                                                          "precision": "fp16", "kind": "portable"}}})
-    assert "fp16" in _verifies(bundle)["graphs"]
+    assert "fp16" in _verifies(bundle).graphs
     engine = tmp_path / "engine.plan"
     engine.write_bytes(b"an engine")
     update_bundle(bundle, {"engines/fp16-gpu.plan": engine},
                   lambda m: m["graphs"].update({"tensorrt-fp16-gpu": {"file": "engines/fp16-gpu.plan",
                                                                        "precision": "fp16", "kind": "tensorrt"}}))
-    assert "tensorrt-fp16-gpu" in _verifies(bundle)["graphs"]
+    assert "tensorrt-fp16-gpu" in _verifies(bundle).graphs
 
 
 def test_slim_bundle_writes_a_verifying_digest(bundle, tmp_path):
@@ -398,7 +399,7 @@ def test_slim_bundle_writes_a_verifying_digest(bundle, tmp_path):
 
     out = tmp_path / "slim"
     slim(bundle, out, keep=["ort"])
-    assert list(_verifies(out)["graphs"]) == ["ort"]
+    assert list(_verifies(out).graphs) == ["ort"]
 
 
 def test_the_triton_repository_copies_the_manifest_with_its_digest(bundle, tmp_path):
