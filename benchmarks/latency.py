@@ -38,8 +38,10 @@ from dfma.benchmarks.environment import ensure_bundle, machine_info
 from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops
 from dfma.benchmarks.gemm_int8 import Int8GemmProbe, int8_gemm_rate
 from dfma.benchmarks.latency_options import (
+    SERVED,
     backend_keys,
     cell_budget,
+    grid_modes,
     parse_args,
     run_threads,
     settings_of,
@@ -60,6 +62,7 @@ from dfma.benchmarks.workload import (
 )
 
 from dfma.contract.errors import BackendUnavailable
+from dfma.timing import STAT
 
 
 def log(msg: str) -> None:
@@ -280,6 +283,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if bad:
         raise SystemExit(f"error: --length {bad}: must be in 12..{min(max_len, cfg.max_length)} for this bundle")
     cells = [(b, L) for b in batches for L in lengths]
+    served = run_served(args, folder, manifest, threads) if SERVED in args.modes else None
+    if not grid_modes(args):
+        return served_only(args, argv, started, t_start, machine, cpu_load, folder, manifest, served)
     keys, skipped = backend_keys(folder, manifest, args)
     loader = bk.Loader(folder, manifest, threads)
     eager_model = loader.eager()
@@ -325,7 +331,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         log(f"[memory] the backends need ~{sum(need.values()):.0f} MiB together, the budget is {budget_mb:.0f} MiB: "
             f"{len(groups)} groups, each interleaved with its own eager runs: {groups}")
     raw: list[dict] = []
-    for mode in args.modes:
+    for mode in grid_modes(args):
         if mode == "e2e":
             ctx["pipeline"] = loader.pipeline()
             ctx["words"] = single_piece_words(ctx["pipeline"].preprocessor.text.tokenizer)
@@ -377,8 +383,42 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "results": results,
     }
     result["targets"] = evaluate_targets(results, backends)
+    if served is not None:
+        result["served"] = served
+        result["targets"] += served["targets"]
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     return result
+
+
+def run_served(args: argparse.Namespace, folder: Path, manifest: Mapping, threads: int) -> dict:
+    """The served rows (benchmarks/served.py): MNRE traffic through dfma.runtime, one worker per contender;
+    their speed-ups, the INT8 issue's targets and the consistency check against the bundle's ``auto``."""
+    from dfma.benchmarks import served as sv
+
+    wanted = [k.strip() for k in args.served_backends.split(",")] if args.served_backends else None
+    rows, info, skipped = sv.measure(folder, manifest, args.workloads, count=args.calls, repeats=args.repeats,
+                                     threads=threads, data=str(args.data) if args.data else None, wanted=wanted, log=log)
+    rows = sv.speedups(rows)
+    guard = {k: parity_of(manifest, (v.get("graph") or "")).get("guard_passed") for k, v in info.items()}
+    return {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "source": sv.source_of(
+                str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
+            "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
+
+
+def served_only(args, argv, started, t_start, machine, cpu_load, folder: Path, manifest: Mapping, served: dict) -> dict:
+    """The result of a run of the served rows alone (``--modes served``: what `make demo` runs)."""
+    machine["cpu_use_during_run"] = cpu_load.others()
+    machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {"schema": "dfma-latency/1",
+            "command": "python benchmarks/latency.py" + ("" if not argv else " " + shlex.join(argv)),
+            "started": started, "machine": machine,
+            "bundle": {"path": str(folder), "preset": manifest.get("model", {}).get("preset"),
+                       "source": manifest.get("model", {}).get("source"),
+                       "bytes": sum(int(f.get("bytes", 0)) for f in manifest.get("files", {}).values())},
+            "settings": {"threads": machine.get("threads"), "grid": None, "modes": list(args.modes), "batches": [],
+                         "lengths": []},
+            "backends": {}, "skipped": {}, "results": [], "served": served, "targets": served["targets"],
+            "seconds": round(time.perf_counter() - t_start, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     preset_name = result["bundle"]["preset"]
     out = args.out or (REPO / "benchmarks" / "results" if result["settings"]["grid"] == "full"
                        else REPO / "runs" / "benchmarks")
-    stem = args.name or f"latency-{preset_name}-{result['settings']['grid']}"
+    stem = args.name or f"latency-{preset_name}-{result['settings']['grid'] or SERVED}"
     json_path, png_path = Path(out) / f"{stem}.json", Path(out) / f"{stem}.png"
     result["outputs"] = {"json": str(json_path), "png": str(png_path)}
     report.plot(result, png_path)

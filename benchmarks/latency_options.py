@@ -26,6 +26,7 @@ GRIDS = {
 # both modes, every backend of the bundle, memory probes: ~10 min on this project's 2-core machines (the
 # full grid's batch-32 cells alone take ~20 min there: each round of 13 backends at 32x80 is ~2 min)
 DEFAULT_GRID = "small"
+SERVED = "served"  # the mode of the real-traffic rows (benchmarks/served.py)
 
 EPILOG = """\
 examples:
@@ -85,7 +86,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "compiles once per batch-size class (batch 1, batch > 1) before timing: 2-4 min each on 2 "
                         "cores with a cold inductor cache on base, untimed but on the clock; naming eager-compile in "
                         "--backends also adds it")
-    p.add_argument("--modes", default="model,e2e", metavar="M1,M2", help="model, e2e or both (default)")
+    p.add_argument("--modes", default="served,model", metavar="M1,M2",
+                   help="served (real MNRE traffic through dfma.runtime, one worker process per contender: the "
+                        "targets of the INT8 issue), model and e2e (the batch x length grid, synthetic inputs; "
+                        "e2e: synthetic requests through the runtime); default served,model")
+    p.add_argument("--workloads", default=None, metavar="W1,W2",
+                   help="served workloads: b1 (one MNRE sentence per call), b8 (eight), post (a post's pairs with "
+                        "its JPEG and crops); default b1,b8,post (b1,b8 with --quick)")
+    p.add_argument("--calls", type=int, default=None, metavar="N",
+                   help="served: calls per workload (default 24; 8 with --quick)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="served: times each call is repeated, interleaved (default 3); the "
+                        "statistic is per call the fastest repeat, median over calls")
+    p.add_argument("--served-backends", default=None, metavar="K1,K2",
+                   help="served rows besides auto and ort-fp32 (default all: ort-int8, ort-int8-dynamic, eager, "
+                        "and the CUDA rows where torch sees a device)")
+    p.add_argument("--data", type=Path, default=None, metavar="FILE",
+                   help="MNRE split of the served rows (default ../shared/data/mnre/mnre_val.txt)")
     p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds per cell and mode (grid default)")
     p.add_argument("--min-reps", type=int, default=None, metavar="N", help="calls per backend per cell, at least")
     p.add_argument("--max-reps", type=int, default=None, metavar="N", help="calls per backend per cell, at most")
@@ -116,9 +133,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if any(v < 1 for v in (getattr(args, name) or [])):
             p.error(f"--{name} values must be positive")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not args.modes or any(m not in bk.MODES for m in args.modes):
-        p.error(f"--modes: choose from {list(bk.MODES)}")
+    if not args.modes or any(m not in (SERVED, *bk.MODES) for m in args.modes):
+        p.error(f"--modes: choose from {[SERVED, *bk.MODES]}")
+    from dfma.benchmarks.served import WORKLOADS
+
+    args.workloads = [w.strip() for w in (args.workloads or ("b1,b8" if args.quick else "b1,b8,post")).split(",")
+                      if w.strip()]
+    if not args.workloads or any(w not in WORKLOADS for w in args.workloads):
+        p.error(f"--workloads: choose from {list(WORKLOADS)}")
+    args.calls = args.calls or (8 if args.quick else 24)
+    args.repeats = args.repeats or 3
+    if args.calls < 1 or args.repeats < 2:
+        p.error("--calls must be >= 1 and --repeats >= 2 (the spread needs repeats of each call)")
     return args
+
+
+def grid_modes(args: argparse.Namespace) -> list[str]:
+    """The modes of the batch x length grid (model, e2e) this run asks for."""
+    return [m for m in args.modes if m in bk.MODES]
 
 
 def wanted_backends(args: argparse.Namespace) -> list[str] | None:
