@@ -94,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="served workloads: b1 (one MNRE sentence per call), b8 (eight), post (a post's pairs with "
                         "its JPEG and crops); default b1,b8,post (b1,b8 with --quick)")
     p.add_argument("--calls", type=int, default=None, metavar="N",
-                   help="served: calls per workload (default 24; 8 with --quick)")
+                   help="served: calls per workload (default 12; 8 with --quick)")
     p.add_argument("--repeats", type=int, default=None, metavar="N",
                    help="served: times each call is repeated, interleaved (default 3); the "
                         "statistic is per call the fastest repeat, median over calls")
@@ -141,7 +141,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       if w.strip()]
     if not args.workloads or any(w not in WORKLOADS for w in args.workloads):
         p.error(f"--workloads: choose from {list(WORKLOADS)}")
-    args.calls = args.calls or (8 if args.quick else 24)
+    args.calls = args.calls or (8 if args.quick else 12)
     args.repeats = args.repeats or 3
     if args.calls < 1 or args.repeats < 2:
         p.error("--calls must be >= 1 and --repeats >= 2 (the spread needs repeats of each call)")
