@@ -43,8 +43,9 @@ BF16_EMULATED_GFLOPS = 4.5  # eager bf16 without AVX512_BF16 or AMX: ~11 s per 1
 CALL_OVERHEAD_S = {"eager": 0.012, "compile": 0.006, "onnxruntime": 0.003, "openvino": 0.009, "tensorrt": 0.002}
 E2E_SAMPLE_S = 0.004  # preprocessing per request (JPEG decode, crops, tokenizing: e2e - model rows of --quick)
 GEMM_GFLOPS = {"fp32": 250.0, "bf16": 700.0, "bf16-emulated": 2.5, "int8": 1000.0, "int8-no-amx": 300.0}
-UNEVEN_CALL_S = 1.0  # cells whose calls average below this were measured 3 times in most quiet runs (calls of
-#                      a fraction of a second vary beyond p50 / fastest = 1.25: benchmarks/disturbance.py)
+UNEVEN_CALL_S = 1.0  # cells whose calls average below this were measured 3 times in most quiet runs under the
+#                      former rule (p50 / fastest > 1.25: a backend's own bimodal calls tripped it); kept as the
+#                      cautious estimate until quiet runs with the p90 / p50 rule of benchmarks/disturbance.py
 FIRST_CALL = 1.3  # a fresh process's first call, relative to a warm one (memory probes)
 PROBE_START_S = {"eager": 5.0, "other": 2.0}  # process start and imports of a memory probe (8x80 probes timed
 #                 while another job used one core: eager-fp32 15.0 s, ort-fused 6.3 s, openvino-int8 6.3 s, with

@@ -102,13 +102,15 @@ def parity_of(manifest: Mapping, graph: str | None) -> dict:
     return {}
 
 
-def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, backends: dict) -> list:
-    """Open every backend in ``mode``; failures are recorded in ``skipped`` (the run goes on)."""
+def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, backends: dict,
+                 isolated: dict | None = None) -> list:
+    """Open every backend in ``mode``; failures are recorded in ``skipped`` (the run goes on). ``isolated``
+    (``{"cells", "image_wh", "crop_wh"}``): each backend in its own worker process (benchmarks/served.py)."""
     runners = []
     for key in keys:
-        log(f"[load] {key} ({mode}) ...")
+        log(f"[load] {key} ({mode}{', own process' if isolated else ''}) ...")
         try:
-            runner = loader.load(key, mode)
+            runner = loader.load(key, mode) if isolated is None else open_isolated(loader, key, mode, isolated)
         except Exception as exc:  # noqa: BLE001  (a backend that cannot load here is reported, not fatal)
             reason = f"{mode}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             skipped[key] = reason if key not in skipped else f"{skipped[key]}; {reason}"
@@ -120,6 +122,30 @@ def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, b
         entry.setdefault("load_what", {})[mode] = runner.info.get("load_what")
         runners.append(runner)
     return runners
+
+
+def open_isolated(loader: bk.Loader, key: str, mode: str, isolated: dict):
+    """Contender ``key`` in its own worker process: no other runtime's thread pool lives beside it."""
+    from dfma.benchmarks.served import WorkerContender
+    from dfma.timing import Worker
+
+    cells = [list(c) for c in isolated["cells"]]
+    worker = Worker(key, "dfma.benchmarks.served:grid_contender",
+                    {"bundle": str(loader.folder), "key": key, "mode": mode, "threads": loader.threads, "cells": cells,
+                     "image_wh": list(isolated["image_wh"]), "crop_wh": list(isolated["crop_wh"])})
+    return WorkerContender(worker, cells)
+
+
+def isolated_probe(kind: str, n: int, threads: int):
+    """A GEMM probe in its own worker process (``kind`` fp32 or int8); BackendUnavailable when it cannot run."""
+    from dfma.benchmarks.served import WorkerContender
+    from dfma.timing import Worker, WorkerError
+
+    try:
+        return WorkerContender(Worker(f"gemm-{kind}", "dfma.benchmarks.served:gemm_probe",
+                                      {"kind": kind, "n": n, "threads": threads}), [], probe=True)
+    except WorkerError as exc:
+        raise BackendUnavailable(str(exc)) from None
 
 
 def agreement(outputs: Mapping, reference: str):
@@ -203,10 +229,14 @@ def measure_mode(mode: str, runners: list, cells: list, budget: Budget, skipped:
                           "reference": reference if reference in outputs else None,
                           "top1_vs_ref": agree.get(key, (None, None))[0],
                           "max_abs_diff_vs_ref": agree.get(key, (None, None))[1]} for key, secs in times.items()]
+            for row, runner in ((r, next((c for c in runners if c.key == r["backend"]), None)) for r in cell_rows):
+                if getattr(runner, "cpu", None) and row["seconds"]:  # a worker's CPU seconds per timed call (the last len(seconds))
+                    row["cpu"] = runner.cpu[-len(row["seconds"]):]
             _runs[id(cell_rows)] = probe_seconds
             return cell_rows
 
-        cell_rows = measure_cell(run_once, CpuLoad, log=log)  # disturbed cells are measured again
+        workers = lambda _r=runners, _p=probes: [c.worker.proc.pid for c in _r + _p if hasattr(c, "worker")]  # noqa: E731
+        cell_rows = measure_cell(run_once, lambda _w=workers: CpuLoad(pids=_w), log=log)  # disturbed: measured again
         for probe in probes:
             seconds = probe_runs.get(id(cell_rows), {}).get(probe.key, [])
             if seconds:
@@ -300,12 +330,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         w, h = (int(v) for v in args.image_size.lower().split("x"))
         image_wh = (w, h)
     gemm_n = 1024 if args.grid == "quick" else 2048
+    isolated = args.isolation == "process"
     ctx = {"cfg": cfg, "manifest": manifest, "image_wh": image_wh, "gemm_cells": {}, "int8_cells": {},
-           "gemm_probe": GemmProbe(gemm_n), "int8_probe": None,
+           "gemm_probe": isolated_probe("fp32", gemm_n, threads) if isolated else GemmProbe(gemm_n), "int8_probe": None,
            "crop_wh": (max(image_wh[0] // 3, 1), max(image_wh[1] // 3, 1))}
     if any(is_int8(bk.precision_of(k)) for k in keys):
         try:
-            ctx["int8_probe"] = Int8GemmProbe(gemm_n, threads)
+            ctx["int8_probe"] = isolated_probe("int8", gemm_n, threads) if isolated else Int8GemmProbe(gemm_n, threads)
         except BackendUnavailable as exc:
             log(f"[gemm] no INT8 GEMM rate in the cells: {exc}")
     backends: dict = {}
@@ -336,7 +367,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             ctx["pipeline"] = loader.pipeline()
             ctx["words"] = single_piece_words(ctx["pipeline"].preprocessor.text.tokenizer)
         for g, group in enumerate(groups):
-            runners = load_runners(loader, group, mode, skipped, backends)
+            runners = load_runners(loader, group, mode, skipped, backends,
+                                   {"cells": cells, "image_wh": image_wh, "crop_wh": ctx["crop_wh"]} if isolated else None)
             loaded = list(runners)  # measure_mode drops (and closes) a runner whose first call fails
             raw += measure_mode(mode, runners, cells, budget, skipped, ctx, group=g)
             for r in loaded:
@@ -347,6 +379,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             del loaded
             del runners
             gc.collect()
+    for probe in (ctx["gemm_probe"], ctx["int8_probe"]):
+        if probe is not None and hasattr(probe, "close"):
+            probe.close()
     gemm_after = _gemm(threads, args.grid == "quick")
     gemm = _combine_gemm(gemm_before, gemm_after)
     gemm["per_cell"] = ctx["gemm_cells"]
@@ -371,6 +406,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                    "eager_weights": loader.eager_note},
         "settings": {"threads": threads, "grid": grid_name, "batches": list(batches), "lengths": list(lengths),
                      "modes": list(args.modes), "budget": budget.to_dict(), "image_wh": list(image_wh),
+                     "isolation": args.isolation,
                      "crop_wh": list(ctx["crop_wh"]), "backends": keys,
                      "memory": f"peak RSS (VmHWM) of a fresh process that loads one backend and runs the largest "
                                f"cell ({big[0]}x{big[1]}) once, model only; delta = peak minus RSS after imports",

@@ -101,6 +101,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--served-backends", default=None, metavar="K1,K2",
                    help="served rows besides auto and ort-fp32 (default all: ort-int8, ort-int8-dynamic, eager, "
                         "and the CUDA rows where torch sees a device)")
+    p.add_argument("--isolation", choices=("process", "shared"), default="process",
+                   help="the grid: process (default): every backend and GEMM probe in its own worker process, so no "
+                        "other runtime's thread pool lives beside the one timed; shared: all in this process (the "
+                        "old way: compare the two to see what the pools of several runtimes in one process cost)")
     p.add_argument("--data", type=Path, default=None, metavar="FILE",
                    help="MNRE split of the served rows (default ../shared/data/mnre/mnre_val.txt)")
     p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds per cell and mode (grid default)")

@@ -74,6 +74,8 @@ def latency_tables(result: Mapping) -> str:
                 name = shown(result, r["backend"]) + (f" [g{r.get('group', 0)}]" if grouped else "")
             if (r.get("disturbance") or {}).get("disturbed"):
                 name += " *"
+            if r.get("bimodal"):
+                name += " (bimodal)"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"),
                          _fmt(r.get("p90_ms"), ".1f"), _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"),
                          str(r.get("n", 0)), _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
@@ -85,8 +87,12 @@ def latency_tables(result: Mapping) -> str:
             out.append(table(["backend", "BxL", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager",
                               "(min)", "GFLOP/s", "eff", "eff int8", "top1=ref"], rows))
             if any("*" in r[0] for r in rows):
-                out.append("* disturbed cell (other processes > 10 % of the CPUs, or p50/min > 1.25, after reruns): "
-                           "not used for any target")
+                out.append("* disturbed cell (other processes > 10 % of the CPUs, or p90/p50 > 1.25 of a backend whose "
+                           "calls are not bimodal, after reruns): not used for any target")
+            out += [f"{r['backend']} {r['batch']}x{r['length']} is bimodal: {r['bimodal']['fast_ms']:.1f} ms and "
+                    f"{r['bimodal']['slow_ms']:.1f} ms ({100 * r['bimodal']['slow_share']:.0f}% slow)"
+                    + (f"; {r['bimodal']['cause']}" if r["bimodal"].get("cause") else "")
+                    for r in result["results"] if r["mode"] == mode and r.get("bimodal")]
     return "\n\n".join(out)
 
 
@@ -351,6 +357,8 @@ def markdown(result: Mapping) -> str:
             name = shown(result, r["backend"]) + (f" [g{r.get('group', 0)}]" if grouped else "")
             if (r.get("disturbance") or {}).get("disturbed"):
                 name += " *"
+            if r.get("bimodal"):
+                name += " (bimodal)"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"), _fmt(r.get("p90_ms"), ".1f"),
                          _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"), r.get("n", 0),
                          _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",

@@ -315,3 +315,98 @@ def consistency(rows: list[dict], manifest: Mapping, guard: Mapping[str, bool | 
         out["ranking"]["same_order"] = out["ranking"]["benchmark"] == out["ranking"]["precision_step"]
         out["ranking"]["within_10pct"] = all(abs(v - 1) <= 0.10 for v in ratios.values())
     return out
+
+
+# ---------------------------------------------------------------------------- the model grid's contenders in workers
+
+def grid_contender(bundle: str, key: str, mode: str, threads: int, cells: list, image_wh: list, crop_wh: list) -> Calls:
+    """Factory: one contender of the batch x length grid (``backends.Loader``), sample ``i`` = cell ``i``; its
+    untimed first call per cell (``prepare``: torch.compile compiles there) is asked for apart."""
+    import torch
+
+    from dfma.benchmarks import backends as bk
+    from dfma.benchmarks.workload import Workload, make_feeds, make_samples, single_piece_words
+
+    torch.set_num_threads(threads)
+    folder = Path(bundle)
+    manifest = bk.read_bundle(folder)
+    cfg = bk.model_config(manifest)
+    loader = bk.Loader(folder, manifest, threads)
+    runner = loader.load(key, mode)
+    loads = [Workload(b, L, make_feeds(cfg, manifest, b, L)) for b, L in cells]
+    if mode == "e2e":
+        text = loader.pipeline().preprocessor.text
+        words = single_piece_words(text.tokenizer)
+        for w in loads:
+            w.samples = make_samples(text, words, w.batch, w.length, cfg.num_crops, tuple(image_wh), tuple(crop_wh))
+    info = {**runner.describe(), "load_seconds": runner.load_seconds, "has_prepare": runner.prepare is not None}
+    prepare = (lambda i: runner.prepare(loads[i])) if runner.prepare is not None else None
+    return Calls(len(loads), lambda i: runner.run(loads[i]), info, runner.close, prepare=prepare, report=runner.report)
+
+
+def gemm_probe(kind: str, n: int, threads: int) -> Calls:
+    """Factory: the fp32 (torch) or INT8 (ONNX Runtime MatMulInteger) GEMM probe, timed like a contender."""
+    if kind == "int8":
+        from dfma.benchmarks.gemm_int8 import Int8GemmProbe
+
+        probe = Int8GemmProbe(n, threads)
+    else:
+        import torch
+
+        from dfma.benchmarks.timing import GemmProbe
+
+        torch.set_num_threads(threads)
+        probe = GemmProbe(n)
+    return Calls(1 << 30, lambda i: (probe.run(None), np.zeros((1, 1), np.float32))[1],
+                 {"key": probe.key, "n": probe.n, "flops": probe.flops})
+
+
+class WorkerContender:
+    """A grid contender (or GEMM probe) living in a worker process, used where ``backends.Contender`` is: ``timed``
+    returns the worker's own time of the call (the pipe is not timed), ``run`` its output."""
+
+    def __init__(self, worker: Worker, cells: list, probe: bool = False):
+        self.worker, self.index = worker, {tuple(c): i for i, c in enumerate(cells)}
+        info = worker.info
+        self.key = info.get("key", worker.label)
+        self.precision, self.n, self.flops = info.get("precision"), info.get("n"), info.get("flops")
+        self.load_seconds = float(info.get("load_seconds", worker.load_seconds))
+        self.info = info
+        self.probe = probe
+        self.cpu: list[float] = []  # process CPU seconds of each call (the bimodal modes' cause)
+        self.prepare = self._prepare if info.get("has_prepare") else None
+        self.report = self._report if not probe else None
+
+    def describe(self) -> dict:
+        """What the worker's contender described (JSON), and that it ran in its own process."""
+        return {**{k: v for k, v in self.info.items() if k not in ("workloads", "has_prepare")},
+                "process": "own worker process (dfma.timing)"}
+
+    def _i(self, workload) -> int:
+        return 0 if self.probe or workload is None else self.index[(workload.batch, workload.length)]
+
+    def timed(self, workload) -> tuple[float, np.ndarray]:
+        """One call timed in the worker: ``(seconds, output)``."""
+        r = self.worker.call(self._i(workload), logits=not self.probe)
+        self.cpu.append(r["cpu"])
+        return r["s"], (None if self.probe else np.asarray(r["logits"], dtype=np.float32))
+
+    def run(self, workload):
+        """One call (timed by the worker; the time is dropped)."""
+        return self.timed(workload)[1]
+
+    def _prepare(self, workload) -> dict | None:
+        r = self.worker.ask("prepare", self._i(workload))
+        if r.get("failed"):
+            from dfma.contract.errors import BackendUnavailable
+
+            raise BackendUnavailable(r["failed"])
+        return r.get("value")
+
+    def _report(self) -> dict:
+        return self.worker.ask("report").get("value") or {}
+
+    def close(self) -> None:
+        """Stop the worker."""
+        self.worker.close()
+

@@ -77,6 +77,13 @@ class Worker:
         self.proc.stdin.flush()
         return self._read()
 
+    def ask(self, op: str, i: int = 0) -> dict:
+        """An untimed request to the contender: ``prepare`` (its first call on sample ``i``, e.g. compiling) or
+        ``report`` (what it has to say after its calls); ``{"value": ...}``."""
+        self.proc.stdin.write(json.dumps({"op": op, "i": int(i)}) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
     def close(self) -> None:
         """Stop the worker."""
         if self.proc.poll() is None:
@@ -181,8 +188,12 @@ def batch1_latency(candidates: Mapping[str, tuple[str, str | os.PathLike]], samp
 class Calls:
     """What a factory returns: ``call(i) -> logits`` over ``n`` samples, with ``info`` and a closer."""
 
-    def __init__(self, n: int, call, info: Mapping | None = None, closer=None):
+    def __init__(self, n: int, call, info: Mapping | None = None, closer=None, prepare=None, report=None):
         self.n, self.call, self.info, self.closer = n, call, dict(info or {}), closer
+        if prepare is not None:
+            self.prepare = prepare  # (i) -> JSON-able dict: an untimed first call (compiling)
+        if report is not None:
+            self.report = report  # () -> JSON-able dict
 
     def __len__(self) -> int:
         return self.n
@@ -237,6 +248,15 @@ def _serve(factory: str, kwargs: dict) -> int:
     say({"samples": len(calls), "info": getattr(calls, "info", {}), "load_s": time.perf_counter() - t0})
     for line in sys.stdin:
         msg = json.loads(line)
+        if msg.get("op") in ("prepare", "report"):  # untimed: a contender's first call of a shape, its report
+            fn = getattr(calls, msg["op"], None)
+            try:
+                value = None if fn is None else (fn(int(msg["i"])) if msg["op"] == "prepare" else fn())
+            except Exception as exc:  # noqa: BLE001
+                say({"value": None, "failed": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
+                continue
+            say({"value": value})
+            continue
         if msg.get("op") != "call":
             break
         try:
