@@ -8,6 +8,11 @@ measured in the same cell of the same run, GFLOP/s and efficiency against the fp
 the same run (INT8 rows also against the INT8 GEMM rate, ONNX Runtime MatMulInteger, with the CPU's INT8
 instruction class), load time, compile time (torch.compile: its first call per cell, untimed), peak memory,
 file size. Prints tables, writes a JSON file and a PNG plot.
+
+The default rows (``--modes served``, benchmarks/served.py) are real MNRE traffic end to end through
+``dfma.runtime`` as it is served, with the INT8 issue's targets and the check that the fastest guarded graph is
+the bundle's ``auto`` choice. Every contender (and GEMM probe) is timed in its own worker process
+(:mod:`dfma.timing`), interleaved call by call; disturbance: benchmarks/disturbance.py.
 """
 from __future__ import annotations
 

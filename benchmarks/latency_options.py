@@ -35,11 +35,16 @@ examples:
   python benchmarks/latency.py --grid full          # the complete sweep, batch 1, 8, 32 x length 32, 80: ~40-60 min
   python benchmarks/latency.py --compile            # ... with the torch.compile row (compiling: minutes per batch class)
   python benchmarks/latency.py --quick              # tiny preset, quick grid: a smoke run in a minute or two
-  python benchmarks/latency.py --bundle bundles/tiny-mnre --quick --no-memory   # what `make demo` runs
+  python benchmarks/latency.py --bundle bundles/minilm-mnre --modes served --workloads b1,b8   # what `make demo` runs
+  python benchmarks/latency.py --bundle B --modes model --isolation shared   # the grid in one process (to compare)
   python benchmarks/latency.py --bundle B --batch 1 8 --length 80 --backends ort-fused,ort-int8,eager-compile
+served rows (default): MNRE validation traffic through dfma.runtime.load() as served (stages, cache, auto), each
+contender in its own worker process, calls interleaved one by one; per call the fastest of --repeats, median over
+--calls (dfma/timing.py, the precision step's statistic); targets: auto over ONNX Runtime fp32 >= 1.5x at batch 1,
+>= 2x at batch 8. disturbed = others > 10 % of the CPUs or p90/p50 > 1.25 of a backend whose calls are not bimodal.
 timing: per (batch, length) cell and mode, a warm-up call per backend, then rounds in which every backend
-runs once (order rotated each round) until >= min-reps calls and >= budget seconds (or max-reps); speed-up =
-eager fp32 p50 / backend p50 of the same cell. Efficiency = FLOPs (formula in flops.py) / p50 / fp32 GEMM
+runs once (order rotated each round; each backend in its own worker process unless --isolation shared) until
+>= min-reps calls and >= budget seconds (or max-reps); speed-up = eager fp32 p50 / backend p50 of the same cell. Efficiency = FLOPs (formula in flops.py) / p50 / fp32 GEMM
 rate, the GEMM (torch 2048^3 matmul, same threads) being timed as one more backend in the same rounds
 (its p50 per cell and mode: contention slows it like the backends it is compared with). INT8 rows also
 show "eff int8": the same against the INT8 GEMM rate (ONNX Runtime MatMulInteger u8 x s8 -> s32, same
