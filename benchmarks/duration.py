@@ -66,6 +66,7 @@ EXPECTED_ATTEMPTS = 3  # 1 + disturbance.RERUNS: a cell measured again twice
 # served rows (benchmarks/served.py): a worker's start (interpreter, imports, dfma.runtime.load or the eager
 # model), MNRE sentences' mean length in word pieces, markers included, and the mean pairs per post
 WORKER_START_S = {"eager": 6.0, "other": 3.0}
+GRID_WORKER_START_S = {"eager": 4.0, "other": 1.5}  # a grid backend's worker: interpreter and imports (its load apart)
 SERVED_LENGTH, SERVED_POST_BATCH = 48, 2
 
 
@@ -93,6 +94,7 @@ class Plan:
     precision: bool = False  # export/to_precision.py runs first
     compile_would_add: float | None = None  # seconds --compile would add (filled in by expected_duration)
     served: tuple = ()  # (workloads, calls, repeats, contender keys) of the served rows; () without them
+    isolated: bool = False  # the grid's backends in worker processes (--isolation process)
 
 
 def family_of(key: str) -> str:
@@ -179,6 +181,9 @@ def estimate(plan: Plan) -> dict[str, float]:
     if not grid:  # served rows only: no GEMM rates, FLOP check nor memory probes
         parts["setup"], parts["memory"] = SETUP_S, 0.0
     parts["loads"] = sum(load_seconds(plan, k, m) for m in grid for g in plan.groups for k in g)
+    if plan.isolated:  # every grid backend in its own worker process, started per mode and group
+        parts["loads"] += sum(GRID_WORKER_START_S["eager" if family_of(k) in ("eager", "compile") else "other"]
+                              for m in grid for g in plan.groups for k in g)
     classes = {"batch 1" if b == 1 else "batch > 1" for b, _ in plan.cells}
     parts["compile"] = sum(COMPILE_CLASS_S[c] for c in classes) if bk.COMPILE in plan.keys else 0.0
     cells = cells_max = 0.0
@@ -298,7 +303,8 @@ def plan_run(args) -> Plan:
                 modes=list(args.modes), budget=budget, keys=keys, groups=memprobe.plan_groups(keys, need, budget_mb),
                 memory=not args.no_memory, threads=run_threads(args), sizes=sizes, fp32_bytes=fp32,
                 bundle_bytes=bundle_bytes, cpu_class=host["class"], bf16_emulated=bf16_emulated(host),
-                gemm_n=1024 if args.grid == "quick" else 2048, export=export, precision=precision, served=served)
+                gemm_n=1024 if args.grid == "quick" else 2048, export=export, precision=precision, served=served,
+                isolated=getattr(args, "isolation", "shared") == "process")
 
 
 def _minutes(seconds: float) -> str:
