@@ -135,10 +135,13 @@ def open_isolated(loader: bk.Loader, key: str, mode: str, isolated: dict):
     from dfma.timing import Worker
 
     cells = [list(c) for c in isolated["cells"]]
-    worker = Worker(key, "dfma.benchmarks.served:grid_contender",
-                    {"bundle": str(loader.folder), "key": key, "mode": mode, "threads": loader.threads, "cells": cells,
-                     "image_wh": list(isolated["image_wh"]), "crop_wh": list(isolated["crop_wh"])})
-    return WorkerContender(worker, cells)
+    workers = isolated.setdefault("workers", {})  # one per backend for the whole run, closed by run()
+    if key not in workers:
+        workers[key] = Worker(key, "dfma.benchmarks.served:grid_contender",
+                              {"bundle": str(loader.folder), "key": key, "modes": isolated["modes"],
+                               "threads": loader.threads, "cells": cells, "image_wh": list(isolated["image_wh"]),
+                               "crop_wh": list(isolated["crop_wh"])})
+    return WorkerContender(workers[key], cells, mode=isolated["modes"].index(mode), owned=False)
 
 
 def isolated_probe(kind: str, n: int, threads: int):
@@ -318,7 +321,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if bad:
         raise SystemExit(f"error: --length {bad}: must be in 12..{min(max_len, cfg.max_length)} for this bundle")
     cells = [(b, L) for b in batches for L in lengths]
-    served = run_served(args, folder, manifest, threads) if SERVED in args.modes else None
+    served = run_served(args, folder, manifest) if SERVED in args.modes else None
     if not grid_modes(args):
         return served_only(args, argv, started, t_start, machine, cpu_load, folder, manifest, served)
     keys, skipped = backend_keys(folder, manifest, args)
@@ -339,6 +342,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     ctx = {"cfg": cfg, "manifest": manifest, "image_wh": image_wh, "gemm_cells": {}, "int8_cells": {},
            "gemm_probe": isolated_probe("fp32", gemm_n, threads) if isolated else GemmProbe(gemm_n), "int8_probe": None,
            "crop_wh": (max(image_wh[0] // 3, 1), max(image_wh[1] // 3, 1))}
+    isolation = ({"cells": cells, "image_wh": image_wh, "crop_wh": ctx["crop_wh"], "modes": grid_modes(args)}
+                 if isolated else None)
     if any(is_int8(bk.precision_of(k)) for k in keys):
         try:
             ctx["int8_probe"] = isolated_probe("int8", gemm_n, threads) if isolated else Int8GemmProbe(gemm_n, threads)
@@ -372,8 +377,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             ctx["pipeline"] = loader.pipeline()
             ctx["words"] = single_piece_words(ctx["pipeline"].preprocessor.text.tokenizer)
         for g, group in enumerate(groups):
-            runners = load_runners(loader, group, mode, skipped, backends,
-                                   {"cells": cells, "image_wh": image_wh, "crop_wh": ctx["crop_wh"]} if isolated else None)
+            runners = load_runners(loader, group, mode, skipped, backends, isolation)
             loaded = list(runners)  # measure_mode drops (and closes) a runner whose first call fails
             raw += measure_mode(mode, runners, cells, budget, skipped, ctx, group=g)
             for r in loaded:
@@ -384,6 +388,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             del loaded
             del runners
             gc.collect()
+    for worker in (isolation or {}).get("workers", {}).values():
+        worker.close()
     for probe in (ctx["gemm_probe"], ctx["int8_probe"]):
         if probe is not None and hasattr(probe, "close"):
             probe.close()
@@ -431,17 +437,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     return result
 
 
-def run_served(args: argparse.Namespace, folder: Path, manifest: Mapping, threads: int) -> dict:
+def run_served(args: argparse.Namespace, folder: Path, manifest: Mapping) -> dict:
     """The served rows (benchmarks/served.py): MNRE traffic through dfma.runtime, one worker per contender;
     their speed-ups, the INT8 issue's targets and the consistency check against the bundle's ``auto``."""
     from dfma.benchmarks import served as sv
 
     wanted = [k.strip() for k in args.served_backends.split(",")] if args.served_backends else None
+    # threads: as served, i.e. load()'s default (None: the runtime's own choice) unless --threads is given; the
+    # precision step's timing (dfma.timing.batch1_latency) leaves them to the runtime too
     rows, info, skipped = sv.measure(folder, manifest, args.workloads, count=args.calls, repeats=args.repeats,
-                                     threads=threads, data=str(args.data) if args.data else None, wanted=wanted, log=log)
+                                     threads=args.threads, data=str(args.data) if args.data else None, wanted=wanted,
+                                     log=log)
     rows = sv.speedups(rows)
     guard = {k: parity_of(manifest, (v.get("graph") or "")).get("guard_passed") for k, v in info.items()}
-    return {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "source": sv.source_of(
+    return {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "threads": args.threads,
+            "source": sv.source_of(
                 str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
             "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
 

@@ -181,7 +181,7 @@ def cuda_unavailable() -> str | None:
 
 # ---------------------------------------------------------------------------- measuring
 
-def measure(folder: Path, manifest: Mapping, workloads: list[str], *, count: int, repeats: int, threads: int,
+def measure(folder: Path, manifest: Mapping, workloads: list[str], *, count: int, repeats: int, threads: int | None,
             seed: int = 0, data: str | None = None, cache_mb: float = 64.0, wanted: list[str] | None = None,
             log: Callable[[str], None] = print) -> tuple[list[dict], dict, dict[str, str]]:
     """Time every contender on every workload, one worker process each for the whole run, a disturbed workload
@@ -319,9 +319,12 @@ def consistency(rows: list[dict], manifest: Mapping, guard: Mapping[str, bool | 
 
 # ---------------------------------------------------------------------------- the model grid's contenders in workers
 
-def grid_contender(bundle: str, key: str, mode: str, threads: int, cells: list, image_wh: list, crop_wh: list) -> Calls:
-    """Factory: one contender of the batch x length grid (``backends.Loader``), sample ``i`` = cell ``i``; its
-    untimed first call per cell (``prepare``: torch.compile compiles there) is asked for apart."""
+def grid_contender(bundle: str, key: str, modes: list[str], threads: int, cells: list, image_wh: list,
+                   crop_wh: list) -> Calls:
+    """Factory: one contender of the batch x length grid (``backends.Loader``) for every mode, one process for the
+    run (as one Loader in one process: torch.compile's graphs serve both modes); ``open(m)`` opens mode ``m`` and
+    closes the other's runner; sample ``i`` = cell ``i`` of the open mode; ``prepare(i)`` is its untimed first call
+    of a cell (torch.compile compiles there)."""
     import torch
 
     from dfma.benchmarks import backends as bk
@@ -332,16 +335,33 @@ def grid_contender(bundle: str, key: str, mode: str, threads: int, cells: list, 
     manifest = bk.read_bundle(folder)
     cfg = bk.model_config(manifest)
     loader = bk.Loader(folder, manifest, threads)
-    runner = loader.load(key, mode)
-    loads = [Workload(b, L, make_feeds(cfg, manifest, b, L)) for b, L in cells]
-    if mode == "e2e":
-        text = loader.pipeline().preprocessor.text
-        words = single_piece_words(text.tokenizer)
-        for w in loads:
-            w.samples = make_samples(text, words, w.batch, w.length, cfg.num_crops, tuple(image_wh), tuple(crop_wh))
-    info = {**runner.describe(), "load_seconds": runner.load_seconds, "has_prepare": runner.prepare is not None}
-    prepare = (lambda i: runner.prepare(loads[i])) if runner.prepare is not None else None
-    return Calls(len(loads), lambda i: runner.run(loads[i]), info, runner.close, prepare=prepare, report=runner.report)
+    state: dict = {}
+
+    def open_mode(m: int) -> dict:
+        if state.get("runner") is not None:
+            state["runner"].close()
+            state["runner"] = None
+        if m < 0:  # release: the memory group this contender was in is done
+            return {}
+        runner = state["runner"] = loader.load(key, modes[m])
+        loads = [Workload(b, L, make_feeds(cfg, manifest, b, L)) for b, L in cells]
+        if modes[m] == "e2e":
+            text = loader.pipeline().preprocessor.text
+            words = single_piece_words(text.tokenizer)
+            for w in loads:
+                w.samples = make_samples(text, words, w.batch, w.length, cfg.num_crops, tuple(image_wh), tuple(crop_wh))
+        state["loads"] = loads
+        return {**runner.describe(), "load_seconds": runner.load_seconds, "has_prepare": runner.prepare is not None}
+
+    def prepare(i: int):
+        return state["runner"].prepare(state["loads"][i]) if state["runner"].prepare is not None else None
+
+    def report() -> dict:
+        return state["runner"].report() if state.get("runner") is not None and state["runner"].report else {}
+
+    return Calls(len(cells), lambda i: state["runner"].run(state["loads"][i]), {"key": key},
+                 lambda: state["runner"].close() if state.get("runner") is not None else None,
+                 prepare=prepare, report=report, opener=open_mode)
 
 
 def gemm_probe(kind: str, n: int, threads: int) -> Calls:
@@ -365,9 +385,17 @@ class WorkerContender:
     """A grid contender (or GEMM probe) living in a worker process, used where ``backends.Contender`` is: ``timed``
     returns the worker's own time of the call (the pipe is not timed), ``run`` its output."""
 
-    def __init__(self, worker: Worker, cells: list, probe: bool = False):
-        self.worker, self.index = worker, {tuple(c): i for i, c in enumerate(cells)}
+    def __init__(self, worker: Worker, cells: list, probe: bool = False, mode: int | None = None,
+                 owned: bool = True):
+        """``mode``: open the worker's variant ``mode`` first (a grid contender's mode); ``owned``: ``close`` stops the
+        worker (else its owner does, after the run)."""
+        self.worker, self.index, self.owned = worker, {tuple(c): i for i, c in enumerate(cells)}, owned
         info = worker.info
+        if mode is not None:
+            opened = worker.ask("open", mode)
+            if opened.get("failed"):
+                raise RuntimeError(opened["failed"])
+            info = opened["value"]
         self.key = info.get("key", worker.label)
         self.precision, self.n, self.flops = info.get("precision"), info.get("n"), info.get("flops")
         self.load_seconds = float(info.get("load_seconds", worker.load_seconds))
@@ -407,6 +435,9 @@ class WorkerContender:
         return self.worker.ask("report").get("value") or {}
 
     def close(self) -> None:
-        """Stop the worker."""
-        self.worker.close()
+        """Stop the worker (when this contender owns it), else have it release its runner."""
+        if self.owned:
+            self.worker.close()
+        elif self.worker.proc.poll() is None:
+            self.worker.ask("open", -1)
 

@@ -78,8 +78,9 @@ class Worker:
         return self._read()
 
     def ask(self, op: str, i: int = 0) -> dict:
-        """An untimed request to the contender: ``prepare`` (its first call on sample ``i``, e.g. compiling) or
-        ``report`` (what it has to say after its calls); ``{"value": ...}``."""
+        """An untimed request to the contender: ``prepare`` (its first call on sample ``i``, e.g. compiling),
+        ``report`` (what it has to say after its calls) or ``open`` (switch to its variant ``i``, e.g. a mode);
+        ``{"value": ...}`` (``failed``: why, when it raised)."""
         self.proc.stdin.write(json.dumps({"op": op, "i": int(i)}) + "\n")
         self.proc.stdin.flush()
         return self._read()
@@ -188,12 +189,14 @@ def batch1_latency(candidates: Mapping[str, tuple[str, str | os.PathLike]], samp
 class Calls:
     """What a factory returns: ``call(i) -> logits`` over ``n`` samples, with ``info`` and a closer."""
 
-    def __init__(self, n: int, call, info: Mapping | None = None, closer=None, prepare=None, report=None):
+    def __init__(self, n: int, call, info: Mapping | None = None, closer=None, prepare=None, report=None, opener=None):
         self.n, self.call, self.info, self.closer = n, call, dict(info or {}), closer
         if prepare is not None:
             self.prepare = prepare  # (i) -> JSON-able dict: an untimed first call (compiling)
         if report is not None:
             self.report = report  # () -> JSON-able dict
+        if opener is not None:
+            self.open = opener  # (i) -> JSON-able dict: switch to variant i (a mode of the grid)
 
     def __len__(self) -> int:
         return self.n
@@ -248,10 +251,10 @@ def _serve(factory: str, kwargs: dict) -> int:
     say({"samples": len(calls), "info": getattr(calls, "info", {}), "load_s": time.perf_counter() - t0})
     for line in sys.stdin:
         msg = json.loads(line)
-        if msg.get("op") in ("prepare", "report"):  # untimed: a contender's first call of a shape, its report
+        if msg.get("op") in ("prepare", "report", "open"):  # untimed: a first call of a shape, a report, a switch
             fn = getattr(calls, msg["op"], None)
             try:
-                value = None if fn is None else (fn(int(msg["i"])) if msg["op"] == "prepare" else fn())
+                value = None if fn is None else (fn() if msg["op"] == "report" else fn(int(msg["i"])))
             except Exception as exc:  # noqa: BLE001
                 say({"value": None, "failed": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
                 continue
