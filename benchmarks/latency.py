@@ -131,13 +131,13 @@ def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, b
 
 def open_isolated(loader: bk.Loader, key: str, mode: str, isolated: dict):
     """Contender ``key`` in its own worker process: no other runtime's thread pool lives beside it."""
-    from dfma.benchmarks.served import WorkerContender
+    from dfma.benchmarks.isolated import WorkerContender
     from dfma.timing import Worker
 
     cells = [list(c) for c in isolated["cells"]]
     workers = isolated.setdefault("workers", {})  # one per backend for the whole run, closed by run()
     if key not in workers:
-        workers[key] = Worker(key, "dfma.benchmarks.served:grid_contender",
+        workers[key] = Worker(key, "dfma.benchmarks.isolated:grid_contender",
                               {"bundle": str(loader.folder), "key": key, "modes": isolated["modes"],
                                "threads": loader.threads, "cells": cells, "image_wh": list(isolated["image_wh"]),
                                "crop_wh": list(isolated["crop_wh"])})
@@ -146,11 +146,11 @@ def open_isolated(loader: bk.Loader, key: str, mode: str, isolated: dict):
 
 def isolated_probe(kind: str, n: int, threads: int):
     """A GEMM probe in its own worker process (``kind`` fp32 or int8); BackendUnavailable when it cannot run."""
-    from dfma.benchmarks.served import WorkerContender
+    from dfma.benchmarks.isolated import WorkerContender
     from dfma.timing import Worker, WorkerError
 
     try:
-        return WorkerContender(Worker(f"gemm-{kind}", "dfma.benchmarks.served:gemm_probe",
+        return WorkerContender(Worker(f"gemm-{kind}", "dfma.benchmarks.isolated:gemm_probe",
                                       {"kind": kind, "n": n, "threads": threads}), [], probe=True)
     except WorkerError as exc:
         raise BackendUnavailable(str(exc)) from None
