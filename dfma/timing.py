@@ -20,6 +20,7 @@ factory for a graph file of the backend registry on saved input arrays (the prec
 ``dfma.benchmarks.served`` has those of the runtime (``dfma.runtime.load``) and eager PyTorch.
 
 The precision step times its candidates with :func:`batch1_latency` (drop-in for its old in-process loop).
+Threads: ``None`` leaves them to the runtime (what ``dfma.runtime.load`` does by default), in both places.
 """
 from __future__ import annotations
 
