@@ -46,8 +46,8 @@ demo: setup
 		--latency-samples 8 --quiet
 	$(PY) -m dfma.runtime verify $(DEMO_BUNDLE)
 	$(PY) examples/predict_mnre.py $(DEMO_BUNDLE) 8
-	$(PY) benchmarks/latency.py --bundle $(DEMO_BUNDLE) --quick --no-memory --batch 1 4 --length 32 \
-		--backends $(DEMO_BACKENDS) --out runs/demo --name demo
+	$(PY) benchmarks/latency.py --bundle $(DEMO_BUNDLE) --modes served --workloads b1,b8 --calls 12 --repeats 3 \
+		--out runs/demo --name demo
 
 bench: setup
 	@echo "== make bench: base preset; about 3 min export, 10-20 min precision, 10-17 min latency, 5 min traffic on 2 cores"

@@ -1,50 +1,123 @@
 """Is a measured cell trustworthy on a shared machine? Disturbed cells are rerun, and never decide a target.
 
-A cell (one batch x length, one mode, every backend interleaved) is **disturbed** when other processes
-used more than ``OTHERS_MAX`` of the CPUs while it ran (``/proc/stat``, :class:`timing.CpuLoad`), or when
-a backend's p50 is more than ``SPREAD_MAX`` x its fastest call (the run was uneven). Such a cell is
-measured again, up to ``RERUNS`` more times; the least disturbed attempt is kept and every row carries
-its verdict (``disturbance``), so that a target is reported met or missed only from undisturbed cells.
+What disturbs a measurement is other work on the CPUs, so the rule looks at that and at a robust spread:
+
+- **other processes**: a cell is disturbed when other processes used more than ``OTHERS_MAX`` of the CPUs
+  while it ran (``/proc/stat`` minus this process tree, :class:`timing.CpuLoad`);
+- **spread**: a backend's calls, each divided by the fastest call of the same sample (so that real traffic's
+  sentence lengths are not taken for noise), have p90 / p50 above ``SPREAD_MAX``: the run was uneven.
+  p90 / p50 rather than p50 / min: one lucky call does not make every other call look slow;
+- **bimodal backends**: a backend whose own calls fall in two separate groups (:func:`bimodal`: a gap in the
+  sorted times with at least ``MODE_SHARE`` of the calls on each side, the groups' medians ``MODE_RATIO``
+  apart) is reported with both modes and is *not* judged by the spread rule, so that it does not withhold
+  the verdict on the others. Its row says so (``bimodal``), with each mode's CPU time per wall second when
+  the worker recorded it: ~1 thread's worth in the slow mode and ~2 in the fast one means a thread of its
+  pool did not get a core (contention), equal values mean the backend itself does more work in one mode.
+
+A disturbed cell is measured again, up to ``RERUNS`` more times; the least disturbed attempt is kept and
+every row carries the verdict (``disturbance``), so that a target is reported met or missed only from
+undisturbed cells (:func:`undisturbed`).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 OTHERS_MAX = 0.10
-SPREAD_MAX = 1.25
+SPREAD_MAX = 1.25  # p90 / p50 of the calls normalized per sample
+MODE_SHARE = 0.2  # each mode of a bimodal backend holds at least this share of its calls
+MODE_RATIO = 1.3  # and the slow mode's median is at least this many times the fast one's
+MODE_GAP = 0.5  # the gap between the modes is at least this share of the distance between their medians (log)
 RERUNS = 2
 MIN_REPS_BATCH1 = 7  # timed calls per backend at batch 1, at least
 
 
-def spread(seconds: list[float]) -> float | None:
-    """p50 / min of one backend's calls (None with fewer than 2)."""
-    if len(seconds) < 2 or min(seconds) <= 0:
+def _normalized(row: dict) -> np.ndarray:
+    """A row's calls divided by the fastest call of the same sample (``row["sample"]``: sample of each call;
+    without it every call is of the same input)."""
+    t = np.asarray(row["seconds"], dtype=np.float64)
+    samples = row.get("sample")
+    if samples is None or len(samples) != len(t):
+        return t / t.min() if t.size and t.min() > 0 else t
+    s = np.asarray(samples)
+    best = {k: t[s == k].min() for k in set(s.tolist())}
+    return t / np.asarray([best[k] for k in s.tolist()])
+
+
+def spread(seconds: list[float] | dict) -> float | None:
+    """p90 / p50 of one backend's calls (a row: normalized per sample first); None with fewer than 3."""
+    row = seconds if isinstance(seconds, dict) else {"seconds": seconds}
+    t = _normalized(row)
+    if t.size < 3 or t.min() <= 0:
         return None
-    return float(np.percentile(seconds, 50) / min(seconds))
+    p50, p90 = np.percentile(t, [50, 90])
+    return float(p90 / p50)
+
+
+def bimodal(seconds: Sequence[float] | dict, cpu: Sequence[float] | None = None) -> dict | None:
+    """The two modes of a backend's calls when they form two groups, else None: ``{"fast_ms", "slow_ms",
+    "slow_share", "ratio"}`` (+ ``fast_cpu_per_s``, ``slow_cpu_per_s`` when ``cpu`` seconds per call are given)."""
+    row = seconds if isinstance(seconds, dict) else {"seconds": list(seconds)}
+    raw = np.asarray(row["seconds"], dtype=np.float64)
+    t = _normalized(row)
+    n = t.size
+    if n < 5 or t.min() <= 0:
+        return None
+    order = np.argsort(t, kind="stable")
+    logs = np.log(t[order])
+    lo_k, hi_k = max(int(np.ceil(MODE_SHARE * n)), 1), n - max(int(np.ceil(MODE_SHARE * n)), 1)
+    if hi_k < lo_k:
+        return None
+    gaps = logs[lo_k:hi_k + 1] - logs[lo_k - 1:hi_k]  # gap after position k-1, for k in lo_k..hi_k
+    k = lo_k + int(np.argmax(gaps))
+    fast, slow = logs[:k], logs[k:]
+    distance = float(np.median(slow) - np.median(fast))
+    if distance < np.log(MODE_RATIO) or logs[k] - logs[k - 1] < MODE_GAP * distance:
+        return None
+    fast_i, slow_i = order[:k], order[k:]
+    out = {"fast_ms": round(1e3 * float(np.median(raw[fast_i])), 3), "slow_ms": round(1e3 * float(np.median(raw[slow_i])), 3),
+           "slow_share": round(len(slow_i) / n, 3), "ratio": round(float(np.exp(distance)), 3)}
+    if cpu is not None and len(cpu) == n:
+        c = np.asarray(cpu, dtype=np.float64)
+        out["fast_cpu_per_s"] = round(float(np.median(c[fast_i] / raw[fast_i])), 2)
+        out["slow_cpu_per_s"] = round(float(np.median(c[slow_i] / raw[slow_i])), 2)
+        out["cause"] = mode_cause(out["fast_cpu_per_s"], out["slow_cpu_per_s"])
+    return out
+
+
+def mode_cause(fast_cpu: float, slow_cpu: float) -> str:
+    """What the CPU time per wall second of the two modes says about the slow one."""
+    if fast_cpu > 1.3 * slow_cpu:
+        return (f"slow calls got {slow_cpu:.1f} CPU-s per s against {fast_cpu:.1f}: threads of its pool waited for a "
+                "core (contention, or a pool parked between calls)")
+    return (f"both modes used {slow_cpu:.1f}-{fast_cpu:.1f} CPU-s per s: the slow calls do more work (the backend "
+            "itself, e.g. another kernel or allocation path), not a lack of cores")
 
 
 def judge(rows: list[dict], others: dict | None) -> dict:
-    """The verdict on one attempt at a cell: ``{disturbed, why, others_cpu_fraction, spread}``."""
-    spreads = [s for s in (spread(r["seconds"]) for r in rows) if s is not None]
-    worst = max(spreads, default=None)
+    """The verdict on one attempt at a cell: ``{disturbed, why, others_cpu_fraction, spread, bimodal}``;
+    ``bimodal`` = ``{backend: modes}`` of the backends left out of the spread rule."""
+    modes = {r["backend"]: m for r in rows if (m := bimodal(r, r.get("cpu"))) is not None}
+    spreads = {r["backend"]: s for r in rows if r["backend"] not in modes and (s := spread(r)) is not None}
+    worst = max(spreads.values(), default=None)
     busy = None if others is None else others.get("others_cpu_fraction")
     why = []
     if busy is not None and busy > OTHERS_MAX:
         why.append(f"other processes used {100 * busy:.0f}% of the CPUs (> {100 * OTHERS_MAX:.0f}%)")
     if worst is not None and worst > SPREAD_MAX:
-        slow = max(rows, key=lambda r: spread(r["seconds"]) or 0)["backend"]
-        why.append(f"{slow}: p50 / min = {worst:.2f} (> {SPREAD_MAX})")
+        slow = max(spreads, key=spreads.get)
+        why.append(f"{slow}: p90 / p50 = {worst:.2f} (> {SPREAD_MAX})")
     return {"disturbed": bool(why), "why": "; ".join(why), "others_cpu_fraction": busy,
-            "spread": None if worst is None else round(worst, 3)}
+            "spread": None if worst is None else round(worst, 3), "bimodal": modes}
 
 
 def measure_cell(run_once: Callable[[], list[dict]], load: Callable[[], object], *, reruns: int = RERUNS,
                  log: Callable[[str], None] = lambda line: None) -> list[dict]:
     """Run ``run_once`` (rows with ``backend`` and ``seconds``) until an attempt is undisturbed or ``reruns``
     more attempts are spent; ``load()`` starts a :class:`timing.CpuLoad`-like probe (``.others()``).
-    Returns the least disturbed attempt's rows, each with ``disturbance`` = verdict + ``attempts``."""
+    Returns the least disturbed attempt's rows, each with ``disturbance`` = verdict + ``attempts``, and
+    ``bimodal`` (its two modes) on a backend whose own calls are bimodal."""
     attempts = []
     for attempt in range(1 + max(0, reruns)):
         probe = load()
@@ -57,7 +130,9 @@ def measure_cell(run_once: Callable[[], list[dict]], load: Callable[[], object],
     rows, verdict = min(attempts, key=lambda a: (a[1]["disturbed"], a[1]["others_cpu_fraction"] or 0.0,
                                                  a[1]["spread"] or 0.0))
     for row in rows:
-        row["disturbance"] = {**verdict, "attempts": len(attempts)}
+        row["disturbance"] = {**{k: v for k, v in verdict.items() if k != "bimodal"}, "attempts": len(attempts)}
+        if row["backend"] in verdict["bimodal"]:
+            row["bimodal"] = verdict["bimodal"][row["backend"]]
     return rows
 
 

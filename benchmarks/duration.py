@@ -45,8 +45,9 @@ CALL_OVERHEAD_S = {"eager": 0.012, "compile": 0.006, "onnxruntime": 0.003, "open
 E2E_SAMPLE_S = 0.004  # preprocessing per request (JPEG decode, crops, tokenizing: e2e - model rows of --quick)
 # keyed by GEMM data type (benchmarks/gemm_int8.py measures the int8 one), not by graph
 GEMM_GFLOPS = {"fp32": 250.0, "bf16": 700.0, "bf16-emulated": 2.5, INT8_GEMM: 1000.0, "int8-no-amx": 300.0}
-UNEVEN_CALL_S = 1.0  # cells whose calls average below this were measured 3 times in most quiet runs (calls of
-#                      a fraction of a second vary beyond p50 / fastest = 1.25: benchmarks/disturbance.py)
+UNEVEN_CALL_S = 1.0  # cells whose calls average below this were measured 3 times in most quiet runs under the
+#                      former rule (p50 / fastest > 1.25: a backend's own bimodal calls tripped it); kept as the
+#                      cautious estimate until quiet runs with the p90 / p50 rule of benchmarks/disturbance.py
 FIRST_CALL = 1.3  # a fresh process's first call, relative to a warm one (memory probes)
 PROBE_START_S = {"eager": 5.0, "other": 2.0}  # process start and imports of a memory probe (8x80 probes timed
 #                 while another job used one core: eager-fp32 15.0 s, ort-fused 6.3 s, openvino-int8 6.3 s, with
@@ -64,6 +65,11 @@ EXPORT_OTHER_S = (300.0, 600.0)
 PROBE_MB_PER_GFLOP = 1.1
 SIZE_RATIO = {FP32: 1.0, FP16: 0.5, INT8: 0.33, INT8_DYNAMIC: 0.47}  # graph bytes / fp32 graph bytes
 EXPECTED_ATTEMPTS = 3  # 1 + disturbance.RERUNS: a cell measured again twice
+# served rows (benchmarks/served.py): a worker's start (interpreter, imports, dfma.runtime.load or the eager
+# model), MNRE sentences' mean length in word pieces, markers included, and the mean pairs per post
+WORKER_START_S = {"eager": 6.0, "other": 3.0}
+GRID_WORKER_START_S = {"eager": 4.0, "other": 1.5}  # a grid backend's worker: interpreter and imports (its load apart)
+SERVED_LENGTH, SERVED_POST_BATCH = 48, 2
 
 
 @dataclass
@@ -89,6 +95,8 @@ class Plan:
     export: bool = False  # export/to_onnx.py runs first
     precision: bool = False  # export/to_precision.py runs first
     compile_would_add: float | None = None  # seconds --compile would add (filled in by expected_duration)
+    served: tuple = ()  # (workloads, calls, repeats, contender keys) of the served rows; () without them
+    isolated: bool = False  # the grid's backends in worker processes (--isolation process)
 
 
 def family_of(key: str) -> str:
@@ -170,11 +178,18 @@ def estimate(plan: Plan) -> dict[str, float]:
             start = PROBE_START_S["eager" if fam == "eager" else "other"]
             load = eager_build if fam == "eager" else load_seconds(plan, key, "model")
             parts["memory"] += start + load + FIRST_CALL * call_seconds(plan, key, *big)
-    parts["loads"] = sum(load_seconds(plan, k, m) for m in plan.modes for g in plan.groups for k in g)
+    grid = [m for m in plan.modes if m in bk.MODES]
+    parts["served"], served_max = served_seconds(plan)
+    if not grid:  # served rows only: no GEMM rates, FLOP check nor memory probes
+        parts["setup"], parts["memory"] = SETUP_S, 0.0
+    parts["loads"] = sum(load_seconds(plan, k, m) for m in grid for g in plan.groups for k in g)
+    if plan.isolated:  # every grid backend in its own worker process, started per mode and group
+        parts["loads"] += sum(GRID_WORKER_START_S["eager" if family_of(k) in ("eager", "compile") else "other"]
+                              for m in grid for g in plan.groups for k in g)
     classes = {"batch 1" if b == 1 else "batch > 1" for b, _ in plan.cells}
     parts["compile"] = sum(COMPILE_CLASS_S[c] for c in classes) if bk.COMPILE in plan.keys else 0.0
     cells = cells_max = 0.0
-    for mode in plan.modes:
+    for mode in grid:
         for group in plan.groups:
             for batch, length in plan.cells:
                 calls = [call_seconds(plan, k, batch, length, mode) for k in group]
@@ -186,9 +201,28 @@ def estimate(plan: Plan) -> dict[str, float]:
                 cells += attempt * (EXPECTED_ATTEMPTS if sum(calls) / len(calls) < UNEVEN_CALL_S else 1)
                 cells_max += attempt * EXPECTED_ATTEMPTS
     parts["cells"], parts["cells_max"] = cells, cells_max
-    fixed = sum(v for k, v in parts.items() if k not in ("cells", "cells_max"))
-    parts["total"], parts["max"] = fixed + cells, fixed + cells_max
+    fixed = sum(v for k, v in parts.items() if k not in ("cells", "cells_max"))  # served included
+    parts["total"], parts["max"] = fixed + cells, fixed + cells_max - parts["served"] + served_max
     return parts
+
+
+def served_seconds(plan: Plan) -> tuple[float, float]:
+    """The served rows: worker starts, then every contender's calls (warm-up and repeats) of each workload,
+    text-only workloads without the vision part's FLOPs. ``(expected, at most)``: a quiet machine measures each
+    workload once (the disturbance rule no longer trips on a backend's own bimodal calls), at most 3 times."""
+    from dfma.benchmarks.flops import model_flops
+
+    if not plan.served:
+        return 0.0, 0.0
+    workloads, calls, repeats, keys = plan.served
+    starts = sum(WORKER_START_S["eager" if family_of(k) == "eager" else "other"] for k in keys)
+    timed = 0.0
+    for w in workloads:
+        batch = {"b1": 1, "b8": 8}.get(w, SERVED_POST_BATCH)
+        flops = model_flops(plan.cfg, batch, SERVED_LENGTH)
+        share = 1.0 if w == "post" else 1.0 - flops.parts.get("vision", 0.0) / flops.total
+        timed += (calls * repeats + 2) * sum(call_seconds(plan, k, batch, SERVED_LENGTH, "e2e") * share for k in keys)
+    return starts + timed, starts + EXPECTED_ATTEMPTS * timed
 
 
 def _fp32_bytes_of(cfg) -> int:
@@ -263,11 +297,16 @@ def plan_run(args) -> Plan:
     available_mb = memprobe.mem_available_mb()
     budget_mb = args.memory_budget or (0.8 * available_mb if available_mb else None)
     host = host_info()
+    served = ()
+    if "served" in args.modes:  # auto ~ the fastest INT8 graph, ort-fp32, each INT8 graph, eager
+        int8 = [k for k in ("ort-int8", "ort-int8-dynamic") if k in keys] or ["ort-fused"]
+        served = (list(args.workloads), args.calls, args.repeats, [int8[0], "ort-fused", *int8, bk.EAGER])
     return Plan(preset=preset_name, grid=grid, cfg=cfg, cells=[(b, L) for b in batches for L in lengths],
                 modes=list(args.modes), budget=budget, keys=keys, groups=memprobe.plan_groups(keys, need, budget_mb),
                 memory=not args.no_memory, threads=run_threads(args), sizes=sizes, fp32_bytes=fp32,
                 bundle_bytes=bundle_bytes, cpu_class=host["class"], bf16_emulated=bf16_emulated(host),
-                gemm_n=1024 if args.grid == "quick" else 2048, export=export, precision=precision)
+                gemm_n=1024 if args.grid == "quick" else 2048, export=export, precision=precision, served=served,
+                isolated=getattr(args, "isolation", "shared") == "process")
 
 
 def _minutes(seconds: float) -> str:
@@ -281,6 +320,9 @@ def describe(plan: Plan, parts: Mapping[str, float]) -> str:
     lengths = ",".join(str(L) for L in sorted({L for _, L in plan.cells}))
     groups = f"{len(plan.groups)} memory groups" if len(plan.groups) > 1 else "1 memory group"
     shown = [f"cells {_minutes(parts['cells'])}", f"loads {_minutes(parts['loads'])}"]
+    if parts.get("served"):
+        shown.insert(0, f"served rows {_minutes(parts['served'])} ({', '.join(plan.served[0])}: {plan.served[1]} calls "
+                        f"x {plan.served[2]} repeats per contender)")
     if plan.memory:
         shown.append(f"memory probes {_minutes(parts['memory'])}")
     shown.append(f"setup {_minutes(parts['setup'])}")

@@ -8,6 +8,11 @@ measured in the same cell of the same run, GFLOP/s and efficiency against the fp
 the same run (INT8 rows also against the INT8 GEMM rate, ONNX Runtime MatMulInteger, with the CPU's INT8
 instruction class), load time, compile time (torch.compile: its first call per cell, untimed), peak memory,
 file size. Prints tables, writes a JSON file and a PNG plot.
+
+The default rows (``--modes served``, benchmarks/served.py) are real MNRE traffic end to end through
+``dfma.runtime`` as it is served, with the INT8 issue's targets and the check that the fastest guarded graph is
+the bundle's ``auto`` choice. Every contender (and GEMM probe) is timed in its own worker process
+(:mod:`dfma.timing`), interleaved call by call; disturbance: benchmarks/disturbance.py.
 """
 from __future__ import annotations
 
@@ -38,8 +43,10 @@ from dfma.benchmarks.environment import ensure_bundle, machine_info
 from dfma.benchmarks.flops import FORMULA, measured_flops, model_flops
 from dfma.benchmarks.gemm_int8 import DTYPE as INT8_GEMM, Int8GemmProbe, int8_gemm_rate
 from dfma.benchmarks.latency_options import (
+    SERVED,
     backend_keys,
     cell_budget,
+    grid_modes,
     parse_args,
     run_threads,
     settings_of,
@@ -61,6 +68,7 @@ from dfma.benchmarks.workload import (
 
 from dfma.contract.errors import BackendUnavailable
 from dfma.contract.manifest import Manifest
+from dfma.timing import STAT
 
 
 def log(msg: str) -> None:
@@ -100,13 +108,15 @@ def parity_of(manifest: Manifest, graph: str | None) -> dict:
     return {}
 
 
-def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, backends: dict) -> list:
-    """Open every backend in ``mode``; failures are recorded in ``skipped`` (the run goes on)."""
+def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, backends: dict,
+                 isolated: dict | None = None) -> list:
+    """Open every backend in ``mode``; failures are recorded in ``skipped`` (the run goes on). ``isolated``
+    (``{"cells", "image_wh", "crop_wh"}``): each backend in its own worker process (benchmarks/served.py)."""
     runners = []
     for key in keys:
-        log(f"[load] {key} ({mode}) ...")
+        log(f"[load] {key} ({mode}{', own process' if isolated else ''}) ...")
         try:
-            runner = loader.load(key, mode)
+            runner = loader.load(key, mode) if isolated is None else open_isolated(loader, key, mode, isolated)
         except Exception as exc:  # noqa: BLE001  (a backend that cannot load here is reported, not fatal)
             reason = f"{mode}: cannot load ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
             skipped[key] = reason if key not in skipped else f"{skipped[key]}; {reason}"
@@ -118,6 +128,33 @@ def load_runners(loader: bk.Loader, keys: list[str], mode: str, skipped: dict, b
         entry.setdefault("load_what", {})[mode] = runner.info.get("load_what")
         runners.append(runner)
     return runners
+
+
+def open_isolated(loader: bk.Loader, key: str, mode: str, isolated: dict):
+    """Contender ``key`` in its own worker process: no other runtime's thread pool lives beside it."""
+    from dfma.benchmarks.isolated import WorkerContender
+    from dfma.timing import Worker
+
+    cells = [list(c) for c in isolated["cells"]]
+    workers = isolated.setdefault("workers", {})  # one per backend for the whole run, closed by run()
+    if key not in workers:
+        workers[key] = Worker(key, "dfma.benchmarks.isolated:grid_contender",
+                              {"bundle": str(loader.folder), "key": key, "modes": isolated["modes"],
+                               "threads": loader.threads, "cells": cells, "image_wh": list(isolated["image_wh"]),
+                               "crop_wh": list(isolated["crop_wh"])})
+    return WorkerContender(workers[key], cells, mode=isolated["modes"].index(mode), owned=False)
+
+
+def isolated_probe(kind: str, n: int, threads: int):
+    """A GEMM probe in its own worker process (``kind`` fp32 or int8); BackendUnavailable when it cannot run."""
+    from dfma.benchmarks.isolated import WorkerContender
+    from dfma.timing import Worker, WorkerError
+
+    try:
+        return WorkerContender(Worker(f"gemm-{kind}", "dfma.benchmarks.isolated:gemm_probe",
+                                      {"kind": kind, "n": n, "threads": threads}), [], probe=True)
+    except WorkerError as exc:
+        raise BackendUnavailable(str(exc)) from None
 
 
 def agreement(outputs: Mapping, reference: str):
@@ -201,10 +238,14 @@ def measure_mode(mode: str, runners: list, cells: list, budget: Budget, skipped:
                           "reference": reference if reference in outputs else None,
                           "top1_vs_ref": agree.get(key, (None, None))[0],
                           "max_abs_diff_vs_ref": agree.get(key, (None, None))[1]} for key, secs in times.items()]
+            for row, runner in ((r, next((c for c in runners if c.key == r["backend"]), None)) for r in cell_rows):
+                if getattr(runner, "cpu", None) and row["seconds"]:  # a worker's CPU seconds per timed call (the last len(seconds))
+                    row["cpu"] = runner.cpu[-len(row["seconds"]):]
             _runs[id(cell_rows)] = probe_seconds
             return cell_rows
 
-        cell_rows = measure_cell(run_once, CpuLoad, log=log)  # disturbed cells are measured again
+        workers = lambda _r=runners, _p=probes: [c.worker.proc.pid for c in _r + _p if hasattr(c, "worker")]  # noqa: E731
+        cell_rows = measure_cell(run_once, lambda _w=workers: CpuLoad(pids=_w), log=log)  # disturbed: measured again
         for probe in probes:
             seconds = probe_runs.get(id(cell_rows), {}).get(probe.key, [])
             if seconds:
@@ -281,6 +322,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if bad:
         raise SystemExit(f"error: --length {bad}: must be in 12..{min(max_len, cfg.max_length)} for this bundle")
     cells = [(b, L) for b in batches for L in lengths]
+    served = run_served(args, folder, manifest) if SERVED in args.modes else None
+    if not grid_modes(args):
+        return served_only(args, argv, started, t_start, machine, cpu_load, folder, manifest, served)
     keys, skipped = backend_keys(folder, manifest, args)
     loader = bk.Loader(folder, manifest, threads)
     eager_model = loader.eager()
@@ -295,12 +339,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         w, h = (int(v) for v in args.image_size.lower().split("x"))
         image_wh = (w, h)
     gemm_n = 1024 if args.grid == "quick" else 2048
+    isolated = args.isolation == "process"
     ctx = {"cfg": cfg, "manifest": manifest, "image_wh": image_wh, "gemm_cells": {}, "int8_cells": {},
-           "gemm_probe": GemmProbe(gemm_n), "int8_probe": None,
+           "gemm_probe": isolated_probe("fp32", gemm_n, threads) if isolated else GemmProbe(gemm_n), "int8_probe": None,
            "crop_wh": (max(image_wh[0] // 3, 1), max(image_wh[1] // 3, 1))}
+    isolation = ({"cells": cells, "image_wh": image_wh, "crop_wh": ctx["crop_wh"], "modes": grid_modes(args)}
+                 if isolated else None)
     if any(is_int8(bk.precision_of(k)) for k in keys):
         try:
-            ctx["int8_probe"] = Int8GemmProbe(gemm_n, threads)
+            ctx["int8_probe"] = isolated_probe("int8", gemm_n, threads) if isolated else Int8GemmProbe(gemm_n, threads)
         except BackendUnavailable as exc:
             log(f"[gemm] no INT8 GEMM rate in the cells: {exc}")
     backends: dict = {}
@@ -326,12 +373,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         log(f"[memory] the backends need ~{sum(need.values()):.0f} MiB together, the budget is {budget_mb:.0f} MiB: "
             f"{len(groups)} groups, each interleaved with its own eager runs: {groups}")
     raw: list[dict] = []
-    for mode in args.modes:
+    for mode in grid_modes(args):
         if mode == "e2e":
             ctx["pipeline"] = loader.pipeline()
             ctx["words"] = single_piece_words(ctx["pipeline"].preprocessor.text.tokenizer)
         for g, group in enumerate(groups):
-            runners = load_runners(loader, group, mode, skipped, backends)
+            runners = load_runners(loader, group, mode, skipped, backends, isolation)
             loaded = list(runners)  # measure_mode drops (and closes) a runner whose first call fails
             raw += measure_mode(mode, runners, cells, budget, skipped, ctx, group=g)
             for r in loaded:
@@ -342,6 +389,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             del loaded
             del runners
             gc.collect()
+    for worker in (isolation or {}).get("workers", {}).values():
+        worker.close()
+    for probe in (ctx["gemm_probe"], ctx["int8_probe"]):
+        if probe is not None and hasattr(probe, "close"):
+            probe.close()
     gemm_after = _gemm(threads, args.grid == "quick")
     gemm = _combine_gemm(gemm_before, gemm_after)
     gemm["per_cell"] = ctx["gemm_cells"]
@@ -367,6 +419,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                    "eager_weights": loader.eager_note},
         "settings": {"threads": threads, "grid": grid_name, "batches": list(batches), "lengths": list(lengths),
                      "modes": list(args.modes), "budget": budget.to_dict(), "image_wh": list(image_wh),
+                     "isolation": args.isolation,
                      "crop_wh": list(ctx["crop_wh"]), "backends": keys,
                      "memory": f"peak RSS (VmHWM) of a fresh process that loads one backend and runs the largest "
                                f"cell ({big[0]}x{big[1]}) once, model only; delta = peak minus RSS after imports",
@@ -379,8 +432,45 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "results": results,
     }
     result["targets"] = evaluate_targets(results, backends)
+    if served is not None:
+        result["served"] = served
+        result["targets"] += served["targets"]
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     return result
+
+
+def run_served(args: argparse.Namespace, folder: Path, manifest: Manifest) -> dict:
+    """The served rows (benchmarks/served.py): MNRE traffic through dfma.runtime, one worker per contender;
+    their speed-ups, the INT8 issue's targets and the consistency check against the bundle's ``auto``."""
+    from dfma.benchmarks import served as sv
+
+    wanted = [k.strip() for k in args.served_backends.split(",")] if args.served_backends else None
+    # threads: as served, i.e. load()'s default (None: the runtime's own choice) unless --threads is given; the
+    # precision step's timing (dfma.timing.batch1_latency) leaves them to the runtime too
+    rows, info, skipped = sv.measure(folder, manifest, args.workloads, count=args.calls, repeats=args.repeats,
+                                     threads=args.threads, data=str(args.data) if args.data else None, wanted=wanted,
+                                     log=log)
+    rows = sv.speedups(rows)
+    guard = {k: parity_of(manifest, (v.get("graph") or "")).get("guard_passed") for k, v in info.items()}
+    return {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "threads": args.threads,
+            "source": sv.source_of(
+                str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
+            "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
+
+
+def served_only(args, argv, started, t_start, machine, cpu_load, folder: Path, manifest: Manifest, served: dict) -> dict:
+    """The result of a run of the served rows alone (``--modes served``: what `make demo` runs)."""
+    machine["cpu_use_during_run"] = cpu_load.others()
+    machine["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return {"schema": "dfma-latency/1",
+            "command": "python benchmarks/latency.py" + ("" if not argv else " " + shlex.join(argv)),
+            "started": started, "machine": machine,
+            "bundle": {"path": str(folder), "preset": manifest.model.preset, "source": manifest.model.source,
+                       "checkpoint": manifest.model.checkpoint, "bytes": manifest.total_bytes},
+            "settings": {"threads": machine.get("threads"), "grid": None, "modes": list(args.modes), "batches": [],
+                         "lengths": []},
+            "backends": {}, "skipped": {}, "results": [], "served": served, "targets": served["targets"],
+            "seconds": round(time.perf_counter() - t_start, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -392,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     preset_name = result["bundle"]["preset"]
     out = args.out or (REPO / "benchmarks" / "results" if result["settings"]["grid"] == "full"
                        else REPO / "runs" / "benchmarks")
-    stem = args.name or f"latency-{preset_name}-{result['settings']['grid']}"
+    stem = args.name or f"latency-{preset_name}-{result['settings']['grid'] or SERVED}"
     json_path, png_path = Path(out) / f"{stem}.json", Path(out) / f"{stem}.png"
     result["outputs"] = {"json": str(json_path), "png": str(png_path)}
     report.plot(result, png_path)

@@ -26,6 +26,7 @@ GRIDS = {
 # both modes, every backend of the bundle, memory probes: ~10 min on this project's 2-core machines (the
 # full grid's batch-32 cells alone take ~20 min there: each round of 13 backends at 32x80 is ~2 min)
 DEFAULT_GRID = "small"
+SERVED = "served"  # the mode of the real-traffic rows (benchmarks/served.py)
 
 EPILOG = """\
 examples:
@@ -34,11 +35,16 @@ examples:
   python benchmarks/latency.py --grid full          # the complete sweep, batch 1, 8, 32 x length 32, 80: ~40-60 min
   python benchmarks/latency.py --compile            # ... with the torch.compile row (compiling: minutes per batch class)
   python benchmarks/latency.py --quick              # tiny preset, quick grid: a smoke run in a minute or two
-  python benchmarks/latency.py --bundle bundles/tiny-mnre --quick --no-memory   # what `make demo` runs
+  python benchmarks/latency.py --bundle bundles/minilm-mnre --modes served --workloads b1,b8   # what `make demo` runs
+  python benchmarks/latency.py --bundle B --modes model --isolation shared   # the grid in one process (to compare)
   python benchmarks/latency.py --bundle B --batch 1 8 --length 80 --backends ort-fused,ort-int8,eager-compile
+served rows (default): MNRE validation traffic through dfma.runtime.load() as served (stages, cache, auto), each
+contender in its own worker process, calls interleaved one by one; per call the fastest of --repeats, median over
+--calls (dfma/timing.py, the precision step's statistic); targets: auto over ONNX Runtime fp32 >= 1.5x at batch 1,
+>= 2x at batch 8. disturbed = others > 10 % of the CPUs or p90/p50 > 1.25 of a backend whose calls are not bimodal.
 timing: per (batch, length) cell and mode, a warm-up call per backend, then rounds in which every backend
-runs once (order rotated each round) until >= min-reps calls and >= budget seconds (or max-reps); speed-up =
-eager fp32 p50 / backend p50 of the same cell. Efficiency = FLOPs (formula in flops.py) / p50 / fp32 GEMM
+runs once (order rotated each round; each backend in its own worker process unless --isolation shared) until
+>= min-reps calls and >= budget seconds (or max-reps); speed-up = eager fp32 p50 / backend p50 of the same cell. Efficiency = FLOPs (formula in flops.py) / p50 / fp32 GEMM
 rate, the GEMM (torch 2048^3 matmul, same threads) being timed as one more backend in the same rounds
 (its p50 per cell and mode: contention slows it like the backends it is compared with). INT8 rows also
 show "eff int8": the same against the INT8 GEMM rate (ONNX Runtime MatMulInteger u8 x s8 -> s32, same
@@ -85,7 +91,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "compiles once per batch-size class (batch 1, batch > 1) before timing: 2-4 min each on 2 "
                         "cores with a cold inductor cache on base, untimed but on the clock; naming eager-compile in "
                         "--backends also adds it")
-    p.add_argument("--modes", default="model,e2e", metavar="M1,M2", help="model, e2e or both (default)")
+    p.add_argument("--modes", default="served,model", metavar="M1,M2",
+                   help="served (real MNRE traffic through dfma.runtime, one worker process per contender: the "
+                        "targets of the INT8 issue), model and e2e (the batch x length grid, synthetic inputs; "
+                        "e2e: synthetic requests through the runtime); default served,model")
+    p.add_argument("--workloads", default=None, metavar="W1,W2",
+                   help="served workloads: b1 (one MNRE sentence per call), b8 (eight), post (a post's pairs with "
+                        "its JPEG and crops); default b1,b8,post (b1,b8 with --quick)")
+    p.add_argument("--calls", type=int, default=None, metavar="N",
+                   help="served: calls per workload (default 12; 8 with --quick)")
+    p.add_argument("--repeats", type=int, default=None, metavar="N",
+                   help="served: times each call is repeated, interleaved (default 3); the "
+                        "statistic is per call the fastest repeat, median over calls")
+    p.add_argument("--served-backends", default=None, metavar="K1,K2",
+                   help="served rows besides auto and ort-fp32 (default all: ort-int8, ort-int8-dynamic, eager, "
+                        "and the CUDA rows where torch sees a device)")
+    p.add_argument("--isolation", choices=("process", "shared"), default="process",
+                   help="the grid: process (default): every backend and GEMM probe in its own worker process, so no "
+                        "other runtime's thread pool lives beside the one timed; shared: all in this process (the "
+                        "old way: compare the two to see what the pools of several runtimes in one process cost)")
+    p.add_argument("--data", type=Path, default=None, metavar="FILE",
+                   help="MNRE split of the served rows (default ../shared/data/mnre/mnre_val.txt)")
     p.add_argument("--budget", type=float, default=None, metavar="S", help="seconds per cell and mode (grid default)")
     p.add_argument("--min-reps", type=int, default=None, metavar="N", help="calls per backend per cell, at least")
     p.add_argument("--max-reps", type=int, default=None, metavar="N", help="calls per backend per cell, at most")
@@ -116,9 +142,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if any(v < 1 for v in (getattr(args, name) or [])):
             p.error(f"--{name} values must be positive")
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not args.modes or any(m not in bk.MODES for m in args.modes):
-        p.error(f"--modes: choose from {list(bk.MODES)}")
+    if not args.modes or any(m not in (SERVED, *bk.MODES) for m in args.modes):
+        p.error(f"--modes: choose from {[SERVED, *bk.MODES]}")
+    from dfma.benchmarks.served import WORKLOADS
+
+    args.workloads = [w.strip() for w in (args.workloads or ("b1,b8" if args.quick else "b1,b8,post")).split(",")
+                      if w.strip()]
+    if not args.workloads or any(w not in WORKLOADS for w in args.workloads):
+        p.error(f"--workloads: choose from {list(WORKLOADS)}")
+    args.calls = args.calls or (8 if args.quick else 12)
+    args.repeats = args.repeats or 3
+    if args.calls < 1 or args.repeats < 2:
+        p.error("--calls must be >= 1 and --repeats >= 2 (the spread needs repeats of each call)")
     return args
+
+
+def grid_modes(args: argparse.Namespace) -> list[str]:
+    """The modes of the batch x length grid (model, e2e) this run asks for."""
+    return [m for m in args.modes if m in bk.MODES]
 
 
 def wanted_backends(args: argparse.Namespace) -> list[str] | None:

@@ -85,6 +85,8 @@ def latency_tables(result: Mapping) -> str:
                 name = shown(result, r["backend"]) + (f" [g{r.get('group', 0)}]" if grouped else "")
             if (r.get("disturbance") or {}).get("disturbed"):
                 name += " *"
+            if r.get("bimodal"):
+                name += " (bimodal)"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"),
                          _fmt(r.get("p90_ms"), ".1f"), _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"),
                          str(r.get("n", 0)), _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",
@@ -96,8 +98,12 @@ def latency_tables(result: Mapping) -> str:
             out.append(table(["backend", "BxL", "p50 ms", "p90 ms", "p99 ms", "min ms", "n", "samples/s", "vs eager",
                               "(min)", "GFLOP/s", "eff", "eff int8", "top1=ref"], rows))
             if any("*" in r[0] for r in rows):
-                out.append("* disturbed cell (other processes > 10 % of the CPUs, or p50/min > 1.25, after reruns): "
-                           "not used for any target")
+                out.append("* disturbed cell (other processes > 10 % of the CPUs, or p90/p50 > 1.25 of a backend whose "
+                           "calls are not bimodal, after reruns): not used for any target")
+            out += [f"{r['backend']} {r['batch']}x{r['length']} is bimodal: {r['bimodal']['fast_ms']:.1f} ms and "
+                    f"{r['bimodal']['slow_ms']:.1f} ms ({100 * r['bimodal']['slow_share']:.0f}% slow)"
+                    + (f"; {r['bimodal']['cause']}" if r["bimodal"].get("cause") else "")
+                    for r in result["results"] if r["mode"] == mode and r.get("bimodal")]
     return "\n\n".join(out)
 
 
@@ -139,18 +145,20 @@ def targets_table(result: Mapping) -> str:
 
 def header(result: Mapping) -> str:
     """Machine, bundle, GEMM rate, FLOPs check."""
-    m, g, f = result["machine"], result["gemm"], result["flops"]
+    m, g, f = result["machine"], result.get("gemm"), result.get("flops") or {}
     lines = [(f"machine: {m.get('cpu')} ({m.get('logical_cpus')} logical CPUs"
               + (f", class {m['cpu_class']}" if m.get("cpu_class") else "") + f"), {m.get('memory_gib')} GiB, "
               f"threads {result['settings']['threads']}; load average {m.get('loadavg_start')} -> {m.get('loadavg_end')}"),
              (f"bundle: {result['bundle']['path']} ({model_title(result['bundle'])}, "
-              f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights: {result['bundle'].get('eager_weights')}"),
+              f"{result['bundle']['bytes'] / 2**20:.0f} MiB); eager weights: {result['bundle'].get('eager_weights')}")]
+    if g:
+        lines.append(
              (f"GEMM rate (torch {g['fp32']['n']}^3 matmul, same threads): fp32 {g['fp32']['rate'] / 1e9:.0f} GFLOP/s"
               + (f", bf16 {g['bf16']['rate'] / 1e9:.0f} GFLOP/s" if g.get("bf16") else "")
               + (" (before/after the sweep); fp32 interleaved in each cell: "
                  + ", ".join(f"{c} {v['rate'] / 1e9:.0f}" for c, v in g["per_cell"].items()) + " GFLOP/s"
-                 if g.get("per_cell") else ""))]
-    if int8_rate_line(g):
+                 if g.get("per_cell") else "")))
+    if g and int8_rate_line(g):
         lines.append(int8_rate_line(g))
     use = m.get("cpu_use_during_run") or {}
     if use:
@@ -170,9 +178,64 @@ def header(result: Mapping) -> str:
     return "\n".join(lines)
 
 
+def served_table(result: Mapping) -> str:
+    """The served rows: per workload and contender the latency (statistic of dfma.timing), p50/p90 of all calls,
+    speed-ups over ONNX Runtime fp32 and eager, bimodal modes and the disturbance verdict; then the consistency
+    check against the bundle's ``auto`` and the precision step's ranking."""
+    import numpy as np
+
+    sv = result.get("served")
+    if not sv:
+        return ""
+    info = sv.get("contenders") or {}
+    rows, notes = [], []
+    for r in sv["rows"]:
+        verdict = r.get("disturbance") or {}
+        c = info.get(r["backend"]) or {}
+        name = r["backend"] + (" *" if verdict.get("disturbed") else "") + (" (bimodal)" if r.get("bimodal") else "")
+        ms = [1e3 * s for s in r["seconds"]]
+        p50, p90 = (np.percentile(ms, [50, 90]) if ms else (None, None))
+        rows.append([name, r["workload"], f"{c.get('precision', '-')} {c.get('graph_key') or ''}".strip(),
+                     c.get("stages") or "-", _fmt(r["best_median_ms"], ".2f"), _fmt(p50, ".2f"), _fmt(p90, ".2f"),
+                     str(len(ms)), _fmt(r.get("vs_fp32"), ".2f") + "x", _fmt(r.get("vs_eager"), ".2f") + "x",
+                     _fmt(r.get("top1_vs_fp32"), ".3f")])
+        if r.get("bimodal"):
+            b = r["bimodal"]
+            notes.append(f"{r['backend']} ({r['workload']}) is bimodal: {b['fast_ms']:.2f} ms and {b['slow_ms']:.2f} ms "
+                         f"({100 * b['slow_share']:.0f}% of calls slow)" + (f"; {b['cause']}" if b.get("cause") else ""))
+    out = [f"== served: MNRE traffic through dfma.runtime ({sv['source']}; {sv['calls']} calls x {sv['repeats']} "
+           f"repeats per workload; {sv['statistic']})",
+           table(["contender", "workload", "serves", "stages", "ms", "p50 ms", "p90 ms", "n", "vs ort-fp32",
+                  "vs eager", "top1=fp32"], rows)]
+    if any("*" in r[0] for r in rows):
+        out.append("* disturbed workload (other processes > 10 % of the CPUs, or p90/p50 > 1.25 of a unimodal row, "
+                   "after reruns): not used for any target")
+    out += notes
+    con = sv.get("consistency") or {}
+    rec = con.get("recorded_auto") or {}
+    if con.get("agree") is not None:
+        out.append(f"consistency: the bundle's auto serves {rec.get('label')} ({rec.get('backend')}); the fastest guarded "
+                   f"row here at batch 1 is {con['fastest_guarded']}: "
+                   + ("they agree" if con["agree"] else
+                      f"they DISAGREE (auto's choice is {con['recorded_over_fastest']:.2f}x the fastest's time)"))
+    elif con.get("note"):
+        out.append(f"consistency: {con['note']}")
+    rank = con.get("ranking")
+    if rank:
+        out.append(f"ranking at batch 1: benchmark {' < '.join(rank['benchmark'])}, precision step "
+                   f"{' < '.join(rank['precision_step'])} ({'same order' if rank['same_order'] else 'DIFFERENT order'}); "
+                   "ratio to fp32, benchmark / precision step: "
+                   + ", ".join(f"{k} {v:.2f}" for k, v in rank["ratio_of_ratios"].items())
+                   + (" (each within 10 %)" if rank["within_10pct"] else " (NOT all within 10 %)"))
+    for k, v in (sv.get("skipped") or {}).items():
+        out.append(f"served row {k}: not run ({v})")
+    return "\n".join(out)
+
+
 def render_text(result: Mapping) -> str:
     """Everything printed at the end of a run."""
-    parts = [header(result), latency_tables(result), backend_table(result), targets_table(result)]
+    parts = [header(result), served_table(result), latency_tables(result), backend_table(result) if result.get("backends") else "",
+             targets_table(result)]
     return "\n\n".join(p for p in parts if p)
 
 
@@ -190,6 +253,8 @@ def plot(result: Mapping, path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    if not result["results"]:
+        return plot_served(result, path)
     modes = [m for m in result["settings"]["modes"] if any(r["mode"] == m for r in result["results"])]
     keys = list(result["backends"])
     cells = [f"{b}x{L}" for b in result["settings"]["batches"] for L in result["settings"]["lengths"]]
@@ -223,6 +288,41 @@ def plot(result: Mapping, path: Path) -> None:
     fig.suptitle(f"DFMA {model_title(result['bundle'])} - {m.get('cpu')}, {result['settings']['threads']} threads "
                  f"({result['started'][:10]})"
                  + (f" - other processes used {100 * busy:.0f}% of the CPUs: noisy" if busy > 0.1 else ""), fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_served(result: Mapping, path: Path) -> None:
+    """PNG of a run of the served rows alone: latency per contender and workload, and speed-up over ort-fp32."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    sv = result.get("served") or {"rows": [], "workloads": []}
+    keys = list(dict.fromkeys(r["backend"] for r in sv["rows"]))
+    work = list(sv["workloads"])
+    index = {(r["backend"], r["workload"]): r for r in sv["rows"]}
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    width, x = 0.8 / max(len(keys), 1), np.arange(len(work))
+    for col, (field, label) in enumerate((("best_median_ms", "ms per call (log)"), ("vs_fp32", "speed-up over ort-fp32"))):
+        ax = axes[col]
+        for i, key in enumerate(keys):
+            ys = [(index.get((key, w)) or {}).get(field) for w in work]
+            ax.bar(x + (i - (len(keys) - 1) / 2) * width, [np.nan if v is None else v for v in ys], width, label=key)
+        ax.set_xticks(x, work)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+        if col == 0:
+            ax.set_yscale("log")
+        else:
+            ax.axhline(1.0, color="black", linewidth=0.8)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"DFMA {result['bundle']['preset']}: MNRE traffic through dfma.runtime - {result['machine'].get('cpu')}",
+                 fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -268,6 +368,8 @@ def markdown(result: Mapping) -> str:
             name = shown(result, r["backend"]) + (f" [g{r.get('group', 0)}]" if grouped else "")
             if (r.get("disturbance") or {}).get("disturbed"):
                 name += " *"
+            if r.get("bimodal"):
+                name += " (bimodal)"
             rows.append([name, f"{r['batch']}x{r['length']}", _fmt(r.get("p50_ms"), ".1f"), _fmt(r.get("p90_ms"), ".1f"),
                          _fmt(r.get("p99_ms"), ".1f"), _fmt(r.get("min_ms"), ".1f"), r.get("n", 0),
                          _fmt(r.get("throughput"), ".1f"), _fmt(r.get("speedup"), ".2f") + "x",

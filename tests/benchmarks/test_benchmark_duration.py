@@ -29,11 +29,12 @@ def test_no_argument_defaults_fit_in_twenty_minutes(tmp_path):
     from dfma.benchmarks.latency_options import DEFAULT_GRID, GRIDS, parse_args
 
     args = parse_args([])  # the design card's command
-    assert args.preset == "base" and args.grid == DEFAULT_GRID == "small" and args.modes == ["model", "e2e"]
+    assert args.preset == "base" and args.grid == DEFAULT_GRID == "small" and args.modes == ["served", "model"]
+    assert args.workloads == ["b1", "b8", "post"]  # real MNRE traffic through dfma.runtime, beside the model grid
     assert GRIDS[args.grid][:2] == ((1, 8), (80,))
     assert args.compile is False and args.no_memory is False  # compile row opt-in, memory probes on
     _, plan, parts = _cached_base_plan(tmp_path)
-    assert bk.COMPILE not in plan.keys and parts["compile"] == 0 and parts["memory"] > 0
+    assert bk.COMPILE not in plan.keys and parts["compile"] == 0 and parts["memory"] > 0 and parts["served"] > 0
     assert {bk.EAGER, "eager-bf16", "ort-fused"} <= set(plan.keys) and len(plan.keys) >= 10  # every backend
     assert parts["total"] <= 15 * 60, parts  # the target, with margin
     assert parts["max"] <= 20 * 60, parts  # even if every cell were measured three times
@@ -56,20 +57,24 @@ def test_compile_row_is_opt_in_on_every_grid():
 def test_expected_duration_follows_the_plan(tmp_path):
     from dfma.benchmarks.duration import COMPILE_CLASS_S, describe, estimate
 
-    _, plan, parts = _cached_base_plan(tmp_path)
+    _, plan, parts = _cached_base_plan(tmp_path, "--modes", "model,e2e")
     line = describe(plan, parts)
     assert line.startswith("expected duration: about ") and "grid small = batch 1,8 x length 80" in line
     assert "modes model+e2e" in line and "memory probes" in line and "torch.compile" not in line
-    _, with_compile, compiled = _cached_base_plan(tmp_path, "--compile")
+    _, served_plan, served = _cached_base_plan(tmp_path)  # the default: served rows beside the model grid
+    assert "served rows" in describe(served_plan, served) and served["served"] > 0
+    _, _, served_only = _cached_base_plan(tmp_path, "--modes", "served")
+    assert served_only["cells"] == served_only["memory"] == 0 and served_only["served"] == served["served"]
+    _, with_compile, compiled = _cached_base_plan(tmp_path, "--compile", "--modes", "model,e2e")
     assert bk.COMPILE in with_compile.keys  # compiles once per batch class: batch 1 and batch 8
     assert compiled["compile"] == COMPILE_CLASS_S["batch 1"] + COMPILE_CLASS_S["batch > 1"]
     assert compiled["total"] > parts["total"] + compiled["compile"]  # and its calls are timed in every cell
     assert "torch.compile to compile" in describe(with_compile, compiled)
-    _, _, no_memory = _cached_base_plan(tmp_path, "--no-memory")
+    _, _, no_memory = _cached_base_plan(tmp_path, "--no-memory", "--modes", "model,e2e")
     assert no_memory["memory"] == 0 and no_memory["cells"] >= parts["cells"]
     _, _, model_only = _cached_base_plan(tmp_path, "--modes", "model")
     assert model_only["cells"] < 0.6 * parts["cells"] and model_only["loads"] < parts["loads"]
-    _, _, one_cell = _cached_base_plan(tmp_path, "--batch", "1")
+    _, _, one_cell = _cached_base_plan(tmp_path, "--batch", "1", "--modes", "model,e2e")
     assert one_cell["cells"] < 0.5 * parts["cells"]
     plan.export = plan.precision = True  # the first run exports the bundle and adds its precision graphs
     first = estimate(plan)
