@@ -17,8 +17,6 @@ TRITON_VENV := .venv-triton
 .PHONY: demo bench test setup sysdeps triton-env pytest cpp-test clean minilm train-minilm
 DEMO_CKPT   := checkpoints/minilm-mnre
 DEMO_BUNDLE := bundles/minilm-mnre
-# the benchmark rows of the demo (eager fp32 always runs; `make bench` and benchmarks/latency.py run them all)
-DEMO_BACKENDS := ort-fused,ort-int8,ort-int8-dynamic,openvino-portable,openvino-int8
 
 # The `cpu` extra: the CPU ONNX Runtime wheel (a GPU host installs '.[gpu,...]' instead, never both; pyproject.toml).
 # PYTHONWARNINGS silences setuptools' notice on every editable install of a package-dir layout (nothing to act on).
