@@ -11,12 +11,16 @@ from pathlib import Path
 from dfma.export.precision.context import PrecisionContext
 from dfma.export.precision.options import StepOptions
 
-LATENCY_NOTE = "batch 1 on the host recorded with each row; see docs/precision.md"
+LATENCY_NOTE = ("batch 1 on the host recorded with each row, through what load() serves (the two-stage pair where "
+                "the graph has one); see docs/precision.md")
+BATCH_NOTE = ("every guard sentence alone vs inside batches of 8 and 32; batch_dependent when a top-1 label changes "
+              "or a logit moves beyond logit_bound (max(1e-3, 100 x fp32's own)); see docs/precision.md")
 
 
 def count_steps(manifest_keys: set, recipes: Sequence) -> int:
     """How many progress steps :func:`run` announces."""
-    return len(recipes) + int(any(r.timed for r in recipes)) + int("golden" in manifest_keys) + int("stages" in manifest_keys)
+    return (len(recipes) + 1 + int(any(r.timed for r in recipes)) + int("golden" in manifest_keys)
+            + int("stages" in manifest_keys))
 
 
 def build(ctx: PrecisionContext, recipes: Sequence) -> dict:
@@ -55,10 +59,30 @@ def golden_expected(ctx: PrecisionContext, outcomes: Mapping) -> dict:
         return expected_results(ctx.bundle.path(golden.get("file", GOLDEN_FILE)), view, paths)
 
 
-def choose(ctx: PrecisionContext, outcomes: Mapping) -> tuple[dict, dict, dict]:
+def batch_records(ctx: PrecisionContext, outcomes: Mapping) -> dict:
+    """graph key -> batch-invariance record (:mod:`~dfma.export.precision.batch_invariance`) of the fp32
+    graph auto times and of every graph built now (each on the backend its guard ran on), merged over the
+    bundle's earlier records of graphs it still has."""
+    from dfma.contract.graphs import fp32_rows
+    from dfma.export.precision import batch_invariance
+    from dfma.export.precision.context import CPU_BACKEND
+
+    graphs = ctx.manifest["graphs"]
+    fp32_key = next(r.key for r in reversed(fp32_rows()) if r.key in graphs)
+    todo = {fp32_key: (CPU_BACKEND, ctx.bundle.graph_path(fp32_key))}
+    for key, o in outcomes.items():
+        todo[key] = ("onnx-reference" if o.executor == "reference" else CPU_BACKEND, o.path)
+    with ctx.steps.step(f"batch invariance of {', '.join(todo)} (alone vs batches of 8 and 32)"):
+        measured = batch_invariance.measure(ctx, todo)
+    previous = (ctx.manifest.get("precision") or {}).get("batch_invariance") or {}
+    return {**{k: v for k, v in previous.items() if k in graphs and k not in measured}, **measured}
+
+
+def choose(ctx: PrecisionContext, outcomes: Mapping, batch: Mapping | None = None) -> tuple[dict, dict, dict]:
     """``(guard rows, latency, defaults.auto)``: this run's guard rows merged over the bundle's earlier ones
     (of graphs it still has), the latency table (measured when a timed recipe ran, else the bundle's), and
-    what ``auto`` serves (:func:`~dfma.export.precision.accuracy_guard.choose_auto`; {} without a new table)."""
+    what ``auto`` serves (:func:`~dfma.export.precision.accuracy_guard.choose_auto`, passing over graphs
+    ``batch`` marks batch-dependent unless allowed; {} without a new table)."""
     from dfma.export.precision import accuracy_guard as guard
     from dfma.export.precision import latency
 
@@ -70,7 +94,8 @@ def choose(ctx: PrecisionContext, outcomes: Mapping) -> tuple[dict, dict, dict]:
     previous = ctx.manifest.get("precision", {})
     merged = {**{k: v for k, v in previous.get("guard", {}).items() if k in ctx.manifest["graphs"] and k not in results},
               **results}
-    auto = guard.choose_auto(merged, measured, ctx.options.target_agreement, ctx.options.f1_tolerance)
+    auto = guard.choose_auto(merged, measured, ctx.options.target_agreement, ctx.options.f1_tolerance,
+                             batch=batch, allow_batch_dependent=ctx.options.allow_batch_dependent)
     return merged, measured or previous.get("latency", {}), auto
 
 
@@ -88,7 +113,8 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
         ctx = PrecisionContext.open(bundle, Path(tmp), options, recipe_options,
                                     steps=count_steps(set(read_manifest(bundle)), recipes))
         outcomes = build(ctx, recipes)
-        merged, lat_all, auto = choose(ctx, outcomes)
+        batch = batch_records(ctx, outcomes)
+        merged, lat_all, auto = choose(ctx, outcomes, batch)
         expected = golden_expected(ctx, outcomes)
         files = {o.entry["file"]: o.path for o in outcomes.values()}
         for o in outcomes.values():
@@ -96,12 +122,16 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
 
         def update(manifest: dict) -> dict:
             manifest["graphs"].update({k: o.entry for k, o in outcomes.items()})
+            for key, rec in batch.items():  # the mark every runtime honours (auto passes over it unless allowed)
+                if key in manifest["graphs"]:
+                    manifest["graphs"][key]["batch_dependent"] = rec["batch_dependent"]
             manifest["parity"].update({k: o.parity for k, o in outcomes.items()})
             section = manifest.setdefault("precision", {})
             section.update({"updated": started.replace(microsecond=0).isoformat(), "guard": merged,
                             "guard_data": ctx.data.guard.source, "target_agreement": options.target_agreement,
                             "f1_tolerance_points": options.f1_tolerance, "latency": lat_all,
-                            "latency_note": LATENCY_NOTE, "search": {**section.get("search", {}), **{
+                            "latency_note": LATENCY_NOTE, "batch_invariance": batch,
+                            "batch_invariance_note": BATCH_NOTE, "search": {**section.get("search", {}), **{
                                 k: o.search for k, o in outcomes.items() if o.search is not None}}})
             if expected:
                 manifest["golden"]["expected"].update(expected)
