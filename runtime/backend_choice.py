@@ -30,6 +30,7 @@ from dfma.contract.graphs import (
     AUTO,
     STAGES,
     GraphKind,
+    batch_dependent,
     is_engine,
     precisions,
     present,
@@ -39,7 +40,7 @@ from dfma.contract.graphs import (
 )
 from dfma.host import host_info, same_class
 from dfma.runtime.edge import STAGE_MODES
-from dfma.runtime.self_check import BATCH_DEPENDENT_NOTE, SELF_CHECK, auto_open, batch_dependent
+from dfma.runtime.self_check import BATCH_DEPENDENT_NOTE, SELF_CHECK, auto_open
 
 log = logging.getLogger("dfma.runtime")
 

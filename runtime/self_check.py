@@ -15,7 +15,7 @@ from dfma.backends.golden_check import run_golden
 from dfma.contract.bundle import Bundle
 from dfma.contract.errors import BundleError
 from dfma.contract.golden import judge, load_golden
-from dfma.contract.graphs import recorded_default
+from dfma.contract.graphs import batch_dependent, recorded_default
 from dfma.host import host_info
 
 SELF_CHECK = ("auto", "always", "never")
@@ -45,13 +45,6 @@ def needs_check(manifest: Mapping, key: str, precision: str, mode: str) -> tuple
     if measured_on == here:
         return False, ""
     return True, f"measured on {measured_on or 'an unrecorded CPU class'}, this host is {here}"
-
-
-def batch_dependent(manifest: Mapping, key: str) -> bool:
-    """Whether the precision step marked graph ``key`` batch-dependent (``graphs.<key>.batch_dependent``: its
-    answers change with the other requests in its batch, e.g. dynamic INT8's per-batch activation scale)."""
-    entry = (manifest.get("graphs") or {}).get(key)
-    return isinstance(entry, Mapping) and entry.get("batch_dependent") is True
 
 
 BATCH_DEPENDENT_NOTE = ("batch-dependent (its answers change with the other requests in a batch); "

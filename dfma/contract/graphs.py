@@ -272,6 +272,13 @@ def recorded_default(manifest: Mapping, scope: str) -> dict | None:
     return None
 
 
+def batch_dependent(manifest: Mapping, key: str) -> bool:
+    """Whether the precision step marked graph ``key`` batch-dependent (``graphs.<key>.batch_dependent``: its
+    answers change with the other requests in its batch, e.g. dynamic INT8's per-batch activation scale)."""
+    entry = (manifest.get("graphs") or {}).get(key)
+    return isinstance(entry, Mapping) and entry.get("batch_dependent") is True
+
+
 def resolve_precision(manifest: Mapping, precision: str, device: str, backend: str | None = None) -> tuple[str, str]:
     """``(precision, reason)`` for a requested precision: ``auto`` is the bundle's recorded default for that
     backend (what the precision step measured fastest on it), else for the device class, else fp32."""

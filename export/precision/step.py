@@ -128,7 +128,7 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
             manifest["parity"].update({k: o.parity for k, o in outcomes.items()})
             section = manifest.setdefault("precision", {})
             section.update({"updated": started.replace(microsecond=0).isoformat(), "guard": merged,
-                            "guard_data": ctx.data.guard.source, "target_agreement": options.target_agreement,
+                            "guard_data": ctx.data.source, "target_agreement": options.target_agreement,
                             "f1_tolerance_points": options.f1_tolerance, "latency": lat_all,
                             "latency_note": LATENCY_NOTE, "batch_invariance": batch,
                             "batch_invariance_note": BATCH_NOTE, "search": {**section.get("search", {}), **{
