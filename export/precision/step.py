@@ -122,9 +122,8 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
 
         def update(manifest: dict) -> dict:
             manifest["graphs"].update({k: o.entry for k, o in outcomes.items()})
-            for key, rec in batch.items():  # the mark every runtime honours (auto passes over it unless allowed)
-                if key in manifest["graphs"]:
-                    manifest["graphs"][key]["batch_dependent"] = rec["batch_dependent"]
+            for key in outcomes:  # the mark every runtime honours (auto passes over it unless allowed); the
+                manifest["graphs"][key]["batch_dependent"] = batch[key]["batch_dependent"]  # fp32 entries untouched
             manifest["parity"].update({k: o.parity for k, o in outcomes.items()})
             section = manifest.setdefault("precision", {})
             section.update({"updated": started.replace(microsecond=0).isoformat(), "guard": merged,
