@@ -331,9 +331,19 @@ def summary(manifest: dict) -> str:
                      latency.get(key, {}).get("batch1_median_ms", "-")])
     fp32_lat = prec.get("latency", {}).get("fp32", {}).get("batch1_median_ms", "-")
     text = table(["graph", "file", "size", "agree", "max err", "mean err", "F1 fp32", "F1 delta", "ms (b=1)"], rows)
-    text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {prec.get('guard_data', {})}"
+    data = prec.get("guard_data", {})
+    shown = {c: f"{v.get('samples')} sentences, {v.get('images')}, split {v.get('split')}"
+             for c, v in (data.get("conditions") or {}).items()} or data
+    text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {shown}"
     for key, s in prec.get("search", {}).items():
         text += f"\n{key}: {s['stopped']}"
+    for key, rec in (prec.get("batch_invariance") or {}).items():
+        text += f"\n{key}: {'BATCH-DEPENDENT: ' if rec.get('batch_dependent') else 'batch-invariant: '}{rec.get('why', '')}"
+    for key, r in prec.get("guard", {}).items():
+        if isinstance(r.get("conditions"), dict):
+            parts = [f"{p} {c} {100 * v['top1_agreement']:.2f}%" for p, row in (("tune", r.get("tune") or {}),
+                     ("confirm", r)) for c, v in (row.get("conditions") or {}).items()]
+            text += f"\n{key} by condition: {', '.join(parts)}"
     auto = (manifest.get("defaults") or {}).get("auto") or {}
     if "cpu" in auto:
         text += f"\nauto (CPU): {auto['cpu']['reason']}"
