@@ -28,6 +28,7 @@ import shutil  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+from dfma.contract.graphs import AUTO, FP32  # noqa: E402
 from dfma.contract.errors import BundleError, DFMAError, ExportError  # noqa: E402
 from dfma.contract.manifest import GraphEntry, IoSpec, Manifest  # noqa: E402
 
@@ -61,6 +62,7 @@ class TritonOptions:
     force: bool = False
     layout: str | None = None  # default: two-stage where the served graph has stage graphs, else whole
     vision_queue_delay_us: int | None = None  # default: VISION_DELAY_FACTOR x queue_delay_us
+    allow_batch_dependent: bool = False  # serve a graph marked batch-dependent (graphs.<key>.batch_dependent)
 
 
 @dataclass
@@ -103,20 +105,47 @@ def _max_batch(opts: TritonOptions, manifest: Manifest) -> int:
     return opts.max_batch
 
 
-def choose_onnx_graph(manifest: Manifest, precision: str, kind: str) -> str:
+def choose_onnx_graph(manifest: Manifest, precision: str, kind: str, allow_batch_dependent: bool = False,
+                      notes: list[str] | None = None) -> str:
     """The bundle file the ``onnxruntime_onnx`` model serves: ONNX Runtime's first choice for that device
-    (``auto``: the bundle's recorded default for it, else fp32)."""
+    (``auto``: the bundle's recorded default for it, else fp32).
+
+    Triton's dynamic batcher puts each request in a batch with others, so a graph the precision step marked
+    batch-dependent (``graphs.<key>.batch_dependent``: its answers change with the batch) is served only
+    with ``allow_batch_dependent``: ``auto`` then falls back through the recorded ranking (fp32 last), with
+    a note; a batch-dependent precision asked for by name is refused (ExportError naming the flag)."""
     from dfma.backends.registry import backend
 
     device = "cpu" if kind == "cpu" else "gpu"
+    asked = precision
     precision = manifest.resolve_precision(precision, device)[0]
     rows = manifest.present()
-    keys = backend("onnxruntime-cpu" if kind == "cpu" else "onnxruntime-cuda").ordered(rows, precision)
+    runner = backend("onnxruntime-cpu" if kind == "cpu" else "onnxruntime-cuda")
+
+    def first(p: str) -> list[str]:
+        return runner.ordered(rows, p)
+
+    keys = first(precision)
     if not keys:
         have = sorted({r.precision for r in rows.values()})
         raise ExportError(f"--precision {precision}: the bundle has no graph of it that ONNX Runtime runs on "
                           f"{'the CPU' if kind == 'cpu' else 'GPUs'} (it has {have}; int8-dynamic is CPU-only)")
-    return rows[keys[0]].file
+    if allow_batch_dependent or not manifest.batch_dependent(keys[0]):
+        return rows[keys[0]].file
+    if asked != AUTO:
+        raise ExportError(f"--precision {asked}: graph {keys[0]} ({rows[keys[0]].file}) is batch-dependent "
+                          f"(graphs.{keys[0]}.batch_dependent: its answer to a request changes with the other "
+                          "requests Triton's dynamic batcher puts in its batch); pass --allow-batch-dependent "
+                          "to serve it anyway")
+    rec = manifest.recorded_default(device)
+    for p in [*(c.precision for c in (rec.ranked if rec is not None else ())), FP32]:
+        found = first(p) if p else []
+        if found and not manifest.batch_dependent(found[0]):
+            if notes is not None:
+                notes.append(f"precision auto: {keys[0]} passed over (batch-dependent: its answers change with "
+                             f"the batch; --allow-batch-dependent serves it); serving {p} ({rows[found[0]].file})")
+            return rows[found[0]].file
+    raise ExportError("--precision auto: every graph is batch-dependent; pass --allow-batch-dependent")
 
 
 def check_graph_io(path: Path, io: IoSpec, section: str = "io") -> None:
@@ -217,7 +246,8 @@ def write_network(root: Path, bundle, opts: TritonOptions, max_batch: int, resul
     from dfma.export import triton_config as tc
 
     manifest, n = bundle.manifest, opts.name
-    graph = opts.graph or choose_onnx_graph(manifest, opts.precision, opts.kind)
+    graph = opts.graph or choose_onnx_graph(manifest, opts.precision, opts.kind, opts.allow_batch_dependent,
+                                            result.notes)
     onnx_files = {g.file for g in manifest.graphs.values() if g.file.endswith(".onnx")}
     if graph not in onnx_files:
         raise ExportError(f"--graph {graph!r}: the bundle's ONNX graphs are {sorted(onnx_files)}")
@@ -372,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variable-length", action="store_true",
                    help="pad each request only to its own longest row instead of the bundle's max_length "
                         "(less padding, but Triton batches only requests of equal length)")
+    p.add_argument("--allow-batch-dependent", action="store_true",
+                   help="serve a graph the precision step marked batch-dependent (dynamic INT8: behind the dynamic "
+                        "batcher a request's answer would change with the other requests in its batch); without "
+                        "it --precision auto passes over such a graph and naming one is refused")
     p.add_argument("--force", action="store_true", help="replace REPO if it exists (atomically, at the end)")
     return p
 
@@ -383,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                          kind=args.kind, preprocess_instances=args.preprocess_instances,
                          queue_delay_us=args.queue_delay_us, name=args.name, precision=args.precision,
                          graph=args.graph, engine=args.engine, pad_to_max_length=not args.variable_length,
-                         force=args.force, layout=args.layout, vision_queue_delay_us=args.vision_queue_delay_us)
+                         force=args.force, layout=args.layout, vision_queue_delay_us=args.vision_queue_delay_us,
+                         allow_batch_dependent=args.allow_batch_dependent)
     try:
         _check_options(opts)
     except ExportError as e:

@@ -30,7 +30,7 @@ from dfma.contract.graphs import AUTO, STAGES, GraphKind, precisions
 from dfma.contract.manifest import GraphEntry, Manifest
 from dfma.host import host_info, same_class
 from dfma.runtime.api_guards import STAGE_MODES
-from dfma.runtime.self_check import SELF_CHECK, auto_open
+from dfma.runtime.self_check import BATCH_DEPENDENT_NOTE, SELF_CHECK, auto_open
 
 log = logging.getLogger("dfma.runtime")
 
@@ -159,14 +159,17 @@ def _open_on(bundle: Bundle, spec: BackendSpec, rows: Mapping[str, GraphKind], p
 
 
 def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO, threads: int | None = None,
-                 device_id: int = 0, self_check: str = "auto", stages: str = "auto") -> Choice:
+                 device_id: int = 0, self_check: str = "auto", stages: str = "auto",
+                 allow_batch_dependent: bool = False) -> Choice:
     """Open the requested backend on the graph of the requested precision; returns the :class:`Choice`.
 
     ``stages`` (module doc): ``auto`` (the graph's stage graphs when it has them), ``two-stage`` or ``whole``.
 
     ``precision="auto"`` walks the bundle's ranked defaults with :func:`dfma.runtime.self_check.auto_open`
     (``self_check``: ``auto`` checks a graph on the golden set where this CPU is of another class than its
-    guard host, ``always`` checks every non-fp32 graph, ``never`` trusts the record).
+    guard host, ``always`` checks every non-fp32 graph, ``never`` trusts the record); it passes over a graph
+    the precision step marked batch-dependent unless ``allow_batch_dependent`` (a precision asked for by name
+    is served, with a warning in its reason).
 
     Raises BackendUnavailable (named backend unusable, or nothing usable) or BundleError (no graph of
     that precision, or none that loads).
@@ -189,10 +192,20 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
 
         try:
             if precision == AUTO and spec.device == "cpu":
-                runner, key, wanted, reason = auto_open(bundle, open_precision, spec.name, spec.device, self_check)
+                runner, key, wanted, reason = auto_open(bundle, open_precision, spec.name, spec.device, self_check,
+                                                        allow_batch_dependent)
             else:
                 wanted, reason = bundle.manifest.resolve_precision(precision, spec.device, spec.name)
                 runner, key = open_precision(wanted)
+                if bundle.manifest.batch_dependent(key):
+                    if precision == AUTO and not allow_batch_dependent:  # a recorded GPU default marked so
+                        runner.close()
+                        wanted, reason = "fp32", f"auto: {key} passed over: {BATCH_DEPENDENT_NOTE}; fp32"
+                        runner, key = open_precision(wanted)
+                    else:
+                        reason = f"{reason}; warning: {key} is {BATCH_DEPENDENT_NOTE.split(';')[0]}"
+                        log.warning("dfma.runtime: %s is batch-dependent: a request's answer may change with "
+                                    "the other requests in its batch", key)
         except (BackendUnavailable, BundleError) as e:
             last = i == len(candidates) - 1
             if last or (isinstance(e, BundleError) and len(candidates) == 1):

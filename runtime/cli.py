@@ -108,7 +108,8 @@ def _limits(args) -> Limits:
 def _load(args) -> Extractor:
     """The extractor the options ask for."""
     return load(args.bundle, backend=args.backend, precision=args.precision, threads=args.threads,
-                limits=_limits(args), stages=args.stages, image_cache_mb=args.image_cache_mb)
+                limits=_limits(args), stages=args.stages, image_cache_mb=args.image_cache_mb,
+                allow_batch_dependent=getattr(args, "allow_batch_dependent", False))
 
 
 def _open_extractor(args) -> Extractor:
@@ -298,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--precision", default=AUTO, choices=(AUTO, *PRECISIONS),
                         help="graph precision (default auto: the bundle's guarded default for this device, else fp32)")
     common.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    common.add_argument("--allow-batch-dependent", action="store_true",
+                        help="let --precision auto serve a graph marked batch-dependent (dynamic INT8: a request's "
+                             "answer changes with the other requests in its batch)")
     _limit_flags(common)
     serve = _Parser(add_help=False)
     serve.add_argument("--stages", default="auto", choices=STAGE_MODES,

@@ -263,7 +263,7 @@ class Extractor:
 def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO,
          threads: int | None = None, *, device_id: int = 0, max_batch: int | None = None,
          self_check: str = "auto", limits: Limits | Mapping[str, Any] | None = None, stages: str = "auto",
-         image_cache_mb: float | None = None) -> Extractor:
+         image_cache_mb: float | None = None, allow_batch_dependent: bool = False) -> Extractor:
     """Load a bundle folder and open a backend for it.
 
     ``backend``: ``auto`` (TensorRT engine > ONNX Runtime with TensorRT/CUDA provider > ONNX Runtime CPU;
@@ -281,20 +281,26 @@ def load(bundle: str | os.PathLike, backend: str = "auto", precision: str = AUTO
     node) when the bundle has them, else the whole graph (TensorRT engines: whole); ``two-stage`` requires the
     stage graphs (BundleError naming the graph); ``whole`` runs the whole graph. ``image_cache_mb``: with the
     stage graphs, an LRU of image features of at most that many MiB shared by every call (None: no cache).
+    ``allow_batch_dependent``: whether ``precision="auto"`` may serve a graph the precision step marked
+    batch-dependent (``graphs.<key>.batch_dependent``: dynamic INT8, whose answer to a request changes with
+    the other requests in its batch); default False: auto passes over it (the reason is in ``describe()``).
     Every file hash is verified first; raises InputError (an argument of the wrong type or range),
     BundleError (missing file, hash mismatch, bad manifest) or BackendUnavailable.
     """
     path, limits = check_load_args(bundle, backend, precision, threads, device_id, max_batch, self_check, limits,
                                    stages, image_cache_mb)
+    if not isinstance(allow_batch_dependent, bool):
+        raise InputError(f"must be True or False, got {allow_batch_dependent!r}", field="allow_batch_dependent")
     check_bundle_folder(path)
     cache_mb = cache_megabytes(image_cache_mb)
     with untyped_errors_as(BundleError, f"{path}: cannot load the bundle"):
         return _load(path, backend, precision, threads, device_id, max_batch, self_check, as_limits(limits),
-                     stages, cache_mb)
+                     stages, cache_mb, allow_batch_dependent)
 
 
 def _load(bundle: Path, backend: str, precision: str, threads: int | None, device_id: int, max_batch: int | None,
-          self_check: str, limits: Limits, stages: str = "auto", cache_mb: float | None = None) -> Extractor:
+          self_check: str, limits: Limits, stages: str = "auto", cache_mb: float | None = None,
+          allow_batch_dependent: bool = False) -> Extractor:
     t0 = time.perf_counter()
     opened = open_bundle(bundle)  # manifest checked, every listed file's size and sha256 verified
     folder, manifest = opened.folder, opened.manifest
@@ -310,7 +316,7 @@ def _load(bundle: Path, backend: str, precision: str, threads: int | None, devic
     preprocessor = Preprocessor.from_manifest(manifest.preprocess, tokenizer, limits)
     with untyped_errors_as(BackendUnavailable, f"{backend}: cannot open the backend for {folder}"):
         choice = open_backend(opened, backend=backend, precision=precision, threads=threads, device_id=device_id,
-                              self_check=self_check, stages=stages)
+                              self_check=self_check, stages=stages, allow_batch_dependent=allow_batch_dependent)
     limit = int(manifest.limits.max_batch or DEFAULT_MAX_BATCH)
     limit = min(limit, getattr(choice.runner, "max_batch", 0) or limit)
     if max_batch is not None:

@@ -47,9 +47,14 @@ def needs_check(manifest: Manifest, key: str, precision: str, mode: str) -> tupl
     return True, f"measured on {measured_on or 'an unrecorded CPU class'}, this host is {here}"
 
 
+BATCH_DEPENDENT_NOTE = ("batch-dependent (its answers change with the other requests in a batch); "
+                        "allow_batch_dependent=True serves it")
+
+
 def auto_open(bundle: Bundle, open_precision: Callable[[str], tuple[Any, str]], backend: str, device: str,
-              mode: str = "auto") -> tuple[Any, str, str, str]:
-    """``(runner, graph key, precision, reason)``: the first ranked precision whose graph opens and, where
+              mode: str = "auto", allow_batch_dependent: bool = False) -> tuple[Any, str, str, str]:
+    """``(runner, graph key, precision, reason)``: the first ranked precision whose graph opens, is not
+    marked batch-dependent (``Manifest.batch_dependent``; unless ``allow_batch_dependent``) and, where
     :func:`needs_check` says so, passes the golden set here; fp32 last. ``open_precision(p)`` opens the
     backend's preferred graph of precision ``p`` (raises BundleError when there is none)."""
     order, reason = ranked_precisions(bundle.manifest, backend, device)
@@ -59,6 +64,10 @@ def auto_open(bundle: Bundle, open_precision: Callable[[str], tuple[Any, str]], 
             runner, key = open_precision(precision)
         except BundleError as exc:
             notes.append(f"{precision}: {exc}")
+            continue
+        if not allow_batch_dependent and bundle.manifest.batch_dependent(key):
+            runner.close()
+            notes.append(f"{key} passed over: {BATCH_DEPENDENT_NOTE}")
             continue
         check, why = needs_check(bundle.manifest, key, precision, mode)
         if not check:

@@ -653,6 +653,12 @@ class Manifest(Section):
         out = entry.stages.files()
         return out if len(out) == len(STAGES) and all(f in self.files for f in out.values()) else None
 
+    def batch_dependent(self, key: str) -> bool:
+        """Whether the precision step marked graph ``key`` batch-dependent (``graphs.<key>.batch_dependent``: its
+        answers change with the other requests in its batch, e.g. dynamic INT8's per-batch activation scale)."""
+        entry = self.graphs.get(key)
+        return entry is not None and entry.get("batch_dependent") is True
+
     def keys_of_file(self, file: str) -> list[str]:
         """The ``graphs`` keys whose entry's file is ``file``."""
         return [k for k, g in self.graphs.items() if g.file == file]

@@ -6,8 +6,11 @@
 - :mod:`~dfma.export.precision.accuracy_guard`: guard runs, the sensitivity ranking, the fp32-node search,
   the latency table and the ``auto`` choice; :mod:`~dfma.export.precision.calibration`: MNRE feeds and
   activation ranges;
-- :mod:`~dfma.export.precision.latency`: the ``auto`` candidates and their batch-1 latency;
-- :mod:`~dfma.export.precision.stages`: the two-stage pair of each new graph, guarded;
+- :mod:`~dfma.export.precision.guard_sets`: the guard's serving conditions (text-only, with images) and
+  their tune / confirm split; :mod:`~dfma.export.precision.batch_invariance`: each graph alone vs in batches
+  of 8 and 32, and the ``batch_dependent`` mark;
+- :mod:`~dfma.export.precision.latency`: the ``auto`` candidates and their batch-1 latency on the served path;
+- :mod:`~dfma.export.precision.stages`: the stage graphs of each new graph, guarded;
 - :mod:`~dfma.export.precision.step`: runs the chosen recipes (``dfma.export.recipes``) and merges the bundle;
 - :mod:`~dfma.export.precision.command_line`: the generated command line;
 - :mod:`~dfma.export.precision.sensitivity_probe`: the end-to-end per-kind INT8 diagnostic.

@@ -20,7 +20,7 @@ import math
 import re
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -167,10 +167,26 @@ def group_ranking(ranking: list[dict], by: str) -> list[list[dict]]:
     return list(groups.values())
 
 
-def meets_guard(metrics: dict, target: float, f1_tolerance: float | None) -> bool:
-    """The guard: ``top1_agreement >= target`` and (unless ``f1_tolerance`` is None) |F1 delta| <= tolerance."""
+def meets_guard(metrics: Mapping, target: float, f1_tolerance: float | None) -> bool:
+    """The guard: ``top1_agreement >= target`` and (unless ``f1_tolerance`` is None) |F1 delta| <= tolerance;
+    for a row with serving ``conditions`` (:func:`condition_row`), in each of them, and in its ``tune`` part
+    too where the row has one."""
+    conditions = metrics.get("conditions")
+    if isinstance(conditions, Mapping) and conditions:
+        tune = metrics.get("tune")
+        return all(meets_guard(c, target, f1_tolerance) for c in conditions.values()) and (
+            not isinstance(tune, Mapping) or meets_guard(tune, target, f1_tolerance))
     return metrics["top1_agreement"] >= target and (
         f1_tolerance is None or abs(metrics["f1_delta_points"]) <= f1_tolerance)
+
+
+def condition_row(by_condition: Mapping[str, dict], part: str) -> dict:
+    """One part's guard row over the serving conditions (condition -> ``compare_with_labels`` row): its own
+    fields are the binding condition's (lowest agreement, then largest |F1 delta|), so a reader of the
+    top-level figures sees the worst case; ``conditions`` keeps each one apart."""
+    worst = min(by_condition, key=lambda c: (by_condition[c]["top1_agreement"],
+                                              -abs(by_condition[c]["f1_delta_points"])))
+    return {**by_condition[worst], "condition": worst, "part": part, "conditions": dict(by_condition)}
 
 
 def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]], *, target: float, budget: int,
@@ -237,44 +253,61 @@ def _brief(metrics: dict) -> dict:
     return {k: metrics[k] for k in ("top1_agreement", "max_abs_error", "mean_abs_error", "f1_delta_points")}
 
 
-def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float) -> dict[str, dict]:
+def choose_auto(results: dict, latency: dict, target: float, f1_tolerance: float,
+                batch: Mapping[str, Mapping] | None = None, allow_batch_dependent: bool = False) -> dict[str, dict]:
     """What ``precision="auto"`` serves on the CPU: among the measured candidates (``latency``: label ->
-    backend, graph, batch-1 ms) that meet the guard (agreement >= ``target`` and |F1 delta| <=
-    ``f1_tolerance`` points; fp32 on ONNX Runtime always does: it is the reference), the fastest.
+    backend, graph, batch-1 ms) that meet the guard (:func:`meets_guard`: agreement >= ``target`` and |F1
+    delta| <= ``f1_tolerance`` points in each serving condition and split; fp32 on ONNX Runtime always does:
+    it is the reference) and whose answers do not depend on their batch (``batch``: graph key ->
+    :mod:`~dfma.export.precision.batch_invariance` record; a ``batch_dependent`` graph only with
+    ``allow_batch_dependent``), the fastest.
 
     Returns the manifest's ``defaults.auto``: ``cpu`` (the overall choice) and one entry per backend
     (its own fastest), each ``{graph, backend, precision, batch1_ms, reason, host, ranked}``; ``ranked``
     lists every candidate meeting the guard, fastest first (what a serving host falls back through when
-    one fails its golden set there); empty without latency.
+    one fails its golden set there), each with ``batch_dependent`` (a runtime skips those unless told it
+    may serve them); empty without latency.
     """
-    guard = f"agreement >= {target}, |F1 delta| <= {f1_tolerance} points"
+    guard = f"agreement >= {target}, |F1 delta| <= {f1_tolerance} points in each serving condition"
+    batch = batch or {}
 
     def meets(label: str) -> bool:
         row = results.get(label)
         if label == "fp32":
             return True
-        return bool(row) and row["top1_agreement"] >= target and abs(row["f1_delta_points"]) <= f1_tolerance
+        return bool(row) and meets_guard(row, target, f1_tolerance)
+
+    def dependent(label: str) -> bool:
+        return bool((batch.get(latency[label]["graph"]) or {}).get("batch_dependent"))
 
     speed = ", ".join(f"{k} {v['batch1_median_ms']} ms" for k, v in latency.items())
     failed = [k for k in latency if not meets(k)]
     out: dict[str, dict] = {}
     for scope in ["cpu", *sorted({v["backend"] for v in latency.values()})]:
-        pool = [k for k in latency if meets(k) and (scope == "cpu" or latency[k]["backend"] == scope)]
+        ranked = sorted((k for k in latency if meets(k) and (scope == "cpu" or latency[k]["backend"] == scope)),
+                        key=lambda k: latency[k]["batch1_median_ms"])
+        skipped = [k for k in ranked if dependent(k)]
+        pool = ranked if allow_batch_dependent else [k for k in ranked if not dependent(k)]
         if not pool:
             continue
-        best = min(pool, key=lambda k: latency[k]["batch1_median_ms"])
+        best = pool[0]
         entry = latency[best]
+        why_batch = ""
+        if skipped:
+            why_batch = (f"; batch-dependent (answers change with the batch), served only where allowed: "
+                         f"{', '.join(skipped)}" + (" (allowed: --allow-batch-dependent)" if allow_batch_dependent
+                                                    else " (passed over)"))
         reason = (f"{best} on {entry['backend']}: the fastest at batch 1 of those meeting the guard ({guard}; "
-                  f"{speed}" + (f"; missed the guard: {', '.join(failed)}" if failed else "") + ")")
-        ranked = sorted(pool, key=lambda k: latency[k]["batch1_median_ms"])
+                  f"{speed}" + (f"; missed the guard: {', '.join(failed)}" if failed else "") + why_batch + ")")
         if scope in ("cpu", "onnxruntime-cpu") and "fp32" not in ranked:
             ranked.append("fp32")
         out[scope] = {"graph": entry["graph"], "backend": entry["backend"],
                       "precision": entry.get("precision") or ("fp32" if best == "fp32" else best), "label": best, "batch1_ms": entry["batch1_median_ms"], "reason": reason,
-                      "host": entry.get("host", {}),
+                      "host": entry.get("host", {}), "allow_batch_dependent": bool(allow_batch_dependent),
                       "ranked": [{"label": k, "backend": latency[k]["backend"], "graph": latency[k]["graph"],
                                   "precision": latency[k].get("precision") or k,
-                                  "batch1_ms": latency[k]["batch1_median_ms"]} for k in ranked]}
+                                  "batch1_ms": latency[k]["batch1_median_ms"],
+                                  "batch_dependent": dependent(k)} for k in ranked]}
     return out
 
 
@@ -300,9 +333,19 @@ def summary(manifest) -> str:
                      latency.get(key, {}).get("batch1_median_ms", "-")])
     fp32_lat = prec.get("latency", {}).get("fp32", {}).get("batch1_median_ms", "-")
     text = table(["graph", "file", "size", "agree", "max err", "mean err", "F1 fp32", "F1 delta", "ms (b=1)"], rows)
-    text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {prec.get('guard_data', {})}"
+    data = prec.get("guard_data", {})
+    shown = {c: f"{v.get('samples')} sentences, {v.get('images')}, split {v.get('split')}"
+             for c, v in (data.get("conditions") or {}).items()} or data
+    text += f"\nfp32 latency (b=1): {fp32_lat} ms; guard: {shown}"
     for key, s in prec.get("search", {}).items():
         text += f"\n{key}: {s['stopped']}"
+    for key, rec in (prec.get("batch_invariance") or {}).items():
+        text += f"\n{key}: {'BATCH-DEPENDENT: ' if rec.get('batch_dependent') else 'batch-invariant: '}{rec.get('why', '')}"
+    for key, r in prec.get("guard", {}).items():
+        if isinstance(r.get("conditions"), dict):
+            parts = [f"{p} {c} {100 * v['top1_agreement']:.2f}%" for p, row in (("tune", r.get("tune") or {}),
+                     ("confirm", r)) for c, v in (row.get("conditions") or {}).items()]
+            text += f"\n{key} by condition: {', '.join(parts)}"
     auto = manifest.defaults.auto if manifest.defaults is not None else {}
     if "cpu" in auto:
         text += f"\nauto (CPU): {auto['cpu'].reason}"

@@ -15,7 +15,9 @@ from dfma.contract.errors import ExportError
 DEFAULT_DATA = Path(os.environ.get("DFMA_MNRE_DIR", Path(__file__).resolve().parents[3] / "shared" / "data" / "mnre"))
 # defaults (calibration sentences, guard sentences, guard rounds, latency sentences) for a small model and a
 # large one (portable graph over 100 MB, e.g. base: every sentence also runs the ResNet on 4 image slots)
-SMALL, LARGE = (256, 512, 5, 16), (64, 96, 1, 8)
+# a small model's guard runs every validation sentence (0 = all): the guard's figures are then the
+# validation set's, not a sample's
+SMALL, LARGE = (256, 0, 5, 64), (64, 96, 1, 16)
 LARGE_BYTES = 100 << 20
 F1_TOLERANCE = 0.5  # points: with the agreement target, what "meets the guard" means for the auto default
 
@@ -60,8 +62,10 @@ class StepOptions:
                         metavar="DIR", type=Path)
     target_agreement: float = option(0.99, "top-1 agreement with fp32 a graph must reach")
     guard_samples: int | None = option(
-        None, f"MNRE validation sentences for the guard, 0 = all 1,624 (default: {SMALL[1]} small model, "
-              f"{LARGE[1]} large: every sentence runs the ResNet on 4 image slots)", metavar="N", type=int)
+        None, f"MNRE validation sentences for the guard, 0 = all 1,624 (default: all for a small model, "
+              f"{LARGE[1]} large: every sentence runs the ResNet on 4 image slots); each serving condition "
+              f"(text-only; with images) runs them, split into a tune half (the fp32-node search) and a "
+              f"confirm half (acceptance)", metavar="N", type=int)
     guard_budget: int | None = option(
         None, f"re-quantization rounds the guard may spend, round r keeping 2**(r-1) more kinds (or nodes) fp32 "
               f"(default: {SMALL[2]} small model, {LARGE[2]} large)", metavar="K", type=int)
@@ -71,6 +75,9 @@ class StepOptions:
     latency_samples: int | None = option(
         None, f"sentences per batch-1 latency figure (default: {SMALL[3]} small model, {LARGE[3]} large)",
         metavar="N", type=int)
+    allow_batch_dependent: bool = option(
+        False, "let defaults.auto choose a graph whose answers depend on the batch (dynamic INT8: its activation "
+               "scale is computed over the batch); without it such a graph is marked and passed over")
     seed: int = option(0, "seed of the sentence draws")
     quiet: bool = option(False, "no progress bars or step lines")
     f1_tolerance: float = F1_TOLERANCE  # not on the command line: |F1 delta| a graph meeting the guard keeps
@@ -82,6 +89,8 @@ class StepOptions:
         for name, least in (("calibration_samples", 1), ("latency_samples", 1), ("guard_budget", 0),
                             ("guard_samples", 0)):
             if getattr(self, name) is not None and getattr(self, name) < least:
+                raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: too small")
+        if self.guard_samples == 1:  # a tune part and a confirm part need a sentence each
                 raise UsageError(f"--{name.replace('_', '-')} {getattr(self, name)}: too small")
         for name in ("mnre_train.txt", "mnre_val.txt"):
             if not (self.data / name).is_file():

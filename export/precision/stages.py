@@ -1,6 +1,6 @@
-"""The two-stage pair of every graph the precision step builds, cut and guarded like the whole graph.
+"""The stage graphs of every graph the precision step builds, cut and guarded like the whole graph.
 
-Each new graph is cut at ``image_features`` (:mod:`dfma.export.split_graphs`); the pair then runs the
+Each new graph is cut at ``image_features`` (:mod:`dfma.export.split_graphs`); the stage graphs then run the
 whole guard set against fp32 (its own guard row: agreement, logit errors, F1) and is compared with its
 whole graph on random contract feeds at two shapes (``vs_whole``: the same nodes, so only fusion across the
 cut may differ; the bound is the recipe's ``vs_whole_atol``: fp16 and INT8 may round differently where a
@@ -13,8 +13,8 @@ from pathlib import Path
 from dfma.contract.graphs import STAGES
 
 
-def stage_pair(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
-    """Cut a recipe's graph (``outcome``), guard the pair; ``(stages entry, {bundle file: work path})``, or
+def cut_stage_graphs(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
+    """Cut a recipe's graph (``outcome``), guard them; ``(stages entry, {bundle file: work path})``, or
     None when the bundle has no two-stage section (exported before it existed)."""
     import numpy as np
 
@@ -32,18 +32,18 @@ def stage_pair(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
         return None
     parts = split_graph(whole, stages_io.features.to_json())
     row = backend_row("onnx-reference" if executor == "reference" else "onnxruntime-cpu")
-    pair = TwoStage(*(row.build(parts[s].path, io=stages_io.io(s)) for s in STAGES), io=ctx.manifest.io).open()
-    guard = ctx.compare(ctx.logits(pair, f"{key} two-stage ({executor})"))
+    staged = TwoStage(*(row.build(parts[s].path, io=stages_io.io(s)) for s in STAGES), io=ctx.manifest.io).open()
+    guard = ctx.compare(ctx.logits(staged, f"{key} two-stage ({executor})"))
     whole_run = row.build(whole).open()
     cfg, special = model_config(ctx.manifest), special_token_ids(ctx.manifest)
     rng, cases = np.random.default_rng(ctx.options.seed), []
     limits = ctx.manifest.limits
     for batch, length in ((1, 8), (min(7, limits.max_batch), limits.max_length)):
         feeds = random_inputs(cfg, special, batch, length, crops=True, rng=rng)
-        diff = compare(whole_run.logits(feeds), pair.logits(feeds))
+        diff = compare(whole_run.logits(feeds), staged.logits(feeds))
         cases.append({"batch": batch, "length": length, "max_abs_error": diff["max_abs_error"],
                       "top1_agreement": diff["top1_agreement"]})
-    pair.close()
+    staged.close()
     whole_run.close()
     atol = outcome.vs_whole_atol
     worst = max(c["max_abs_error"] for c in cases)
@@ -54,5 +54,5 @@ def stage_pair(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
         "vs_whole": {"graph": key, "max_abs_error": worst, "atol": atol, "cases": cases},
         "inputs": f"MNRE validation sentences: {ctx.data.guard.source}; random contract feeds for vs_whole"}
     ctx.log(f"  {key} two-stage: agreement {100 * guard['top1_agreement']:.2f} % vs fp32, "
-            f"max |pair - whole| {worst:.2e}")
+            f"max |stages - whole| {worst:.2e}")
     return entries, {entries[stage]["file"]: parts[stage].path for stage in STAGES}

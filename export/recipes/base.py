@@ -10,7 +10,7 @@ says which graph it builds from) and declares:
 - :meth:`Recipe.build`: writes the graph and says what to record (:class:`Built`);
 - how it is guarded: by default the graph runs the guard set on ONNX Runtime CPU against fp32
   (:meth:`Recipe.guard`); a recipe that searches (INT8) returns the guard row of its chosen round;
-  ``vs_whole_atol``: its two-stage pair's bound against the whole graph;
+  ``vs_whole_atol``: its stage graphs's bound against the whole graph;
 - what it records: the manifest ``graphs`` entry and ``parity`` record (:meth:`Recipe.record`), its search,
   its companion files; ``timed``: whether ``precision="auto"`` may choose it on the CPU (its batch-1 latency
   is measured against fp32's).

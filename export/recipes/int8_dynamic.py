@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dfma.export.precision.guard_sets import TUNE
 from dfma.export.recipes.base import Built, Recipe
 from dfma.export.recipes.int8_static import SENSITIVITY_BATCHES, Int8State, ReduceRangeTwin
 
@@ -36,19 +37,20 @@ class DynamicInt8(Recipe):
 
         def evaluate(excluded):
             build(excluded)
-            return ctx.evaluate(out, f"{self.key} ({len(excluded)} fp32)")
+            return ctx.evaluate(out, f"{self.key} ({len(excluded)} fp32)", parts=(TUNE,))
 
         def rank():
             nodes = q.weight_nodes(onnx.load(str(src)))
             return node_sensitivity(src, nodes, ctx.data.calibration.batches[:SENSITIVITY_BATCHES], None)
 
-        found = ctx.search(evaluate, rank, rebuild=build)
+        found = ctx.search(evaluate, rank, rebuild=build,
+                           confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
         quantization = {"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
                         "search_by": ctx.options.guard_by, "stats": stats,
                         "convolutions": "fp32 (dynamic quantization leaves them)"}
         return Built(fields={"derived_from": src.name, "cpu_only": True,
                              "producer": "onnxruntime quantize_dynamic (MatMulInteger)", "quantization": quantization},
-                     guard=found["final"], search={k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")},
+                     guard=found["final"], search={k: found[k] for k in ("met", "tuned", "confirmed", "stopped", "rounds", "chosen_round")},
                      state=Int8State(found["excluded"], quantize, quantization))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from dfma.contract.errors import ExportError
 from dfma.contract.graphs import CALIBRATION_FILE
 from dfma.export.precision.options import UsageError, option
+from dfma.export.precision.guard_sets import TUNE
 from dfma.export.recipes.base import Built, Outcome, Recipe
 
 NAME = __name__.rpartition(".")[2]
@@ -121,7 +122,7 @@ class StaticInt8(Recipe):
 
         def evaluate(excluded):
             build(excluded)
-            return ctx.evaluate(out, f"{self.key} ({len(excluded)} fp32)")
+            return ctx.evaluate(out, f"{self.key} ({len(excluded)} fp32)", parts=(TUNE,))
 
         modules = {n.name: module_of(n) for n in onnx.load(str(source)).graph.node}  # pre-processing drops them
 
@@ -130,7 +131,8 @@ class StaticInt8(Recipe):
             rows = node_sensitivity(pre, names, ctx.data.calibration.batches[:SENSITIVITY_BATCHES], ranges)
             return [{**r, "module": r.get("module") or modules.get(r["node"], "")} for r in rows]
 
-        found = ctx.search(evaluate, rank, start=start, rebuild=build)
+        found = ctx.search(evaluate, rank, start=start, rebuild=build,
+                           confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
         found["kept"] = [{**k, "module": k.get("module") or modules.get(k["node"], "")} for k in found["kept"]]
         kept = [{"node": n, "module": modules.get(n, ""), "reason": IMAGE_ONLY_REASON} for n in start] + found["kept"]
         quantization = {
@@ -142,7 +144,7 @@ class StaticInt8(Recipe):
             "tensorrt": "TensorRT takes symmetric int8 only: export/to_tensorrt.py rewrites the uint8 activation "
                         "Q/DQ to int8 over the same range"}
         return Built(fields={"producer": "onnxruntime quantize_static (QDQ)", "quantization": quantization},
-                     guard=found["final"], search={k: found[k] for k in ("met", "stopped", "rounds", "chosen_round")},
+                     guard=found["final"], search={k: found[k] for k in ("met", "tuned", "confirmed", "stopped", "rounds", "chosen_round")},
                      parity={"tensorrt_s8_emulated": self._tensorrt_form(ctx, out)},
                      files={CALIBRATION_FILE: cal_file}, state=Int8State(found["excluded"], quantize, quantization))
 

@@ -166,6 +166,17 @@ std::unique_ptr<detail::OnnxSession> open_precision(const detail::Bundle& b, con
     return nullptr;
 }
 
+// Whether the precision step marked graph `key` batch-dependent (dfma.runtime.self_check.batch_dependent).
+bool batch_dependent(const detail::Bundle& b, const std::string& key) {
+    const auto* graphs = b.find("graphs");
+    if (!graphs || !graphs->is_object() || !graphs->contains(key) || !(*graphs)[key].is_object()) return false;
+    const auto& g = (*graphs)[key];
+    return g.contains("batch_dependent") && g["batch_dependent"].is_boolean() && g["batch_dependent"].get<bool>();
+}
+
+const char* const kBatchDependentNote =
+    "batch-dependent (its answers change with the other requests in a batch); allow_batch_dependent serves it";
+
 // "auto" with a ranked record (dfma.runtime.self_check.auto_open): the first ranked precision whose
 // preferred graph opens and, where needs_check says so, passes the golden set here; fp32 last.
 OpenedGraph auto_ranked(const detail::Bundle& b, const nlohmann::json& rec, const Options& options, const std::string& here) {
@@ -179,6 +190,10 @@ OpenedGraph auto_ranked(const detail::Bundle& b, const nlohmann::json& rec, cons
         auto session = open_precision(b, precision, here, options.intra_op_threads, key, note);
         if (!session) {
             notes.push_back(note);
+            continue;
+        }
+        if (!options.allow_batch_dependent && batch_dependent(b, key)) {
+            notes.push_back(key + " passed over: " + kBatchDependentNote);
             continue;
         }
         const std::string file = b.at("graphs")[key]["file"].get<std::string>();
@@ -444,6 +459,7 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
         session = std::move(opened.session);
     } else {
         graph = graph_file(bundle, options.graph);
+        if (batch_dependent(bundle, graph.key)) graph.reason += std::string("; warning: ") + graph.key + " is batch-dependent";
     }
     info.graph_key = graph.key;
     info.graph_file = graph.file;

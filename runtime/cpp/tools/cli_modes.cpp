@@ -66,6 +66,14 @@ Stages stages_of(const Args& args) {
     throw std::invalid_argument("--stages must be auto, two-stage or whole, got '" + v + "'");
 }
 
+// --allow-batch-dependent true|false (Options::allow_batch_dependent; default false).
+bool allow_batch_dependent_of(const Args& args) {
+    const std::string v = args.get("allow-batch-dependent", "false");
+    if (v == "true") return true;
+    if (v == "false") return false;
+    throw std::invalid_argument("--allow-batch-dependent must be true or false, got '" + v + "'");
+}
+
 // --self-check auto|always|never (Options::self_check).
 SelfCheck self_check_of(const Args& args) {
     const std::string v = args.get("self-check", "auto");
@@ -159,6 +167,7 @@ int run_predict(const Args& args) {
     opts.graph = args.get("graph", "auto");
     opts.intra_op_threads = args.get_int("threads", 0, 0);
     opts.self_check = self_check_of(args);
+    opts.allow_batch_dependent = allow_batch_dependent_of(args);
     opts.stages = stages_of(args);
     opts.limits = args.limits();
     const int batch_flag = args.get_int("batch", 1, 1);
@@ -273,6 +282,7 @@ int run_info(const Args& args) {
     Options opts;
     opts.graph = args.get("graph", "auto");
     opts.self_check = self_check_of(args);
+    opts.allow_batch_dependent = allow_batch_dependent_of(args);
     opts.stages = stages_of(args);
     const auto ex = Extractor::load(args.get("bundle", "", true), opts);
     const auto& i = ex.info();

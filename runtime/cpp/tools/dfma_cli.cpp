@@ -33,11 +33,13 @@ namespace {
 const char* kUsage =
     "usage: dfma_cli {predict|tokenize|image|info|verify} --bundle DIR [options]\n"
     "  predict  [--graph auto] [--stages auto|two-stage|whole] [--self-check auto|always|never]\n"
+    "           [--allow-batch-dependent true|false (default false: auto passes over a batch-dependent graph)]\n"
     "           [--threads N] [--batch N] [--input FILE.jsonl (default stdin)]\n"
     "           (a line with \"entities\" [and \"pairs\"] gives one line per entity pair)\n"
     "  tokenize --input FILE.jsonl   (or --tokenizer DIR | --vocab vocab.txt, with [--max-length N])\n"
     "  image    --image FILE [--image FILE ...] [--out FILE.f32]   (or --image-size S --resize-size R)\n"
     "  info     [--graph auto] [--stages auto|two-stage|whole] [--self-check auto|always|never]\n"
+    "           [--allow-batch-dependent true|false]\n"
     "  verify   [--threads N]   (the golden set on every CPU graph; exit 0 all pass, 1 one fails)\n"
     "  request limits (predict, tokenize, image): --max-image-bytes --max-image-pixels --max-image-side\n"
     "           --max-aspect-ratio --max-resized-pixels --max-chunk-bytes --max-ancillary-bytes --max-jpeg-scans\n"

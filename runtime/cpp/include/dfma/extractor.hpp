@@ -83,6 +83,11 @@ struct Options {
     bool verify_all_files = true;    ///< sha256 of every file in the manifest (as the Python runtime);
                                      ///< false: only the files this runtime reads (faster on big bundles)
     SelfCheck self_check = SelfCheck::automatic;  ///< golden check of a ranked `auto` choice (see SelfCheck)
+    /// Whether "auto" may serve a graph the precision step marked batch-dependent
+    /// (`graphs.<key>.batch_dependent`: dynamic INT8, whose answer to a request changes with the other
+    /// requests in its batch); false: auto passes over it (Python's load(allow_batch_dependent=)). A graph
+    /// asked for by key or precision is served either way, with a warning in graph_reason.
+    bool allow_batch_dependent = false;
     /// Whole graph or stage graphs (see Stages); both give the whole graph's logits (1e-5, fp32).
     Stages stages = Stages::automatic;
     /// The bounds of one request (dfma/limits.hpp; the Python runtime's load(limits=)).
