@@ -15,7 +15,7 @@ from dfma.contract.graphs import STAGES
 
 def cut_stage_graphs(ctx, outcome) -> tuple[dict, dict[str, Path]] | None:
     """Cut a recipe's graph (``outcome``), guard them; ``(stages entry, {bundle file: work path})``, or
-    None when the bundle has no two-stage section (exported before it existed)."""
+    None when the bundle declares no stage graphs (its manifest has no complete `stages` section)."""
     import numpy as np
 
     from dfma.backends.compare import compare
