@@ -14,9 +14,8 @@ import fixtures_bundle
 from fixtures_bundle import copy_bundle
 import numpy as np
 import pytest
-
+from replayed_load import ReplayedLoad
 from repo_paths import REPO
-
 
 BENCH = REPO / "benchmarks"
 
@@ -366,16 +365,6 @@ def test_interleave_rotates_and_survives_a_failing_backend():
 
 # ---------------------------------------------------------------- disturbance (synthetic timings)
 
-class _Load:
-    """A CpuLoad stand-in replaying the other processes' CPU share of successive attempts."""
-
-    def __init__(self, shares):
-        self.shares = iter(shares)
-
-    def __call__(self):
-        share = next(self.shares)
-        return type("Probe", (), {"others": lambda self: {"others_cpu_fraction": share}})()
-
 
 def _cell(eager_ms, fused_ms, jitter=1.0):
     """Rows of one cell: eager and ort-fused, 7 calls each; ``jitter`` stretches the slowest calls."""
@@ -389,7 +378,7 @@ def test_a_disturbed_cell_is_measured_again_and_the_quiet_attempt_kept():
     from dfma.benchmarks.disturbance import measure_cell
 
     attempts = iter([_cell(4944, 520), _cell(640, 400)])  # the first while another job shared the cores
-    rows = measure_cell(lambda: next(attempts), _Load([0.49, 0.02]))
+    rows = measure_cell(lambda: next(attempts), ReplayedLoad([0.49, 0.02]))
     assert [r["seconds"][0] for r in rows] == [0.64, 0.4]
     verdict = rows[0]["disturbance"]
     assert verdict["attempts"] == 2 and not verdict["disturbed"] and verdict["others_cpu_fraction"] == 0.02
@@ -402,13 +391,13 @@ def test_a_cell_disturbed_every_time_never_meets_a_target():
     from dfma.config import preset
 
     attempts = iter([_cell(4944, 520), _cell(4800, 510, jitter=2.0), _cell(4900, 500)])
-    rows = measure_cell(lambda: next(attempts), _Load([0.49, 0.3, 0.45]))
+    rows = measure_cell(lambda: next(attempts), ReplayedLoad([0.49, 0.3, 0.45]))
     assert rows[0]["disturbance"]["disturbed"] and rows[0]["disturbance"]["attempts"] == 3
     targets = evaluate_targets(summarize(rows, preset("tiny"), 1e11), {})
     fused = targets[0]
     assert fused["met"] is None and fused["disturbed"] and "unmeasured (disturbed)" in fused["where"]
     # the same cell measured quietly decides the target
-    quiet = measure_cell(lambda: _cell(624, 358), _Load([0.01]))
+    quiet = measure_cell(lambda: _cell(624, 358), ReplayedLoad([0.01]))
     assert evaluate_targets(summarize(quiet, preset("tiny"), 1e11), {})[0]["met"] is True
 
 

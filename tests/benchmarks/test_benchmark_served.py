@@ -12,24 +12,14 @@ from pathlib import Path
 import fixtures_bundle
 import numpy as np
 import pytest
+from replayed_load import ReplayedLoad
+from repo_paths import REPO
 
-from dfma.contract.manifest import Manifest
 from dfma.benchmarks import served as sv
 from dfma.benchmarks.disturbance import bimodal, judge, measure_cell
+from dfma.contract.manifest import Manifest
 
-from repo_paths import REPO  # noqa: E402
 tiny_bundle = fixtures_bundle.tiny_bundle
-
-
-class _Load:
-    """A CpuLoad stand-in replaying the other processes' CPU share of successive attempts."""
-
-    def __init__(self, shares):
-        self.shares = iter(shares)
-
-    def __call__(self):
-        share = next(self.shares)
-        return type("Probe", (), {"others": lambda self: {"others_cpu_fraction": share}})()
 
 
 RNG = np.random.default_rng(7)
@@ -61,7 +51,7 @@ def _cell(workload="b1", *, auto_ms=4.0, fp32_ms=8.0, slow=None, drift=0.0):
 
 
 def test_bimodal_own_calls_are_reported_and_do_not_block_the_verdict():
-    rows = measure_cell(lambda: _cell(slow=0.45), _Load([0.01]))
+    rows = measure_cell(lambda: _cell(slow=0.45), ReplayedLoad([0.01]))
     verdict = rows[0]["disturbance"]
     assert not verdict["disturbed"] and verdict["attempts"] == 1  # a quiet machine reaches a verdict
     modes = {r["backend"]: r.get("bimodal") for r in rows}
@@ -79,18 +69,18 @@ def test_bimodal_own_calls_are_reported_and_do_not_block_the_verdict():
 
 def test_other_processes_load_is_remeasured_and_never_decides_a_target():
     attempts = iter([_cell(), _cell(auto_ms=4.1)])
-    rows = measure_cell(lambda: next(attempts), _Load([0.45, 0.02]))
+    rows = measure_cell(lambda: next(attempts), ReplayedLoad([0.45, 0.02]))
     assert rows[0]["disturbance"]["attempts"] == 2 and not rows[0]["disturbance"]["disturbed"]
     assert sv.targets(sv.speedups(rows))[0]["met"] is True
-    always = measure_cell(lambda: _cell(), _Load([0.45, 0.3, 0.5]))
+    always = measure_cell(lambda: _cell(), ReplayedLoad([0.45, 0.3, 0.5]))
     assert always[0]["disturbance"]["disturbed"] and always[0]["disturbance"]["attempts"] == 3
     t = sv.targets(sv.speedups(always))[0]
     assert t["met"] is None and t["disturbed"] and t["where"].startswith("unmeasured (disturbed): other processes")
 
 
 def test_drift_keeps_the_ratio_and_the_verdict():
-    quiet = sv.speedups(measure_cell(lambda: _cell(), _Load([0.0])))
-    drifting = sv.speedups(measure_cell(lambda: _cell(drift=0.3), _Load([0.0])))
+    quiet = sv.speedups(measure_cell(lambda: _cell(), ReplayedLoad([0.0])))
+    drifting = sv.speedups(measure_cell(lambda: _cell(drift=0.3), ReplayedLoad([0.0])))
     assert not drifting[0]["disturbance"]["disturbed"]  # slow drift is not a spread of one backend's calls
     ratio = {r["backend"]: r["vs_fp32"] for r in drifting}
     assert ratio["auto"] == pytest.approx({r["backend"]: r["vs_fp32"] for r in quiet}["auto"], rel=0.06)
