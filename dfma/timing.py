@@ -281,5 +281,12 @@ def _serve(factory: str, kwargs: dict) -> int:
     return 0
 
 
+USAGE = ("usage: python -m dfma.timing MODULE:FACTORY [KWARGS_JSON]\n\n"
+         "A timing worker (started by dfma.timing.Worker, not by hand): builds FACTORY(**KWARGS) from MODULE and\n"
+         "answers timing requests, one JSON line each, on stdin/stdout until stdin closes.")
+
 if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] in ("-h", "--help"):
+        print(USAGE)
+        sys.exit(0 if len(sys.argv) >= 2 else 2)
     sys.exit(_serve(sys.argv[1], json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}))
