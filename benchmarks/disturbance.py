@@ -108,8 +108,10 @@ def judge(rows: list[dict], others: dict | None) -> dict:
     if worst is not None and worst > SPREAD_MAX:
         slow = max(spreads, key=spreads.get)
         why.append(f"{slow}: p90 / p50 = {worst:.2f} (> {SPREAD_MAX})")
+    uneven = {b: round(s, 3) for b, s in spreads.items() if s > SPREAD_MAX}
     return {"disturbed": bool(why), "why": "; ".join(why), "others_cpu_fraction": busy,
-            "spread": None if worst is None else round(worst, 3), "bimodal": modes}
+            "spread": None if worst is None else round(worst, 3), "bimodal": modes,
+            "busy": bool(busy is not None and busy > OTHERS_MAX), "uneven": uneven}
 
 
 def measure_cell(run_once: Callable[[], list[dict]], load: Callable[[], object], *, reruns: int = RERUNS,
@@ -130,10 +132,31 @@ def measure_cell(run_once: Callable[[], list[dict]], load: Callable[[], object],
     rows, verdict = min(attempts, key=lambda a: (a[1]["disturbed"], a[1]["others_cpu_fraction"] or 0.0,
                                                  a[1]["spread"] or 0.0))
     for row in rows:
-        row["disturbance"] = {**{k: v for k, v in verdict.items() if k != "bimodal"}, "attempts": len(attempts)}
+        row["disturbance"] = {**{k: v for k, v in verdict.items() if k not in ("bimodal", "uneven")},
+                              "attempts": len(attempts), "own_spread": verdict["uneven"].get(row["backend"])}
         if row["backend"] in verdict["bimodal"]:
             row["bimodal"] = verdict["bimodal"][row["backend"]]
     return rows
+
+
+def compared_disturbance(rows: Sequence[dict | None]) -> str | None:
+    """Why a comparison of these rows (one cell) cannot decide a target, or None: other processes were busy, or
+    one of *these* rows was uneven (p90 / p50 over ``SPREAD_MAX``). Each contender runs in its own worker, so
+    another row's uneven calls (eager's OpenMP pool, say) say nothing about these; the cell is still measured
+    again for it. Rows without the per-row fields fall back to the cell's verdict."""
+    why = []
+    for row in rows:
+        d = (row or {}).get("disturbance") or {}
+        if "busy" not in d:
+            if d.get("disturbed"):
+                why.append(d.get("why") or "disturbed")
+            continue
+        if d["busy"]:
+            why.append(f"other processes used {100 * (d.get('others_cpu_fraction') or 0):.0f}% of the CPUs "
+                       f"(> {100 * OTHERS_MAX:.0f}%)")
+        if d.get("own_spread"):
+            why.append(f"{row['backend']}: p90 / p50 = {d['own_spread']:.2f} (> {SPREAD_MAX})")
+    return "; ".join(dict.fromkeys(why)) or None
 
 
 def undisturbed(rows: list[dict]) -> list[dict]:

@@ -94,6 +94,24 @@ def test_an_uneven_unimodal_row_disturbs_the_cell():
     assert verdict["disturbed"] and "ort-fp32: p90 / p50" in verdict["why"] and "ort-fp32" not in verdict["bimodal"]
 
 
+def _uneven(row):
+    factors = (1.0, 1.2, 1.5, 1.9, 2.4)  # repeat r of every sample this much slower: a continuum, no two modes
+    row["seconds"] = [t * factors[k // 12] for k, t in enumerate(row["seconds"])]
+    return row
+
+
+def test_an_uneven_row_that_a_target_does_not_compare_does_not_block_it():
+    uneven_eager = lambda: [*_cell()[:3], _uneven(_cell()[3])]  # noqa: E731  (eager's own calls uneven)
+    rows = sv.speedups(measure_cell(uneven_eager, ReplayedLoad([0.0, 0.0, 0.0])))
+    assert rows[0]["disturbance"]["disturbed"] and rows[0]["disturbance"]["attempts"] == 3  # measured again
+    assert "eager: p90 / p50" in rows[0]["disturbance"]["why"]
+    target = sv.targets(rows)[0]
+    assert target["met"] is True and not target.get("disturbed")  # auto vs ort-fp32: both rows even, machine quiet
+    uneven_fp32 = lambda: [_cell()[0], _uneven(_cell()[1]), *_cell()[2:]]  # noqa: E731  (a compared row)
+    blocked = sv.targets(sv.speedups(measure_cell(uneven_fp32, ReplayedLoad([0.0, 0.0, 0.0]))))[0]
+    assert blocked["met"] is None and blocked["disturbed"] and "ort-fp32: p90 / p50" in blocked["where"]
+
+
 def test_bimodal_needs_two_separated_groups():
     assert bimodal([0.010] * 10 + [0.018] * 10)["slow_share"] == 0.5
     assert bimodal(list(np.linspace(0.010, 0.020, 20))) is None  # a continuum is a spread, not two modes
