@@ -119,14 +119,9 @@ def eager(bundle: str, workloads: list[str], count: int, seed: int = 0, data: st
     def call(batch: list[dict]) -> np.ndarray:
         from dfma.contract.prediction import to_predictions
 
-        decoded: dict[int, object] = {}
-        features = []
-        for r in batch:  # the runtime's per-call memo: an image given twice is decoded once
-            text = pre.prepare_text(r)
-            if id(r.get("image")) not in decoded:
-                decoded[id(r.get("image"))] = pre.add_images(text)
-            f = decoded[id(r.get("image"))]
-            features.append(type(f)(text[1], f.pixel_values, f.image_mask, r.get("id")))
+        from dfma.benchmarks.workload import eager_features
+
+        features = eager_features(pre, batch)
         feeds = {k: torch.from_numpy(np.asarray(v)).to(device) for k, v in pre.collate(features).items()}
         with torch.inference_mode(), torch.autocast(device_type=device.split(":")[0], dtype=torch.float16,
                                                      enabled=fp16):

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dfma.benchmarks.workload import eager_features
 from dfma.contract.graphs import FP32, INT8
 from dfma.contract.manifest import Manifest
 
@@ -72,15 +73,7 @@ def _eager(folder: Path, manifest: Manifest, threads: int) -> TrafficPath:
     pre = pipe.preprocessor
 
     def call(requests: list[dict]) -> np.ndarray:
-        decoded: dict[int, object] = {}
-        features = []
-        for r in requests:  # the runtime's per-call memo: an image given twice is decoded once
-            text = pre.prepare_text(r)
-            key = id(r.get("image"))
-            if key not in decoded:
-                decoded[key] = pre.add_images(text)
-            f = decoded[key]
-            features.append(type(f)(text[1], f.pixel_values, f.image_mask, r.get("id")))
+        features = eager_features(pre, requests)
         logits = np.asarray(runner.logits(pre.collate(features)))
         to_predictions(logits, pipe.labels, [f.id for f in features])
         return logits

@@ -108,3 +108,18 @@ def make_samples(text_encoder, words: list[str], batch: int, length: int, num_cr
         out.append({"words": sentence, "head": list(HEAD), "tail": list(TAIL), "image": main,
                     "crops": list(crops), "id": row})
     return out
+
+
+def eager_features(pre, requests: list[dict]) -> list:
+    """The features of one call's ``requests`` as ``dfma.runtime`` prepares them for the eager rows: an image
+    given twice in one call is decoded once (the runtime's per-call memo)."""
+    decoded: dict[int, object] = {}
+    features = []
+    for r in requests:
+        text = pre.prepare_text(r)
+        key = id(r.get("image"))
+        if key not in decoded:
+            decoded[key] = pre.add_images(text)
+        f = decoded[key]
+        features.append(type(f)(text[1], f.pixel_values, f.image_mask, r.get("id")))
+    return features
