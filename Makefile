@@ -41,7 +41,7 @@ demo: setup
 	@echo "== make demo: about 4 minutes on 2 cores once .venv exists (export, precision + guard, verify, predict, all pairs of a post, benchmark)"
 	$(PY) export/to_onnx.py --checkpoint $(DEMO_CKPT) --out $(DEMO_BUNDLE) --force --quiet
 	$(PY) export/to_precision.py $(DEMO_BUNDLE) --guard-samples 256 --calibration-samples 64 --guard-budget 3 \
-		--latency-samples 8 --quiet
+		--latency-samples 32 --quiet
 	$(PY) -m dfma.runtime verify $(DEMO_BUNDLE)
 	$(PY) examples/predict_mnre.py $(DEMO_BUNDLE) 8
 	$(PY) benchmarks/latency.py --bundle $(DEMO_BUNDLE) --modes served --workloads b1,b8 --calls 12 --repeats 3 \

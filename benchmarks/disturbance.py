@@ -17,6 +17,11 @@ What disturbs a measurement is other work on the CPUs, so the rule looks at that
 A disturbed cell is measured again, up to ``RERUNS`` more times; the least disturbed attempt is kept and
 every row carries the verdict (``disturbance``), so that a target is reported met or missed only from
 undisturbed cells (:func:`undisturbed`).
+
+A target compares two rows. Other processes' load always withholds its verdict; the uneven calls of one of
+the two rows withhold it only when they make the comparison uncertain: when the bootstrap interval of the
+ratio (:func:`ratio_interval`, ``LEVEL``, resampling the samples) contains the target. Uneven calls that
+still leave a ratio of 1.0 against a target of 1.5 decide it.
 """
 from __future__ import annotations
 
@@ -30,6 +35,8 @@ MODE_SHARE = 0.2  # each mode of a bimodal backend holds at least this share of 
 MODE_RATIO = 1.3  # and the slow mode's median is at least this many times the fast one's
 MODE_GAP = 0.5  # the gap between the modes is at least this share of the distance between their medians (log)
 RERUNS = 2
+LEVEL = 0.90  # the bootstrap interval of a compared ratio
+BOOTSTRAP = 2000
 MIN_REPS_BATCH1 = 7  # timed calls per backend at batch 1, at least
 
 
@@ -139,12 +146,15 @@ def measure_cell(run_once: Callable[[], list[dict]], load: Callable[[], object],
     return rows
 
 
-def compared_disturbance(rows: Sequence[dict | None]) -> str | None:
-    """Why a comparison of these rows (one cell) cannot decide a target, or None: other processes were busy, or
-    one of *these* rows was uneven (p90 / p50 over ``SPREAD_MAX``). Each contender runs in its own worker, so
-    another row's uneven calls (eager's OpenMP pool, say) say nothing about these; the cell is still measured
-    again for it. Rows without the per-row fields fall back to the cell's verdict."""
-    why = []
+def compared_disturbance(rows: Sequence[dict | None], goal: float | None = None) -> str | None:
+    """Why a comparison of these rows (one cell; ``rows[1]`` the reference) cannot decide a target of ``goal``
+    (the ratio reference / row), or None: other processes were busy, or one of *these* rows was uneven (p90 /
+    p50 over ``SPREAD_MAX``) and the ratio's :func:`ratio_interval` contains ``goal`` (without ``goal``: uneven
+    at all). Each contender runs in its own worker, so another row's uneven calls (eager's OpenMP pool, say)
+    say nothing about these; the cell is still measured again for it. Rows without the per-row fields fall
+    back to the cell's verdict."""
+    why: list[str] = []
+    uneven: list[str] = []
     for row in rows:
         d = (row or {}).get("disturbance") or {}
         if "busy" not in d:
@@ -155,8 +165,41 @@ def compared_disturbance(rows: Sequence[dict | None]) -> str | None:
             why.append(f"other processes used {100 * (d.get('others_cpu_fraction') or 0):.0f}% of the CPUs "
                        f"(> {100 * OTHERS_MAX:.0f}%)")
         if d.get("own_spread"):
-            why.append(f"{row['backend']}: p90 / p50 = {d['own_spread']:.2f} (> {SPREAD_MAX})")
+            uneven.append(f"{row['backend']}: p90 / p50 = {d['own_spread']:.2f} (> {SPREAD_MAX})")
+    if uneven:
+        interval = (ratio_interval(rows[0], rows[1]) if goal is not None and len(rows) == 2 and all(rows)
+                    else None)
+        if interval is None or interval[0] <= goal <= interval[1]:
+            why += uneven + ([f"the ratio's {100 * LEVEL:.0f}% interval {interval[0]:.2f}-{interval[1]:.2f} "
+                              f"contains {goal}"] if interval else [])
     return "; ".join(dict.fromkeys(why)) or None
+
+
+def per_sample_best(row: dict) -> dict:
+    """``{sample: fastest call}`` of a row (every call one sample when the row has no ``sample``)."""
+    t, samples = list(row["seconds"]), row.get("sample")
+    if samples is None or len(samples) != len(t):
+        return {0: min(t)} if t else {}
+    best: dict = {}
+    for s, x in zip(samples, t):
+        best[s] = min(best.get(s, x), x)
+    return best
+
+
+def ratio_interval(row: dict, ref: dict, *, level: float = LEVEL, draws: int = BOOTSTRAP,
+                   seed: int = 0) -> tuple[float, float] | None:
+    """The ``level`` bootstrap interval of ``ref``'s statistic over ``row``'s (per sample the fastest call,
+    median over samples; samples resampled in pairs), or None with fewer than 3 common samples."""
+    a, b = per_sample_best(row), per_sample_best(ref)
+    common = sorted(set(a) & set(b), key=str)
+    if len(common) < 3:
+        return None
+    x = np.asarray([a[k] for k in common], dtype=np.float64)
+    y = np.asarray([b[k] for k in common], dtype=np.float64)
+    idx = np.random.default_rng(seed).integers(0, len(common), size=(draws, len(common)))
+    ratios = np.median(y[idx], axis=1) / np.median(x[idx], axis=1)
+    lo, hi = np.quantile(ratios, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
 
 
 def undisturbed(rows: list[dict]) -> list[dict]:

@@ -211,6 +211,14 @@ def served_table(result: Mapping) -> str:
         out.append("* disturbed workload (other processes > 10 % of the CPUs, or p90/p50 > 1.25 of a unimodal row, "
                    "after reruns): not used for any target")
     out += notes
+    spins = {}
+    for r in sv["rows"]:
+        spins.setdefault(r["backend"], []).extend(r.get("spin") or [])
+    spun = {k: 1e3 * float(np.median(v)) for k, v in spins.items() if v}
+    if spun and max(spun.values()) >= 0.5:
+        out.append("pools spinning after a call (median CPU ms burnt until quiet): "
+                   + ", ".join(f"{k} {v:.1f}" for k, v in spun.items())
+                   + "; each worker waited its own out before the next contender's call (dfma.timing.settle)")
     con = sv.get("consistency") or {}
     rec = con.get("recorded_auto") or {}
     if con.get("agree") is not None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dfma.benchmarks.disturbance import compared_disturbance
+from dfma.benchmarks.disturbance import LEVEL, compared_disturbance, ratio_interval
 from dfma.contract.graphs import FP32, INT8, INT8_DYNAMIC
 from dfma.contract.manifest import Manifest
 from dfma.timing import Calls, Worker, best_median
@@ -222,6 +222,8 @@ def measure(folder: Path, manifest: Manifest, workloads: list[str], *, count: in
                                 "sample": [i for rep in sec for i in _samples[:len(rep)]],
                                 "cpu": [c for rep in t["cpu"] for c in rep],
                                 "ctx": [c for rep in t["ctx"] for c in rep],
+                                "spin": [c for rep in t["spin"] for c in rep],
+                                "after": [a for rep in t["after"] for a in rep],
                                 "best_median_ms": 1e3 * best_median(sec), "logits": t["logits"]})
                 return out
 
@@ -269,9 +271,12 @@ def targets(rows: list[dict]) -> list[dict]:
                  "threshold": f">= {goal}x", "value": None, "met": None, "where": "not measured"}
         if row is not None and row.get("vs_fp32") is not None:
             ref = next((r for r in rows if r["workload"] == workload and r["backend"] == REFERENCE), None)
-            why = compared_disturbance([row, ref])  # only the two rows compared, and the machine
+            why = compared_disturbance([row, ref], goal)  # only the two rows compared, and the machine
             entry["value"] = round(row["vs_fp32"], 3)
-            entry["where"] = f"{workload}: auto {row['best_median_ms']:.2f} ms"
+            interval = ratio_interval(row, ref) if ref is not None else None
+            entry["interval"] = None if interval is None else [round(v, 3) for v in interval]
+            entry["where"] = (f"{workload}: auto {row['best_median_ms']:.2f} ms"
+                              + (f"; {100 * LEVEL:.0f}% interval {interval[0]:.2f}-{interval[1]:.2f}x" if interval else ""))
             if why:
                 entry.update(disturbed=True, where=f"unmeasured (disturbed): {why}")
             else:

@@ -1,8 +1,9 @@
 """Interleaved timing of several runners on one cell, latency statistics, and the GEMM rate of this machine.
 
-Interleaving: after a warm-up, every round calls each runner once, in an order rotated by one position
-per round, so that slow drift (other processes, thermal, frequency) hits every backend alike and no
-runner always follows the same neighbour. Rounds continue until at least ``min_reps`` calls per runner
+Interleaving: after a warm-up, every round calls each runner once, in the order of a Williams design
+(:func:`dfma.timing.call_order`), so that slow drift (other processes, thermal, frequency) hits every backend
+alike and every runner follows every other equally often (a rotation kept one neighbour before each runner
+in nearly every round). Rounds continue until at least ``min_reps`` calls per runner
 AND ``budget_s`` seconds have passed, or ``max_reps`` is reached (repetitions budgeted by time: a
 batch-32 cell on the base preset gets few repetitions, a batch-1 cell many). Before each call the loop
 sleeps ``gap_s`` (10 ms): ONNX Runtime's and OpenMP's worker threads spin for a while after a call, and
@@ -15,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from dfma.timing import call_order
 
 
 @dataclass
@@ -35,7 +38,8 @@ class Budget:
 
 def interleave(runners: Sequence, workload, budget: Budget, *,
                on_error: Callable[[object, BaseException], None] | None = None) -> tuple[dict[str, list[float]], dict]:
-    """Time ``runner.run(workload)`` round-robin; ``({key: [seconds...]}, {key: last output})``.
+    """Time ``runner.run(workload)`` in rounds, each in :func:`dfma.timing.call_order` (every runner follows every
+    other equally often); ``({key: [seconds...]}, {key: last output})``.
 
     A runner that raises is dropped from the cell (``on_error(runner, exc)`` is told) and the others go on.
     """
@@ -70,8 +74,9 @@ def interleave(runners: Sequence, workload, budget: Budget, *,
     while active and rounds < budget.max_reps:
         if rounds >= budget.min_reps and time.perf_counter() - start >= budget.budget_s:
             break
-        shift = rounds % len(active)
-        for runner in list(active[shift:] + active[:shift]):
+        for runner in [active[k] for k in call_order(len(active), rounds)]:
+            if runner not in active:  # dropped earlier in this round
+                continue
             dt = call(runner)
             if dt is not None:
                 times[runner.key].append(dt)

@@ -5,9 +5,21 @@ Why workers: ONNX Runtime's, OpenVINO's and PyTorch's (OpenMP) thread pools are 
 outlive a call; in one process every runtime's pool is alive beside the one being timed. Here each contender
 is built in its own process (``python -m dfma.timing``, started by :class:`Worker`), which holds one runtime
 only: nothing else in that process can spin, pin or resize a pool. The parent interleaves: for every sample
-it asks each worker in turn (order rotated per call) to time one call, so that drift of the machine
-(other processes, frequency, heat) hits every contender alike. Workers wait on a pipe between calls (no
-spinning); the parent times nothing itself, so its imports do not matter.
+it asks each worker in turn to time one call, so that drift of the machine (other processes, frequency, heat)
+hits every contender alike. The parent times nothing itself, so its imports do not matter.
+
+Why a worker settles before it answers: a runtime's pool keeps spinning after a call (PyTorch's OpenMP threads,
+ONNX Runtime's intra-op pool), and on 2 cores the next contender's call, in another process, pays for those
+spinning threads. So after each timed call the worker waits until its own process stops using CPU
+(:func:`settle`: no more than ``QUIET_SHARE`` of a core over a ``QUIET_WINDOW_S`` window, at most
+``QUIET_MAX_S``) and only then replies; the parent starts the next call after the reply. The CPU the pool burnt
+after the call is returned (``spin_cpu``) and reported. ``DFMA_TIMING_SETTLE=0`` turns this off (to measure what
+it changes).
+
+Why the order is a Williams design (:func:`call_order`), not a rotation: what a call pays for is mostly its
+predecessor's leftovers, and a rotation keeps the cyclic order, so one contender followed the same neighbour
+(e.g. eager's pool) in nearly every round. A Williams design puts every contender right after every other
+equally often (balanced first-order carry-over).
 
 The statistic (:func:`best_median`): per sample the fastest of its repeats, then the median over samples.
 The fastest of N of one sample discards the calls that something else slowed; the median over samples
@@ -38,6 +50,41 @@ from pathlib import Path
 import numpy as np
 
 STAT = "per sample the fastest of its repeats, median over samples; one worker process per contender, interleaved"
+QUIET_WINDOW_S = 0.002  # a worker is quiet when its process used less than QUIET_SHARE of a core over this window
+QUIET_SHARE = 0.1
+QUIET_MAX_S = 0.5  # a pool that spins longer is left spinning (and its spin_cpu says so)
+
+
+def call_order(n: int, round_index: int) -> list[int]:
+    """The order of ``n`` contenders in round ``round_index``: the rows of a Williams design (``n`` rows for even
+    ``n``, ``2n`` for odd), so that over a full cycle every contender directly follows every other equally often."""
+    if n <= 1:
+        return list(range(n))
+    first, lo, hi = [0], 1, n - 1
+    while len(first) < n:
+        first.append(lo)
+        lo += 1
+        if len(first) < n:
+            first.append(hi)
+            hi -= 1
+    rows = [[(v + r) % n for v in first] for r in range(n)]
+    if n % 2:
+        rows += [row[::-1] for row in rows]
+    return rows[round_index % len(rows)]
+
+
+def settle() -> tuple[float, float]:
+    """Wait until this process's other threads stop using CPU (a pool spinning after a call): ``(cpu_s, wall_s)``
+    spent waiting, ``cpu_s`` being what those threads burnt meanwhile."""
+    c0 = last = time.process_time()
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < QUIET_MAX_S:
+        time.sleep(QUIET_WINDOW_S)
+        now = time.process_time()
+        if now - last < QUIET_SHARE * QUIET_WINDOW_S:
+            break
+        last = now
+    return time.process_time() - c0, time.perf_counter() - t0
 
 
 class WorkerError(RuntimeError):
@@ -73,7 +120,8 @@ class Worker:
 
     def call(self, i: int, *, logits: bool = False) -> dict:
         """Time one call on sample ``i``: ``{"s": wall seconds, "cpu": process CPU seconds, "ctx": involuntary
-        context switches, "logits": [...] when asked}``."""
+        context switches, "spin_cpu": CPU seconds its pools burnt after the call (waited out before the reply),
+        "logits": [...] when asked}``."""
         self.proc.stdin.write(json.dumps({"op": "call", "i": int(i), "logits": logits}) + "\n")
         self.proc.stdin.flush()
         return self._read()
@@ -107,11 +155,14 @@ class Worker:
 
 def interleave(workers: Sequence[Worker], samples: Sequence[int], *, repeats: int, warmup: int = 1,
                gap_s: float = 0.0) -> dict[str, dict]:
-    """Every worker calls every sample ``repeats`` times, call by call in rotated order (after ``warmup`` untimed
-    calls each on the first samples). Returns ``{label: {"seconds": [[...] per repeat], "cpu": ..., "ctx": ...,
-    "logits": last logits per sample}}``; a worker that fails is reported as ``{"error": ...}`` and dropped."""
+    """Every worker calls every sample ``repeats`` times, call by call in :func:`call_order` (after ``warmup``
+    untimed calls each on the first samples). Returns ``{label: {"seconds": [[...] per repeat], "cpu", "ctx",
+    "spin" (the pool's CPU after each call), "after" (the label of the call before): same shape, "logits": last
+    logits per sample}}``; a worker that fails is reported as ``{"error": ...}`` and dropped."""
     active = list(workers)
-    out: dict[str, dict] = {w.label: {"seconds": [], "cpu": [], "ctx": [], "logits": {}} for w in active}
+    keys = ("seconds", "cpu", "ctx", "spin", "after")
+    out: dict[str, dict] = {w.label: {**{k: [] for k in keys}, "logits": {}} for w in active}
+    previous = [""]
 
     def one(w: Worker, i: int, timed: bool, want: bool) -> None:
         if gap_s > 0:
@@ -125,9 +176,10 @@ def interleave(workers: Sequence[Worker], samples: Sequence[int], *, repeats: in
         if want:
             out[w.label]["logits"][i] = r["logits"]
         if timed:
-            out[w.label]["seconds"][-1].append(r["s"])
-            out[w.label]["cpu"][-1].append(r["cpu"])
-            out[w.label]["ctx"][-1].append(r["ctx"])
+            for key, value in (("seconds", r["s"]), ("cpu", r["cpu"]), ("ctx", r["ctx"]),
+                               ("spin", r.get("spin_cpu", 0.0)), ("after", previous[0])):
+                out[w.label][key][-1].append(value)
+        previous[0] = w.label
 
     for i in list(samples)[:max(warmup, 0)]:
         for w in list(active):
@@ -135,12 +187,12 @@ def interleave(workers: Sequence[Worker], samples: Sequence[int], *, repeats: in
     turn = 0
     for rep in range(repeats):
         for w in active:
-            for key in ("seconds", "cpu", "ctx"):
+            for key in keys:
                 out[w.label][key].append([])
         for i in samples:
-            shift = turn % max(len(active), 1)
-            for w in list(active[shift:] + active[:shift]):
-                one(w, i, True, rep == repeats - 1)
+            for w in [active[k] for k in call_order(len(active), turn)]:
+                if w in active:  # one that failed earlier in this round is gone
+                    one(w, i, True, rep == repeats - 1)
             turn += 1
     return out
 
@@ -159,20 +211,34 @@ def normalized(seconds: Sequence[Sequence[float]]) -> np.ndarray:
     return (a / a.min(axis=0, keepdims=True)).ravel() if a.size else a.ravel()
 
 
-def batch1_latency(candidates: Mapping[str, tuple[str, str | os.PathLike]], samples: Sequence[Mapping[str, np.ndarray]],
-                   *, repeats: int = 3, warmup: int = 2, threads: int | None = None) -> dict[str, float]:
-    """Batch-1 latency (ms) of each candidate ``label -> (registry backend, graph file)`` on ``samples`` (one input
-    dict each, at its own length), with :data:`STAT`: each graph in its own worker process, calls interleaved.
-    What ``export/to_precision.py`` times ``precision="auto"``'s candidates with; the benchmark's rows use the
-    same worker and statistic."""
+def batch1_latency(candidates: Mapping[str, tuple[str, str | os.PathLike] | tuple[str, Mapping]],
+                   samples: Sequence[Mapping[str, np.ndarray]], *, repeats: int = 3, warmup: int = 2,
+                   threads: int | None = None, info: dict | None = None,
+                   errors: dict | None = None) -> dict[str, float]:
+    """Batch-1 latency (ms) of each candidate on ``samples`` (one input dict each, at its own length), with
+    :data:`STAT`: each in its own worker process, calls interleaved. A candidate is ``(registry backend, graph
+    file)`` (:func:`graph_on_feeds`) or ``("module:factory", kwargs)``, a factory that takes ``feeds`` (the saved
+    samples) and ``threads`` besides ``kwargs``. What ``export/to_precision.py`` times ``precision="auto"``'s
+    candidates with; the benchmark's rows use the same worker, order, settling and statistic. ``info`` receives
+    each worker's info; with ``errors``, a candidate that fails is recorded there (label -> why) and left out,
+    else the first failure raises :class:`WorkerError`."""
     with tempfile.TemporaryDirectory(prefix="dfma-timing-") as tmp:
         feeds = Path(tmp) / "feeds.npz"
         np.savez(feeds, **{f"{i}/{k}": np.asarray(v) for i, s in enumerate(samples) for k, v in s.items()})
         workers = []
         try:
-            for label, (backend, path) in candidates.items():
-                workers.append(Worker(label, "dfma.timing:graph_on_feeds",
-                                      {"backend": backend, "path": str(path), "feeds": str(feeds), "threads": threads}))
+            for label, (first, second) in candidates.items():
+                factory, kwargs = ((first, dict(second)) if isinstance(second, Mapping) else
+                                   ("dfma.timing:graph_on_feeds", {"backend": first, "path": str(second)}))
+                try:
+                    workers.append(Worker(label, factory, {**kwargs, "feeds": str(feeds), "threads": threads}))
+                except WorkerError as exc:
+                    if errors is None:
+                        raise
+                    errors[label] = str(exc)
+                    continue
+                if info is not None:
+                    info[label] = workers[-1].info
             times = interleave(workers, range(len(samples)), repeats=repeats, warmup=warmup)
         finally:
             for w in workers:
@@ -180,7 +246,10 @@ def batch1_latency(candidates: Mapping[str, tuple[str, str | os.PathLike]], samp
     out = {}
     for label, t in times.items():
         if "error" in t:
-            raise WorkerError(t["error"])
+            if errors is None:
+                raise WorkerError(t["error"])
+            errors[label] = t["error"]
+            continue
         out[label] = round(1e3 * best_median(t["seconds"]), 3)
     return out
 
@@ -242,6 +311,7 @@ def _serve(factory: str, kwargs: dict) -> int:
     def say(msg: dict) -> None:
         proto.write(json.dumps(msg) + "\n")
 
+    settle_pools = os.environ.get("DFMA_TIMING_SETTLE", "1") != "0"
     t0 = time.perf_counter()
     try:
         module, _, name = factory.partition(":")
@@ -272,7 +342,8 @@ def _serve(factory: str, kwargs: dict) -> int:
         except Exception as exc:  # noqa: BLE001
             say({"error": f"call {msg.get('i')}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"})
             return 1
-        reply = {"s": dt, "cpu": cpu, "ctx": ru1.ru_nivcsw - ru0.ru_nivcsw}
+        spin = settle()[0] if settle_pools else 0.0
+        reply = {"s": dt, "cpu": cpu, "ctx": ru1.ru_nivcsw - ru0.ru_nivcsw, "spin_cpu": spin}
         if msg.get("logits"):
             reply["logits"] = np.asarray(out, dtype=np.float32).round(5).tolist()
         say(reply)

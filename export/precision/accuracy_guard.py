@@ -39,26 +39,6 @@ def run_feeds(runner: Runner, feeds, *, desc: str = "running", progress: bool = 
     return np.concatenate(out).astype(np.float32)
 
 
-def latency_table(runners: dict[str, Runner], samples: Sequence[dict], *, repeats: int = 3,
-                  warmup: int = 2) -> dict[str, float]:
-    """Batch-1 latency (ms) of each runner: per sample the fastest of ``repeats`` runs, then the median.
-
-    Each repeat runs every graph over all samples in turn (graph by graph, so one session's spinning
-    worker threads never compete with another's), and the fastest-of-N per sample discards the runs that
-    other processes on the machine slowed down.
-    """
-    best = {key: [math.inf] * len(samples) for key in runners}
-    for _ in range(repeats):
-        for key, runner in runners.items():
-            for feeds in samples[:warmup]:
-                runner.infer(feeds)
-            for i, feeds in enumerate(samples):
-                start = time.perf_counter()
-                runner.infer(feeds)
-                best[key][i] = min(best[key][i], time.perf_counter() - start)
-    return {key: round(1000 * float(np.median(times)), 3) for key, times in best.items()}
-
-
 def single_samples(feeds, n: int) -> list[dict]:
     """The first ``n`` samples of a FeedSet as batch-1 feeds, each cut to its own length (no padding)."""
     out = []

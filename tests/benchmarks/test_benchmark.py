@@ -352,13 +352,13 @@ class _Fake:
         return np.zeros((1, 3))
 
 
-def test_interleave_rotates_and_survives_a_failing_backend():
+def test_interleave_balances_neighbours_and_survives_a_failing_backend():
     log, errors = [], []
     runners = [_Fake("a", log), _Fake("b", log), _Fake("c", log, fail_at=4)]
     budget = Budget(warmup=1, min_reps=4, max_reps=4, budget_s=0.0, gap_s=0.0)
     times, outputs = interleave(runners, None, budget, on_error=lambda r, e: errors.append(r.key))
     assert log[:3] == ["a", "b", "c"]  # warm-up
-    assert log[3:6] == ["a", "b", "c"] and log[6:9] == ["b", "c", "a"]  # order rotated each round
+    assert log[3:6] == ["a", "b", "c"] and log[6:9] == ["b", "c", "a"]  # Williams design rows, one per round
     assert errors == ["c"] and "c" not in times
     assert len(times["a"]) == len(times["b"]) == 4 and set(outputs) >= {"a", "b"}
 
@@ -424,3 +424,4 @@ def test_titles_name_the_checkpoint_or_the_preset():
         == "minilm-mnre (checkpoint)"
     assert report.model_title({"preset": "base", "source": "random"}) == "base (preset, random weights)"
     assert report.model_title({"preset": "tiny", "source": "checkpoint"}) == "tiny (preset)"  # an older result
+

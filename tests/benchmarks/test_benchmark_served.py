@@ -107,9 +107,33 @@ def test_an_uneven_row_that_a_target_does_not_compare_does_not_block_it():
     assert "eager: p90 / p50" in rows[0]["disturbance"]["why"]
     target = sv.targets(rows)[0]
     assert target["met"] is True and not target.get("disturbed")  # auto vs ort-fp32: both rows even, machine quiet
-    uneven_fp32 = lambda: [_cell()[0], _uneven(_cell()[1]), *_cell()[2:]]  # noqa: E731  (a compared row)
-    blocked = sv.targets(sv.speedups(measure_cell(uneven_fp32, ReplayedLoad([0.0, 0.0, 0.0]))))[0]
-    assert blocked["met"] is None and blocked["disturbed"] and "ort-fp32: p90 / p50" in blocked["where"]
+
+
+
+def test_an_uneven_compared_row_blocks_the_verdict_only_when_the_ratio_is_uncertain():
+    """ort-fp32's own calls uneven: with auto 2x faster the ratio's bootstrap interval lies far above 1.5 (met,
+    interval said); with auto 1.5x faster the interval contains the target (no verdict, and why)."""
+    def uneven_fp32(auto_ms):
+        return lambda: [_cell(auto_ms=auto_ms)[0], _uneven(_cell()[1]), *_cell()[2:]]
+
+    clear = sv.targets(sv.speedups(measure_cell(uneven_fp32(4.0), ReplayedLoad([0.0, 0.0, 0.0]))))[0]
+    assert clear["met"] is True and not clear.get("disturbed") and "90% interval" in clear["where"]
+    lo, hi = clear["interval"]
+    assert lo > 1.5 and lo <= clear["value"] <= hi
+    def at_the_target():  # auto exactly 1.5x faster on every sample, give or take 5 % alternately
+        auto, fp32, *rest = _cell()
+        fp32 = _uneven(fp32)
+        best = {}
+        for i, t in zip(fp32["sample"], fp32["seconds"]):
+            best[i] = min(best.get(i, t), t)
+        auto["seconds"] = [best[i] / 1.5 * (1.05 if i % 2 else 1 / 1.05) for i in auto["sample"]]
+        auto["best_median_ms"] = 1e3 * float(np.median([best[i] / 1.5 * (1.05 if i % 2 else 1 / 1.05) for i in best]))
+        return [auto, fp32, *rest]
+
+    close = sv.targets(sv.speedups(measure_cell(at_the_target, ReplayedLoad([0.0, 0.0, 0.0]))))[0]
+    assert close["value"] == pytest.approx(1.5, rel=0.05)
+    assert close["met"] is None and close["disturbed"] and "ort-fp32: p90 / p50" in close["where"]
+    assert "interval" in close["where"] and "contains 1.5" in close["where"]
 
 
 def test_bimodal_needs_two_separated_groups():

@@ -287,6 +287,9 @@ def test_to_precision_cli_updates_the_bundle(tiny_bundle, mnre_dir, tmp_path):
     assert manifest["graphs"]["int8"]["quantization"]["calibration"]["method"] == "minmax"
     auto = manifest["defaults"]["auto"]["cpu"]
     assert auto["precision"] in ("fp32", "int8", "int8-dynamic") and auto["reason"] and auto["host"]["class"]
+    timed = manifest["precision"]["latency"]  # the benchmark's timing core, on what its batch-1 row serves
+    assert timed and all(t["condition"] == "text-only" and "one worker process per candidate" in t["how"]
+                         and t["batch1_median_ms"] > 0 for t in timed.values())
     # a second build reuses the saved ranges instead of calibrating again
     cmd2 = cmd[:3] + ["--int8", "static", "--calibration-cache", str(bundle / "calibration.json")] + cmd[3:]
     proc = subprocess.run(cmd2, capture_output=True, text=True, timeout=600)
