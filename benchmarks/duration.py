@@ -88,6 +88,7 @@ class Plan:
     threads: int = 2
     sizes: dict[str, int] = field(default_factory=dict)  # contender -> bytes of the graph it loads
     fp32_bytes: int = 0  # the fp32 graph (the eager model's weights are as large)
+    model: str = ""  # what the bundle holds, as the duration line names it (a checkpoint, or a preset)
     bundle_bytes: int = 0  # every bundle file (dfma.runtime.load hashes them all in e2e loads)
     cpu_class: str = "x86-amx"
     bf16_emulated: bool = False
@@ -268,9 +269,12 @@ def plan_run(args) -> Plan:
             g in manifest.files for g in PRECISION_GRAPHS)
     elif (REPO / "export" / "to_precision.py").is_file():
         precision = True
+    model_label = ""
     if manifest is not None:
         cfg = bk.model_config(manifest)
         preset_name = manifest.model.preset or getattr(cfg, "preset", args.preset)
+        if manifest.model.checkpoint:
+            model_label = f"checkpoint {Path(manifest.model.checkpoint).name} ({preset_name} preset)"
         keys, _ = backend_keys(folder, manifest, args)
         sizes = {k: bk.file_bytes(folder, bk.graph_file(k)) for k in keys}
         fp32 = bk.file_bytes(folder, CATALOGUE["portable"].file)
@@ -306,7 +310,7 @@ def plan_run(args) -> Plan:
                 memory=not args.no_memory, threads=run_threads(args), sizes=sizes, fp32_bytes=fp32,
                 bundle_bytes=bundle_bytes, cpu_class=host["class"], bf16_emulated=bf16_emulated(host),
                 gemm_n=1024 if args.grid == "quick" else 2048, export=export, precision=precision, served=served,
-                isolated=getattr(args, "isolation", "shared") == "process")
+                isolated=getattr(args, "isolation", "shared") == "process", model=model_label)
 
 
 def _minutes(seconds: float) -> str:
@@ -339,8 +343,8 @@ def describe(plan: Plan, parts: Mapping[str, float]) -> str:
         shown.append(f"no torch.compile row (--compile adds ~{_minutes(plan.compile_would_add)} min)")
     most = (f" ({_minutes(parts['max'])} at most if every cell is measured again)"
             if parts["max"] > 1.05 * parts["total"] else "")
-    return (f"expected duration: about {_minutes(parts['total'])} min{most}, longer on a loaded machine: {plan.preset} "
-            f"preset, grid {plan.grid} = batch {batches} x length {lengths}, modes {'+'.join(plan.modes)}, "
+    return (f"expected duration: about {_minutes(parts['total'])} min{most}, longer on a loaded machine: "
+            f"{plan.model or plan.preset + ' preset'}, grid {plan.grid} = batch {batches} x length {lengths}, modes {'+'.join(plan.modes)}, "
             f"{len(plan.keys)} backends in {groups}; minutes: {', '.join(shown)} (computed from this run's plan with "
             "timings of quiet 2-core runs)")
 
