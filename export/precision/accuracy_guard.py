@@ -171,7 +171,9 @@ def condition_row(by_condition: Mapping[str, dict], part: str) -> dict:
 
 def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]], *, target: float, budget: int,
            start: Sequence[str] = (), rebuild: Callable[[list[str]], object] | None = None,
-           log: Callable[[str], None] | None = None, f1_tolerance: float | None = None, by: str = "node") -> dict:
+           log: Callable[[str], None] | None = None, f1_tolerance: float | None = None, by: str = "node",
+           order: Callable[[list[list[dict]]], list[list[dict]]] | None = None,
+           stop: Callable[[list[str]], str | None] | None = None) -> dict:
     """Keep the most sensitive nodes in fp32 until the guard is met (:func:`meets_guard`: agreement >= ``target``
     and, with ``f1_tolerance``, |F1 delta| within it) or ``budget`` rounds are spent.
 
@@ -181,6 +183,10 @@ def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]]
     (:func:`group_ranking`). When the target is not met, the best round
     (highest agreement, then fewest nodes kept) is the result and ``rebuild(excluded)`` re-creates its graph
     if it was not the last. A target above 1 can never be met.
+    The speed side (:mod:`~dfma.export.precision.keep_cost`): ``order(units)`` re-orders the units (e.g. by
+    accuracy recovered per millisecond lost); ``stop(excluded)``, asked after every graph that misses the guard,
+    returns why no graph keeping more in fp32 can be faster than fp32 (the search ends there, said in
+    ``stopped``), or None.
     Returns ``{"met", "stopped", "rounds", "kept", "final", "excluded", "chosen_round"}``; ``kept`` says why.
     """
     log = log or (lambda line: None)
@@ -190,11 +196,14 @@ def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]]
     rounds = [{"round": 0, "kept_fp32": 0, **_brief(history[0])}]
     log(f"guard round 0: agreement {history[0]['top1_agreement']:.4f}, F1 delta "
         f"{history[0]['f1_delta_points']:+.2f} ({goal})")
-    ranking = rank() if not ok(history[0]) and budget > 0 else []
+    too_slow = stop(list(start)) if stop is not None and not ok(history[0]) and budget > 0 else None
+    ranking = rank() if not ok(history[0]) and budget > 0 and not too_slow else []
     queue = group_ranking([r for r in ranking if r["node"] not in set(start)], by)
+    if order is not None:
+        queue = order(queue)
     kept: list[dict] = []
     step, n = 1, 0
-    while not ok(history[-1]) and n < budget and queue:
+    while not ok(history[-1]) and n < budget and queue and not too_slow:
         n += 1
         take, queue = [row for unit in queue[:step] for row in unit], queue[step:]
         step *= 2
@@ -211,6 +220,8 @@ def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]]
         kinds = f" ({len({kind_of(r) for r in kept})} kind(s))" if by == "kind" else ""
         log(f"guard round {n}: {len(kept)} node(s) kept fp32{kinds}, agreement {history[-1]['top1_agreement']:.4f}, "
             f"F1 delta {history[-1]['f1_delta_points']:+.2f}")
+        if stop is not None and not ok(history[-1]) and n < budget and queue:
+            too_slow = stop(list(start) + [r["node"] for r in kept])
     met = ok(history[-1])
     chosen = n if met else max(range(len(history)), key=lambda i: (
         history[i]["top1_agreement"], -abs(history[i]["f1_delta_points"]), -i))
@@ -221,7 +232,8 @@ def search(evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]]
     if met:
         stopped = f"target met after {n} round(s)" if n else "target met without keeping any node in fp32"
     else:
-        why = ("no search (budget 0)" if budget <= 0 else f"budget of {budget} round(s) spent" if n >= budget
+        why = ("no search (budget 0)" if budget <= 0 else f"stopped after {n} round(s): {too_slow}" if too_slow
+               else f"budget of {budget} round(s) spent" if n >= budget
                else f"no quantized node left to keep in fp32 after {n} round(s)")
         stopped = (f"{why}; {goal} not met; kept the best round, {chosen} "
                    f"(agreement {history[chosen]['top1_agreement']:.4f}, {len(kept)} node(s) fp32)")

@@ -196,14 +196,17 @@ class PrecisionContext:
         return guard.meets_guard(row, self.options.target_agreement, None)
 
     def search(self, evaluate: Callable[[list[str]], dict], rank: Callable[[], list[dict]], *,
-               confirm: Callable[[], dict], start: Sequence[str] = (), rebuild: Callable | None = None) -> dict:
+               confirm: Callable[[], dict], start: Sequence[str] = (), rebuild: Callable | None = None,
+               order: Callable | None = None, stop: Callable | None = None) -> dict:
         """The guard's fp32-node search (:func:`~dfma.export.precision.accuracy_guard.search`) with the step's
         target, budget, F1 tolerance and unit, on the ``tune`` part (``evaluate(excluded)`` returns
         :meth:`evaluate` with ``parts=("tune",)``); then ``confirm()`` evaluates the chosen graph on both parts
-        (its row becomes ``final``), and the target counts as met only if the ``confirm`` part meets it too."""
+        (its row becomes ``final``), and the target counts as met only if the ``confirm`` part meets it too.
+        ``order`` / ``stop``: the search's speed side (:mod:`~dfma.export.precision.keep_cost`)."""
         o = self.options
         found = guard.search(evaluate, rank, target=o.target_agreement, budget=o.guard_budget, start=start,
-                             rebuild=rebuild, log=self.log, f1_tolerance=o.f1_tolerance, by=o.guard_by)
+                             rebuild=rebuild, log=self.log, f1_tolerance=o.f1_tolerance, by=o.guard_by,
+                             order=order, stop=stop)
         final = confirm()
         confirmed = guard.meets_guard(final, o.target_agreement, o.f1_tolerance)
         self.log(f"guard confirm ({final.get('samples', '?')} held-out sentences per condition): agreement "

@@ -25,6 +25,7 @@ class DynamicInt8(Recipe):
 
         from dfma.export import quantize as q
         from dfma.export.precision.accuracy_guard import node_sensitivity
+        from dfma.export.precision.keep_cost import speed_side
 
         src = ctx.graph_path(self.source)
         stats: dict = {}
@@ -43,10 +44,12 @@ class DynamicInt8(Recipe):
             nodes = q.weight_nodes(onnx.load(str(src)))
             return node_sensitivity(src, nodes, ctx.data.calibration.batches[:SENSITIVITY_BATCHES], None)
 
-        found = ctx.search(evaluate, rank, rebuild=build,
+        speed = speed_side(ctx, onnx.load(str(src)), out)
+        found = ctx.search(evaluate, rank, rebuild=build, order=speed["order"], stop=speed["stop"],
                            confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
         quantization = {"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
-                        "search_by": ctx.options.guard_by, "stats": stats,
+                        "search_by": ctx.options.guard_by, "search_order": ctx.options.guard_order, "stats": stats,
+                        **({"search_speed": speed["check"].record()} if speed["check"] is not None else {}),
                         "convolutions": "fp32 (dynamic quantization leaves them)"}
         return Built(fields={"derived_from": src.name, "cpu_only": True,
                              "producer": "onnxruntime quantize_dynamic (MatMulInteger)", "quantization": quantization},

@@ -105,6 +105,7 @@ class StaticInt8(Recipe):
         from dfma.export import quantize as q
         from dfma.export.fp16 import module_of
         from dfma.export.precision.accuracy_guard import node_sensitivity
+        from dfma.export.precision.keep_cost import speed_side
 
         source = ctx.graph_path(self.source)
         pre = q.preprocess(source, ctx.work / f"{source.stem}.pre.onnx")
@@ -131,7 +132,8 @@ class StaticInt8(Recipe):
             rows = node_sensitivity(pre, names, ctx.data.calibration.batches[:SENSITIVITY_BATCHES], ranges)
             return [{**r, "module": r.get("module") or modules.get(r["node"], "")} for r in rows]
 
-        found = ctx.search(evaluate, rank, start=start, rebuild=build,
+        speed = speed_side(ctx, pre_model, out)
+        found = ctx.search(evaluate, rank, start=start, rebuild=build, order=speed["order"], stop=speed["stop"],
                            confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
         found["kept"] = [{**k, "module": k.get("module") or modules.get(k["node"], "")} for k in found["kept"]]
         kept = [{"node": n, "module": modules.get(n, ""), "reason": IMAGE_ONLY_REASON} for n in start] + found["kept"]
@@ -140,7 +142,9 @@ class StaticInt8(Recipe):
             "op_types": list(q.STATIC_OPS),
             "recipe": "full range: exact where the CPU has INT8 dot products (VNNI, AMX, ARM); see the "
                       "reduce_range twin for the others",
-            "calibration": calibration, "kept_fp32": kept, "search_by": ctx.options.guard_by, "stats": stats,
+            "calibration": calibration, "kept_fp32": kept, "search_by": ctx.options.guard_by,
+            "search_order": ctx.options.guard_order, "stats": stats,
+            **({"search_speed": speed["check"].record()} if speed["check"] is not None else {}),
             "tensorrt": "TensorRT takes symmetric int8 only: export/to_tensorrt.py rewrites the uint8 activation "
                         "Q/DQ to int8 over the same range"}
         return Built(fields={"producer": "onnxruntime quantize_static (QDQ)", "quantization": quantization},
