@@ -1,9 +1,15 @@
-"""Memory of each backend: peak RSS measured in a fresh process per backend, and grouping of backends
-that would not fit in memory side by side.
+"""Memory and load cost of each backend, measured in fresh processes, and grouping of backends that would not
+fit in memory side by side.
 
-``python benchmarks/memory.py --probe KEY --bundle DIR --batch B --length L --threads T`` loads one backend
+``python benchmarks/memory.py --probe KEY --bundle DIR --batch B --length L --threads T`` loads one grid backend
 in a fresh process, runs it once and prints one JSON line with its peak RSS (VmHWM) and its RSS after
 imports (before loading anything).
+
+``python benchmarks/memory.py --served LABEL --kwargs JSON --bundle DIR [--evict FILE ...]`` does the same for
+a served row (``dfma.runtime.load(bundle, **kwargs)``, one MNRE sentence), after evicting ``--evict`` files
+from the page cache; :func:`load_table` runs it three times per row (files and a first load; the warm load;
+the cold load) and gives the rows of the benchmark's "load" table: bytes the row loads (ONNX external data
+followed, benchmarks/load_files.py), load seconds with a cold and a warm page cache, RSS growth.
 """
 from __future__ import annotations
 
@@ -117,13 +123,19 @@ def probe(key: str, folder: Path, batch: int, length: int, threads: int, mode: s
 
 def run_probe(key: str, folder: Path, batch: int, length: int, threads: int, timeout: float = 900) -> dict:
     """:func:`probe` in a subprocess; ``{"error": ...}`` when it fails."""
+    cmd = ["--probe", key, "--bundle", str(folder), "--batch", str(batch), "--length", str(length),
+           "--threads", str(threads)]
+    return _subprocess(key, cmd, {"OMP_NUM_THREADS": str(threads)}, timeout)
+
+
+def _subprocess(key: str, args: list[str], env: Mapping[str, str], timeout: float) -> dict:
+    """This module run with ``args`` in a fresh interpreter: its last JSON line, or ``{"error": ...}``."""
     import subprocess
 
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", key, "--bundle", str(folder),
-           "--batch", str(batch), "--length", str(length), "--threads", str(threads)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **env},
+                              cwd=REPO, check=False)
     except subprocess.TimeoutExpired:
         return {"key": key, "error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -133,16 +145,132 @@ def run_probe(key: str, folder: Path, batch: int, length: int, threads: int, tim
     return json.loads(lines[-1])
 
 
+# ---------------------------------------------------------------------------- load cost of the served rows
+
+COLD_RESIDENT_MAX = 0.05  # share of a row's bytes still in the page cache after eviction above which cold is unmeasured
+
+
+def served_probe(label: str, folder: Path, kwargs: Mapping, threads: int | None = None, data: str | None = None,
+                 evict: list[str] | None = None) -> dict:
+    """In this (fresh) process: ``dfma.runtime.load(folder, **kwargs)`` (a served row), timed, then one call on one
+    MNRE sentence; RSS after imports, after the load and after the call, VmHWM, the graph files the extractor
+    opened. ``evict``: files dropped from the page cache just before the load (the share still resident is said)."""
+    import importlib
+
+    importlib.import_module("onnxruntime")  # the runtime's imports belong to the baseline, not to its memory
+    rt = importlib.import_module("dfma.runtime")
+    from dfma.benchmarks import load_files
+    from dfma.benchmarks.served import requests
+
+    call = requests("b1", 1, data=data)[0]
+    out: dict = {"key": label, "kwargs": dict(kwargs)}
+    if evict:
+        load_files.evict(evict)
+        out["resident_before_load"] = load_files.resident_share(evict)
+    base = rss_mb()
+    t0 = time.perf_counter()
+    ex = rt.load(str(folder), threads=threads, image_cache_mb=64.0, **kwargs)
+    out["load_seconds"] = time.perf_counter() - t0
+    after_load = rss_mb()
+    ex.predict_batch(call)
+    d = ex.describe()
+    stage_files = (d.get("stages") or {}).get("files") or {}
+    out.update(rss_after_imports_mb=base, rss_after_load_mb=after_load, rss_after_call_mb=rss_mb(),
+               peak_rss_mb=peak_rss_mb(), files=list(stage_files.values()) or [d.get("graph")],
+               precision=ex.precision, graph_key=d.get("graph_key"), backend=ex.backend)
+    ex.close()
+    return out
+
+
+def run_served_probe(label: str, folder: Path, kwargs: Mapping, threads: int | None = None, data: str | None = None,
+                     evict: list[str] | None = None, timeout: float = 900) -> dict:
+    """:func:`served_probe` in a fresh process; ``{"error": ...}`` when it fails."""
+    args = ["--served", label, "--kwargs", json.dumps(dict(kwargs)), "--bundle", str(folder)]
+    args += ["--threads", str(threads)] if threads else []
+    args += ["--data", data] if data else []
+    args += ["--evict", *evict] if evict else []
+    return _subprocess(label, args, {"OMP_NUM_THREADS": str(threads)} if threads else {}, timeout)
+
+
+def load_row(label: str, folder: Path, kwargs: Mapping, threads: int | None = None, data: str | None = None) -> dict:
+    """One row of the load table: three fresh processes load ``dfma.runtime.load(folder, **kwargs)`` and run one
+    call. The first names the files (their bytes follow ONNX external data); the second, right after it, is the
+    warm load; the third evicts those files from the page cache first: the cold load (``cold`` says why not
+    when the files stayed resident). RSS growth: RSS after load and one call minus RSS after imports, of the
+    warm process; peak growth: its VmHWM minus the same."""
+    from dfma.benchmarks import load_files
+
+    first = run_served_probe(label, folder, kwargs, threads, data)
+    if "error" in first:
+        return {"row": label, "error": first["error"]}
+    files = load_files.row_files(folder, first["files"])
+    warm = run_served_probe(label, folder, kwargs, threads, data)
+    if "error" in warm:
+        return {"row": label, "error": warm["error"]}
+    row = {"row": label, "serves": f"{warm['precision']} {warm.get('graph_key') or ''}".strip(),
+           "graphs": files["graphs"], "stores": files["stores"], "bytes": files["bytes"],
+           "load_first_s": round(first["load_seconds"], 4), "load_warm_s": round(warm["load_seconds"], 4),
+           "load_cold_s": None, "cold": None}
+    base = warm["rss_after_imports_mb"]
+    if base is not None and warm.get("rss_after_call_mb") is not None:
+        row["rss_growth_mb"] = round(warm["rss_after_call_mb"] - base, 1)
+        row["rss_after_load_growth_mb"] = round(warm["rss_after_load_mb"] - base, 1)
+        row["growth_per_byte"] = round(row["rss_growth_mb"] * 2**20 / files["bytes"], 3) if files["bytes"] else None
+    if base is not None and warm.get("peak_rss_mb") is not None:
+        row["peak_growth_mb"] = round(warm["peak_rss_mb"] - base, 1)
+    cold = run_served_probe(label, folder, kwargs, threads, data, evict=files["paths"])
+    resident = cold.get("resident_before_load")
+    row["resident_before_cold"] = None if resident is None else round(resident, 4)
+    if "error" in cold:
+        row["cold"] = f"not measurable here: {cold['error']}"
+    elif resident is not None and resident > COLD_RESIDENT_MAX:
+        row["cold"] = (f"not measurable here: {100 * resident:.0f}% of the files stayed in the page cache after "
+                       "posix_fadvise(DONTNEED)")
+    else:
+        row["load_cold_s"] = round(cold["load_seconds"], 4)
+    return row
+
+
+def load_table(folder: Path, rows: Mapping[str, Mapping], threads: int | None = None, data: str | None = None,
+               log=None) -> dict:
+    """The load table of the served rows ``{label: dfma.runtime.load kwargs}`` (:func:`load_row` each):
+    ``{"rows": [...], "method": ..., "seconds": ...}``."""
+    t0 = time.perf_counter()
+    out = []
+    for label, kwargs in rows.items():
+        if log:
+            log(f"[load] {label}: bytes, warm and cold loads in fresh processes ...")
+        out.append(load_row(label, folder, kwargs, threads, data))
+    return {"rows": out, "seconds": round(time.perf_counter() - t0, 1),
+            "method": "each row: dfma.runtime.load + 1 call (one MNRE sentence) in 3 fresh processes; bytes = the "
+                      "graph files it opened + the ONNX external data they reference (a shared store once per "
+                      "row); warm = the second process's load; cold = the third's, its files evicted first "
+                      "(os.sync + posix_fadvise DONTNEED, residency checked with mincore; the Python "
+                      "libraries stay cached); RSS growth = RSS after load + call - RSS after imports"}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the memory probe subprocess."""
-    p = argparse.ArgumentParser(description="memory probe of one backend (used by latency.py)")
-    p.add_argument("--probe", required=True, metavar="KEY")
+    p = argparse.ArgumentParser(description="memory / load probe of one backend (used by latency.py)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--probe", metavar="KEY", help="a grid backend (model only)")
+    which.add_argument("--served", metavar="LABEL", help="a served row: dfma.runtime.load(bundle, **--kwargs)")
     p.add_argument("--bundle", required=True, type=Path)
-    p.add_argument("--batch", type=int, required=True)
-    p.add_argument("--length", type=int, required=True)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, help="--probe: batch of the one call")
+    p.add_argument("--length", type=int, help="--probe: length of the one call")
+    p.add_argument("--threads", type=int, default=None, help="threads (--probe: default 2; --served: the runtime's)")
+    p.add_argument("--kwargs", default="{}", help="--served: dfma.runtime.load keyword arguments as JSON")
+    p.add_argument("--data", default=None, help="--served: the MNRE split the sentence comes from")
+    p.add_argument("--evict", nargs="+", default=None, metavar="FILE",
+                   help="--served: drop these files from the page cache before the load")
     args = p.parse_args(argv)
-    print(json.dumps(probe(args.probe, args.bundle, args.batch, args.length, args.threads)))
+    if args.served:
+        print(json.dumps(served_probe(args.served, args.bundle, json.loads(args.kwargs), args.threads, args.data,
+                                      args.evict)))
+        return 0
+    if args.batch is None or args.length is None:
+        p.error("--probe needs --batch and --length")
+    print(json.dumps(probe(args.probe, args.bundle, args.batch, args.length, args.threads or 2)))
     return 0
 
 
