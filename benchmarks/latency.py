@@ -452,10 +452,25 @@ def run_served(args: argparse.Namespace, folder: Path, manifest: Manifest) -> di
                                      log=log)
     rows = sv.speedups(rows)
     guard = {k: parity_of(manifest, (v.get("graph") or "")).get("guard_passed") for k, v in info.items()}
-    return {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "threads": args.threads,
-            "source": sv.source_of(
-                str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
-            "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
+    out = {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "threads": args.threads,
+           "source": sv.source_of(
+               str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
+           "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
+    if args.load_table:  # after the timed calls (their workers are closed): fresh processes, one row at a time
+        out["load"] = run_load_table(args, folder, manifest, wanted)
+    return out
+
+
+def run_load_table(args: argparse.Namespace, folder: Path, manifest: Manifest, wanted: list[str] | None) -> dict:
+    """The load table of the served rows that go through ``dfma.runtime.load`` (benchmarks/memory.py)."""
+    from dfma.benchmarks import served as sv
+
+    specs, _ = sv.contenders(folder, manifest, wanted)
+    rows = {label: kwargs for label, (factory, kwargs) in specs.items() if factory.endswith(":served")}
+    table = memprobe.load_table(folder, rows, threads=args.threads, data=str(args.data) if args.data else None, log=log)
+    table["not_loaded"] = {label: "eager PyTorch: not loaded through dfma.runtime.load (no bundle graph files)"
+                           for label, (factory, _) in specs.items() if not factory.endswith(":served")}
+    return table
 
 
 def served_only(args, argv, started, t_start, machine, cpu_load, folder: Path, manifest: Manifest, served: dict) -> dict:

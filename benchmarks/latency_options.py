@@ -122,6 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                    help="the peak-memory probes: one fresh process per backend, load + 1 call at the largest cell "
                         "(default: on; a few seconds each at batch 8, more at batch 32); --no-memory skips them")
+    p.add_argument("--load-table", action=argparse.BooleanOptionalAction, default=True,
+                   help="with the served rows: the load table, each row that dfma.runtime.load serves loaded in 3 "
+                        "fresh processes after the timed calls (bytes it reads, load s with a cold and a warm page "
+                        "cache, RSS growth; ~3 s a row on the tiny bundle, ~10 s a row on MiniLM); default on")
     p.add_argument("--memory-budget", type=float, default=None, metavar="MiB",
                    help="memory the backends opened side by side may need together (default: 80%% of MemAvailable); "
                         "backends that do not fit together are timed in groups, each with its own eager runs")
