@@ -352,6 +352,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             log(f"[gemm] no INT8 GEMM rate in the cells: {exc}")
     backends: dict = {}
     memory: dict = {}
+    evicted: dict = {}  # key -> the files its memory probe loads cold (memprobe.evict_for_probe)
     big = (max(batches), max(lengths))
     if not args.no_memory:
         for key in keys:
@@ -359,7 +360,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                 memory[key] = {"key": key, "error": "not probed: a fresh process would compile the model before "
                                                     "running it (the peak would be the compiler's)"}
                 continue
-            log(f"[memory] {key}: fresh process, load + 1 run at batch {big[0]} x length {big[1]} ...")
+            log(f"[memory] {key}: fresh process, its files evicted from the page cache, load + 1 run at batch "
+                f"{big[0]} x length {big[1]} ...")
+            evicted[key] = memprobe.evict_for_probe(folder, bk.graph_file(key))
             mem = memprobe.run_probe(key, folder, big[0], big[1], threads)
             if mem.get("peak_rss_mb") is not None and mem.get("rss_after_imports_mb") is not None:
                 mem["delta_mb"] = mem["peak_rss_mb"] - mem["rss_after_imports_mb"]
@@ -431,6 +434,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "skipped": skipped,
         "results": results,
     }
+    if memory:
+        result["load"] = memprobe.grid_load_rows(memory, evicted, backends)
     result["targets"] = evaluate_targets(results, backends)
     if served is not None:
         result["served"] = served

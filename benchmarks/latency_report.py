@@ -264,17 +264,25 @@ def load_notes(load: Mapping) -> list[str]:
 
 
 def load_table(result: Mapping) -> str:
-    """The load table of the served rows (benchmarks/memory.py: load_table): bytes each row reads (ONNX external
-    data followed), load seconds with a cold and a warm page cache, RSS growth of the loaded extractor."""
-    load = (result.get("served") or {}).get("load")
-    if not load:
-        return ""
-    out = [f"== load: each served row loaded by dfma.runtime.load in fresh processes ({load.get('seconds', 0):.0f} s)",
-           table(LOAD_HEAD, load_rows(load)),
-           "MiB: the graph files the row opened + the ONNX external data they reference; cold: its files evicted "
-           "from the page cache first (n/m: not measurable here); RSS growth: after load + 1 call minus after "
-           "imports; growth / bytes: RSS growth over MiB"]
-    return "\n".join(out + load_notes(load))
+    """The load tables (benchmarks/memory.py): the served rows' (``served.load``) and the grid backends'
+    (``load``, from the memory probes): bytes each row reads (ONNX external data followed), load seconds with a
+    cold and a warm page cache, RSS growth of the loaded extractor."""
+    out = []
+    served = (result.get("served") or {}).get("load")
+    if served:
+        out += [f"== load: each served row loaded by dfma.runtime.load in fresh processes ({served.get('seconds', 0):.0f} s)",
+                table(LOAD_HEAD, load_rows(served)),
+                "MiB: the graph files the row opened + the ONNX external data they reference; cold: its files evicted "
+                "from the page cache first (n/m: not measurable here); RSS growth: after load + 1 call (one sentence) "
+                "minus after imports; growth / bytes: RSS growth over MiB", *load_notes(served)]
+    grid = result.get("load")
+    if grid:
+        cell = next((r.get("cell") for r in grid.get("rows") or [] if r.get("cell")), "?")
+        out += [("\n" if out else "") + "== load: grid backends (model only), from the memory probes",
+                table(LOAD_HEAD, load_rows(grid)),
+                "cold: the memory probe's load in a fresh process, its files evicted first; warm: the grid's own "
+                f"load (model mode); RSS growth: after load + 1 call at {cell} minus after imports", *load_notes(grid)]
+    return "\n".join(out)
 
 
 def render_text(result: Mapping) -> str:
@@ -436,11 +444,12 @@ def markdown(result: Mapping) -> str:
                           "RSS delta MiB", "parity top-1", "guard"], rows))
     if result.get("skipped"):
         out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))
-    load = (result.get("served") or {}).get("load")
-    if load:
-        out.append("**load (each served row through dfma.runtime.load, fresh processes)**\n\n"
-                   + _md_table(LOAD_HEAD, load_rows(load))
-                   + "".join(f"\n\n{n}" for n in load_notes(load)))
+    for title, load in (("load (each served row through dfma.runtime.load, fresh processes)",
+                         (result.get("served") or {}).get("load")),
+                        ("load (grid backends, model only, from the memory probes)", result.get("load"))):
+        if load:
+            out.append(f"**{title}**\n\n" + _md_table(LOAD_HEAD, load_rows(load))
+                       + "".join(f"\n\n{n}" for n in load_notes(load)))
     out.append(_md_table(["target", "value", "needs", "status", "measured at"],
                          [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"],
                            "unmeasured (disturbed)" if t.get("disturbed") else

@@ -28,6 +28,7 @@ if sys.path and os.path.abspath(sys.path[0] or ".") == os.path.dirname(os.path.a
     sys.path.pop(0)
 
 from dfma.benchmarks.backends import EAGER, REPO, Loader, model_config, read_bundle
+from dfma.contract.errors import BundleError
 
 # ---------------------------------------------------------------------------- memory plan
 
@@ -118,7 +119,8 @@ def probe(key: str, folder: Path, batch: int, length: int, threads: int, mode: s
     after_load = rss_mb()
     runner.run(workload)  # the arena / allocator reaches its high-water mark in the first call
     return {"key": key, "batch": batch, "length": length, "rss_after_imports_mb": base,
-            "rss_after_load_mb": after_load, "peak_rss_mb": peak_rss_mb(), "load_seconds": load}
+            "rss_after_load_mb": after_load, "rss_after_call_mb": rss_mb(), "peak_rss_mb": peak_rss_mb(),
+            "load_seconds": load}
 
 
 def run_probe(key: str, folder: Path, batch: int, length: int, threads: int, timeout: float = 900) -> dict:
@@ -247,6 +249,63 @@ def load_table(folder: Path, rows: Mapping[str, Mapping], threads: int | None = 
                       "row); warm = the second process's load; cold = the third's, its files evicted first "
                       "(os.sync + posix_fadvise DONTNEED, residency checked with mincore; the Python "
                       "libraries stay cached); RSS growth = RSS after load + call - RSS after imports"}
+
+
+def evict_for_probe(folder: Path, graph: str | None) -> dict | None:
+    """Before a grid backend's memory probe: the files graph ``graph`` reads (bytes following external data),
+    evicted from the page cache so that the probe's load is a cold one; ``{"files": ..., "resident": share left
+    cached}`` or ``{"error": ...}``; None for the eager rows (no graph file)."""
+    from dfma.benchmarks import load_files
+
+    if not graph:
+        return None
+    try:
+        files = load_files.row_files(folder, [graph])
+        load_files.evict(files["paths"])
+    except (OSError, BundleError) as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return {"files": files, "resident": load_files.resident_share(files["paths"])}
+
+
+def grid_load_rows(memory: Mapping[str, Mapping], evicted: Mapping[str, Mapping | None],
+                   backends: Mapping[str, Mapping]) -> dict:
+    """The load table of the grid's backends from what the run measured anyway: bytes of the graph's files, cold
+    load = the memory probe's load (its files evicted just before, :func:`evict_for_probe`), warm load = the
+    grid's own load of the backend in model mode (after the probe read the files), RSS growth after load + one
+    call at the largest cell (the probe's)."""
+    rows, not_loaded = [], {}
+    for key, mem in memory.items():
+        ev = evicted.get(key)
+        if ev is None:
+            not_loaded[key] = "no ONNX graph of the bundle to load (eager PyTorch, or not probed)"
+            continue
+        if "error" in ev or "error" in mem:
+            rows.append({"row": key, "error": ev.get("error") or mem.get("error")})
+            continue
+        files = ev["files"]
+        row = {"row": key, "serves": (backends.get(key) or {}).get("precision"), "graphs": files["graphs"],
+               "stores": files["stores"], "bytes": files["bytes"], "load_cold_s": None, "cold": None,
+               "load_warm_s": ((backends.get(key) or {}).get("load_seconds") or {}).get("model"),
+               "resident_before_cold": None if ev["resident"] is None else round(ev["resident"], 4),
+               "cell": f"{mem.get('batch')}x{mem.get('length')}"}
+        if ev["resident"] is not None and ev["resident"] > COLD_RESIDENT_MAX:
+            row["cold"] = (f"not measurable here: {100 * ev['resident']:.0f}% of the files stayed in the page cache "
+                           "after posix_fadvise(DONTNEED)")
+        else:
+            row["load_cold_s"] = round(mem["load_seconds"], 4)
+        base = mem.get("rss_after_imports_mb")
+        if base is not None and mem.get("rss_after_call_mb") is not None:
+            row["rss_growth_mb"] = round(mem["rss_after_call_mb"] - base, 1)
+            row["growth_per_byte"] = round(row["rss_growth_mb"] * 2**20 / files["bytes"], 3) if files["bytes"] else None
+        if base is not None and mem.get("peak_rss_mb") is not None:
+            row["peak_growth_mb"] = round(mem["peak_rss_mb"] - base, 1)
+        rows.append(row)
+    return {"rows": rows, "not_loaded": not_loaded,
+            "method": "grid backends (model only): bytes = the graph file + the ONNX external data it references; "
+                      "cold = the memory probe's load in a fresh process, the files evicted just before (os.sync + "
+                      "posix_fadvise DONTNEED, residency checked with mincore); warm = the grid's own load of the "
+                      "backend (model mode, after the probe); RSS growth = RSS after load + 1 call at the largest "
+                      "cell minus RSS after imports, of the probe"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -192,7 +192,7 @@ def test_a_served_run_on_the_tiny_bundle(tiny_bundle, mnre_dir, tmp_path):
     cmd = [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--bundle", str(tiny_bundle),
            "--modes", "served,model", "--workloads", "b1", "--calls", "3", "--repeats", "2", "--no-memory",
            "--backends", "ort-fused", "--batch", "1", "--length", "16", "--data", str(mnre_dir / "mnre_val.txt"),
-           "--out", str(tmp_path), "--name", "served"]
+           "--load-table", "--out", str(tmp_path), "--name", "served"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "served.json").read_text())
@@ -209,7 +209,7 @@ def test_a_served_run_on_the_tiny_bundle(tiny_bundle, mnre_dir, tmp_path):
     assert any(r["backend"] == "ort-fused" for r in result["results"])  # the model grid beside it
     assert "== served: MNRE traffic through dfma.runtime" in proc.stdout and "vs ort-fp32" in proc.stdout
     assert "unmeasured" not in proc.stdout or "disturbed" in proc.stdout  # unmeasured only when disturbed
-    load = {r["row"]: r for r in served["load"]["rows"]}  # the load table (on by default with the served rows)
+    load = {r["row"]: r for r in served["load"]["rows"]}  # the load table (--load-table: the grid runs beside it)
     assert set(load) == {"auto", "ort-fp32"} and "eager" in served["load"]["not_loaded"]
     for r in load.values():
         assert "error" not in r, r
