@@ -308,12 +308,42 @@ def grid_load_rows(memory: Mapping[str, Mapping], evicted: Mapping[str, Mapping 
                       "cell minus RSS after imports, of the probe"}
 
 
+def _load_table_main(args: argparse.Namespace) -> int:
+    """``--load-table``: the served rows' load table of ``--bundle`` alone, printed (and written to ``--json``)."""
+    from dfma.benchmarks import latency_report as report
+    from dfma.benchmarks import served as sv
+
+    folder = args.bundle
+    wanted = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    specs, skipped = sv.contenders(folder, read_bundle(folder), wanted)
+    rows = {k: kw for k, (factory, kw) in specs.items() if factory.endswith(":served") and (not wanted or k in wanted)}
+    missing = [r for r in wanted or [] if r not in rows]
+    if missing:
+        raise SystemExit(f"error: --rows {missing}: not served rows of this bundle here "
+                         f"({'; '.join(f'{k}: {skipped[k]}' for k in missing if k in skipped) or 'unknown'}); "
+                         f"choose from {sorted(k for k, (f, _) in specs.items() if f.endswith(':served'))}")
+    table = load_table(folder, rows, threads=args.threads, data=args.data,
+                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    table["bundle"] = str(folder)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(table, indent=1) + "\n")
+    print(report.load_table({"served": {"load": table}}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the memory probe subprocess."""
     p = argparse.ArgumentParser(description="memory / load probe of one backend (used by latency.py)")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--probe", metavar="KEY", help="a grid backend (model only)")
     which.add_argument("--served", metavar="LABEL", help="a served row: dfma.runtime.load(bundle, **--kwargs)")
+    which.add_argument("--load-table", action="store_true",
+                       help="the load table of the bundle's served rows alone (no latency), printed; --rows picks them")
+    p.add_argument("--rows", default=None, metavar="R1,R2",
+                   help="--load-table: served rows (default every row dfma.runtime.load serves: auto, ort-fp32, "
+                        "ort-int8, ort-int8-dynamic, ...)")
+    p.add_argument("--json", type=Path, default=None, metavar="FILE", help="--load-table: also write the table as JSON")
     p.add_argument("--bundle", required=True, type=Path)
     p.add_argument("--batch", type=int, help="--probe: batch of the one call")
     p.add_argument("--length", type=int, help="--probe: length of the one call")
@@ -323,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--evict", nargs="+", default=None, metavar="FILE",
                    help="--served: drop these files from the page cache before the load")
     args = p.parse_args(argv)
+    if args.load_table:
+        return _load_table_main(args)
     if args.served:
         print(json.dumps(served_probe(args.served, args.bundle, json.loads(args.kwargs), args.threads, args.data,
                                       args.evict)))
