@@ -462,17 +462,21 @@ def run_served(args: argparse.Namespace, folder: Path, manifest: Manifest) -> di
                str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
            "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
     if args.load_table:  # after the timed calls (their workers are closed): fresh processes, one row at a time
-        out["load"] = run_load_table(args, folder, manifest, wanted)
+        out["load"] = run_load_table(args, folder, manifest, wanted, info)
     return out
 
 
-def run_load_table(args: argparse.Namespace, folder: Path, manifest: Manifest, wanted: list[str] | None) -> dict:
-    """The load table of the served rows that go through ``dfma.runtime.load`` (benchmarks/memory.py)."""
+def run_load_table(args: argparse.Namespace, folder: Path, manifest: Manifest, wanted: list[str] | None,
+                   info: Mapping[str, Mapping]) -> dict:
+    """The load table of the served rows that go through ``dfma.runtime.load`` (benchmarks/memory.py), with the
+    graph files each row's worker opened (``info``)."""
     from dfma.benchmarks import served as sv
 
     specs, _ = sv.contenders(folder, manifest, wanted)
     rows = {label: kwargs for label, (factory, kwargs) in specs.items() if factory.endswith(":served")}
-    table = memprobe.load_table(folder, rows, threads=args.threads, data=str(args.data) if args.data else None, log=log)
+    graphs = {k: list(v["files"]) for k, v in info.items() if k in rows and v.get("files")}
+    table = memprobe.load_table(folder, rows, threads=args.threads, data=str(args.data) if args.data else None, log=log,
+                                graphs=graphs)
     table["not_loaded"] = {label: "eager PyTorch: not loaded through dfma.runtime.load (no bundle graph files)"
                            for label, (factory, _) in specs.items() if not factory.endswith(":served")}
     return table

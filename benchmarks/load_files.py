@@ -7,6 +7,7 @@ page cache (evicted before a cold load, counted to show that the eviction worked
 - :func:`row_files`: the paths a row reads (its graph files and every store they reference) and its bytes:
   each graph file's size plus, per store, the union of the byte ranges its graphs reference (a store shared
   by a row's stage graphs, or by several precisions, is counted once per row, as what the row reads of it);
+- :func:`read_through`: every file read once (its pages cached before a warm load);
 - :func:`evict`: ``os.sync()`` then ``posix_fadvise(POSIX_FADV_DONTNEED)`` on every file (no root needed:
   the kernel drops the clean cached pages of a file any reader may open);
 - :func:`resident_bytes`: the bytes of a file in the page cache (``mincore`` on a mapping of it).
@@ -110,6 +111,14 @@ def evict(paths: Iterable[str | Path]) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+def read_through(paths: Iterable[str | Path], chunk: int = 8 << 20) -> None:
+    """Read every file of ``paths`` once, so that its pages are in the page cache (a warm load follows)."""
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while f.read(chunk):
+                pass
 
 
 def resident_bytes(path: str | Path) -> int | None:

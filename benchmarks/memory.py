@@ -194,24 +194,35 @@ def run_served_probe(label: str, folder: Path, kwargs: Mapping, threads: int | N
     return _subprocess(label, args, {"OMP_NUM_THREADS": str(threads)} if threads else {}, timeout)
 
 
-def load_row(label: str, folder: Path, kwargs: Mapping, threads: int | None = None, data: str | None = None) -> dict:
-    """One row of the load table: three fresh processes load ``dfma.runtime.load(folder, **kwargs)`` and run one
-    call. The first names the files (their bytes follow ONNX external data); the second, right after it, is the
-    warm load; the third evicts those files from the page cache first: the cold load (``cold`` says why not
-    when the files stayed resident). RSS growth: RSS after load and one call minus RSS after imports, of the
-    warm process; peak growth: its VmHWM minus the same."""
+def load_row(label: str, folder: Path, kwargs: Mapping, threads: int | None = None, data: str | None = None,
+             graphs: list[str] | None = None) -> dict:
+    """One row of the load table: fresh processes load ``dfma.runtime.load(folder, **kwargs)`` and run one call.
+    A first one names the graph files (unless ``graphs``, the files a served worker of the same row opened, are
+    given: then they and their stores are read through here); the next, right after, is the warm load; the last
+    evicts those files (their bytes follow ONNX external data) from the page cache first: the cold load
+    (``cold`` says why not when the files stayed resident). RSS growth: RSS after load and one call minus RSS
+    after imports, of the warm process; peak growth: its VmHWM minus the same."""
     from dfma.benchmarks import load_files
 
-    first = run_served_probe(label, folder, kwargs, threads, data)
-    if "error" in first:
-        return {"row": label, "error": first["error"]}
-    files = load_files.row_files(folder, first["files"])
+    first = None
+    if not graphs:
+        first = run_served_probe(label, folder, kwargs, threads, data)
+        if "error" in first:
+            return {"row": label, "error": first["error"]}
+        graphs = first["files"]
+    files = load_files.row_files(folder, graphs)
+    if first is None:
+        load_files.read_through(files["paths"])
     warm = run_served_probe(label, folder, kwargs, threads, data)
+    if "error" not in warm and sorted(warm["files"]) != sorted(graphs):
+        return {"row": label, "error": f"the warm load opened {warm['files']}, not {graphs}"}
     if "error" in warm:
         return {"row": label, "error": warm["error"]}
-    row = {"row": label, "serves": f"{warm['precision']} {warm.get('graph_key') or ''}".strip(),
+    key = warm.get("graph_key")
+    row = {"row": label, "serves": warm["precision"] + (f" ({key})" if key and key != warm["precision"] else ""),
            "graphs": files["graphs"], "stores": files["stores"], "bytes": files["bytes"],
-           "load_first_s": round(first["load_seconds"], 4), "load_warm_s": round(warm["load_seconds"], 4),
+           "load_first_s": round(first["load_seconds"], 4) if first else None,
+           "load_warm_s": round(warm["load_seconds"], 4),
            "load_cold_s": None, "cold": None}
     base = warm["rss_after_imports_mb"]
     if base is not None and warm.get("rss_after_call_mb") is not None:
@@ -234,19 +245,21 @@ def load_row(label: str, folder: Path, kwargs: Mapping, threads: int | None = No
 
 
 def load_table(folder: Path, rows: Mapping[str, Mapping], threads: int | None = None, data: str | None = None,
-               log=None) -> dict:
-    """The load table of the served rows ``{label: dfma.runtime.load kwargs}`` (:func:`load_row` each):
-    ``{"rows": [...], "method": ..., "seconds": ...}``."""
+               log=None, graphs: Mapping[str, list[str]] | None = None) -> dict:
+    """The load table of the served rows ``{label: dfma.runtime.load kwargs}`` (:func:`load_row` each, with the
+    graph files ``graphs[label]`` a worker of that row opened when known): ``{"rows": [...], "method": ...,
+    "seconds": ...}``."""
     t0 = time.perf_counter()
     out = []
     for label, kwargs in rows.items():
         if log:
             log(f"[load] {label}: bytes, warm and cold loads in fresh processes ...")
-        out.append(load_row(label, folder, kwargs, threads, data))
+        out.append(load_row(label, folder, kwargs, threads, data, (graphs or {}).get(label)))
     return {"rows": out, "seconds": round(time.perf_counter() - t0, 1),
-            "method": "each row: dfma.runtime.load + 1 call (one MNRE sentence) in 3 fresh processes; bytes = the "
-                      "graph files it opened + the ONNX external data they reference (a shared store once per "
-                      "row); warm = the second process's load; cold = the third's, its files evicted first "
+            "method": "each row: dfma.runtime.load + 1 call (one MNRE sentence) in fresh processes; bytes = the "
+                      "graph files it opens + the ONNX external data they reference (a shared store once per "
+                      "row); warm = a load right after another load of the row (or after reading its files "
+                      "through); cold = a load with its files evicted first "
                       "(os.sync + posix_fadvise DONTNEED, residency checked with mincore; the Python "
                       "libraries stay cached); RSS growth = RSS after load + call - RSS after imports"}
 
