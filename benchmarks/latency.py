@@ -13,6 +13,11 @@ The default rows (``--modes served``, benchmarks/served.py) are real MNRE traffi
 ``dfma.runtime`` as it is served, with the INT8 issue's targets and the check that the fastest guarded graph is
 the bundle's ``auto`` choice. Every contender (and GEMM probe) is timed in its own worker process
 (:mod:`dfma.timing`), interleaved call by call; disturbance: benchmarks/disturbance.py.
+
+The load table (benchmarks/memory.py, benchmarks/load_files.py): per row the bytes it loads (graph files and
+the ONNX external data they reference), its load seconds with a cold and a warm page cache and the RSS growth
+of the loaded extractor, each in fresh processes: for the served rows with ``--load-table`` (default on when
+they run alone), for the grid backends from their memory probes.
 """
 from __future__ import annotations
 
