@@ -52,6 +52,7 @@ FIRST_CALL = 1.3  # a fresh process's first call, relative to a warm one (memory
 PROBE_START_S = {"eager": 5.0, "other": 2.0}  # process start and imports of a memory probe (8x80 probes timed
 #                 while another job used one core: eager-fp32 15.0 s, ort-fused 6.3 s, openvino-int8 6.3 s, with
 #                 their loads and calls)
+GRAPH_SCAN_BPS = 1.2e9  # load_files: an inline graph scanned for external-data keys (MiniLM 100 MB: 0.084 s, loaded)
 LOAD_PROBE_START_S = 1.0  # a load-table process's start and imports (onnxruntime, dfma.runtime; tiny bundle ~1 s)
 SETUP_S = 8.0  # interpreter, imports of torch / onnxruntime / openvino, the plot and the JSON
 # torch.compile's compiling, once per batch-size class, cold inductor cache (base: 1x32 204.8 s in the
@@ -180,6 +181,9 @@ def estimate(plan: Plan) -> dict[str, float]:
             start = PROBE_START_S["eager" if fam == "eager" else "other"]
             load = eager_build if fam == "eager" else load_seconds(plan, key, "model")
             parts["memory"] += start + load + FIRST_CALL * call_seconds(plan, key, *big)
+        # the load table's bytes: each graph file scanned once for external data references (load_files.py)
+        graphs = {bk.graph_file(k): plan.sizes.get(k, 0) for k in plan.keys if bk.graph_file(k)}
+        parts["memory"] += sum(graphs.values()) / GRAPH_SCAN_BPS
     grid = [m for m in plan.modes if m in bk.MODES]
     parts["served"], served_max = served_seconds(plan)
     parts["load_table"] = load_table_seconds(plan)
@@ -229,13 +233,15 @@ def served_seconds(plan: Plan) -> tuple[float, float]:
 
 
 def load_table_seconds(plan: Plan) -> float:
-    """The load table (benchmarks/memory.py: load_table): 3 fresh processes per served row that dfma.runtime.load
-    serves (start and imports, the load, one batch-1 call; tiny bundle: 4 s for 2 rows)."""
+    """The load table (benchmarks/memory.py: load_table): 2 fresh processes per served row that dfma.runtime.load
+    serves (start and imports, the load, one batch-1 call; tiny bundle: 5.6 s for 2 rows on a loaded machine),
+    and its graphs scanned once for external data."""
     if not plan.load_table or not plan.served:
         return 0.0
     keys = [k for k in plan.served[3] if family_of(k) != "eager"]
-    return 3 * sum(LOAD_PROBE_START_S + load_seconds(plan, k, "model")
-                   + FIRST_CALL * call_seconds(plan, k, 1, SERVED_LENGTH, "e2e") for k in keys)
+    return sum(2 * (LOAD_PROBE_START_S + load_seconds(plan, k, "model")
+                    + FIRST_CALL * call_seconds(plan, k, 1, SERVED_LENGTH, "e2e"))
+               + plan.sizes.get(k, 0) / GRAPH_SCAN_BPS for k in keys)
 
 
 def _fp32_bytes_of(cfg) -> int:

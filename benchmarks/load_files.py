@@ -39,28 +39,58 @@ def _tensors(graph) -> Iterator:
                 yield from _tensors(sub)
 
 
+_RANGES: dict[tuple[str, int, int], list] = {}  # (graph path, mtime, size) -> its external tensors (_parse_ranges)
+
+
 def external_ranges(path: Path) -> dict[Path, list[tuple[int, int]]]:
     """``{store path: [(offset, length), ...]}`` of the tensors of graph ``path`` stored as external data;
     a tensor without ``length`` reads its store to the end (the ONNX rule). BundleError names the graph and
-    the tensor when a store is missing."""
+    the tensor when a store is missing. Parsed once per file version (a 100 MB graph takes ~0.5 s), and only when
+    its bytes hold an external-data ``location`` key."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _RANGES:
+        _RANGES[key] = _parse_ranges(path) if _may_reference(path) else []
+    out: dict[Path, list[tuple[int, int]]] = {}
+    for tensor, location, offset, length in _RANGES[key]:
+        store = path.parent / location
+        if not store.is_file():
+            raise BundleError(f"{path.name}: tensor {tensor!r} refers to {location!r}, which is not a file next to "
+                              "the graph")
+        out.setdefault(store, []).append((offset, store.stat().st_size - offset if length is None else length))
+    return out
+
+
+# an external tensor's ``location`` entry as serialized (StringStringEntryProto field 1, 8 bytes): a graph file
+# without these bytes references no external data (a file with them is parsed; a match inside weights only costs that)
+_LOCATION_KEY = b"\x0a\x08location"
+
+
+def _may_reference(path: Path) -> bool:
+    """Whether graph ``path`` may hold external data references (a byte scan, ~10x faster than parsing it)."""
+    import mmap
+
+    if path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        return mm.find(_LOCATION_KEY) >= 0
+
+
+def _parse_ranges(path: Path) -> list[tuple[str, str, int, int | None]]:
+    """``(tensor, location, offset, length or None)`` of every externally stored tensor of graph ``path``."""
     import onnx
 
-    path = Path(path)
     model = onnx.load(str(path), load_external_data=False)
-    out: dict[Path, list[tuple[int, int]]] = {}
+    out = []
     for tensor in _tensors(model.graph):
         if tensor.data_location != onnx.TensorProto.EXTERNAL:
             continue
         entry = {e.key: e.value for e in tensor.external_data}
         if "location" not in entry:
             raise BundleError(f"{path.name}: tensor {tensor.name!r} is stored externally but has no 'location'")
-        store = path.parent / entry["location"]
-        if not store.is_file():
-            raise BundleError(f"{path.name}: tensor {tensor.name!r} refers to {entry['location']!r}, which is not "
-                              f"a file next to the graph")
-        offset = int(entry.get("offset", 0))
-        length = int(entry["length"]) if "length" in entry else store.stat().st_size - offset
-        out.setdefault(store, []).append((offset, length))
+        out.append((tensor.name, entry["location"], int(entry.get("offset", 0)),
+                    int(entry["length"]) if "length" in entry else None))
     return out
 
 
