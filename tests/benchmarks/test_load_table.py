@@ -123,3 +123,24 @@ def test_a_load_row_on_the_tiny_bundle(tiny_bundle, mnre_dir):
     assert text.startswith("== load:") and "load cold s" in text and "RSS growth MiB" in text
     line = next(ln for ln in text.splitlines() if ln.startswith("ort-fp32"))
     assert f"{row['bytes'] / 2**20:.1f}" in line and f"{row['load_warm_s']:.3f}" in line
+
+
+def test_load_table_switch_defaults_on_for_the_served_rows_alone():
+    from dfma.benchmarks.latency_options import parse_args
+
+    assert parse_args(["--modes", "served"]).load_table is True  # what `make demo` runs
+    assert parse_args([]).load_table is False  # beside the grid: its memory probes give the grid's load table
+    assert parse_args(["--modes", "served,model", "--load-table"]).load_table is True
+    assert parse_args(["--modes", "served", "--no-load-table"]).load_table is False
+
+
+def test_load_table_command_names_a_row_the_bundle_cannot_serve(tiny_bundle):
+    import subprocess
+    import sys
+
+    from repo_paths import REPO
+
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "memory.py"), "--load-table", "--bundle",
+                           str(tiny_bundle), "--rows", "ort-fp32,ort-int8"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode != 0 and "--rows ['ort-int8']" in proc.stderr and "no int8 graph" in proc.stderr
