@@ -7,9 +7,11 @@ imports (before loading anything).
 
 ``python benchmarks/memory.py --served LABEL --kwargs JSON --bundle DIR [--evict FILE ...]`` does the same for
 a served row (``dfma.runtime.load(bundle, **kwargs)``, one MNRE sentence), after evicting ``--evict`` files
-from the page cache; :func:`load_table` runs it three times per row (files and a first load; the warm load;
-the cold load) and gives the rows of the benchmark's "load" table: bytes the row loads (ONNX external data
-followed, benchmarks/load_files.py), load seconds with a cold and a warm page cache, RSS growth.
+from the page cache; :func:`load_table` runs it per row (a first load naming the files, unless a served worker
+already named them; the warm load; the cold load) and gives the rows of the benchmark's "load" table: bytes
+the row loads (ONNX external data followed, benchmarks/load_files.py), load seconds with a cold and a warm page
+cache, RSS growth. ``python benchmarks/memory.py --load-table --bundle DIR [--rows R1,R2]`` prints that table
+alone; :func:`grid_load_rows` builds the grid backends' one from their memory probes.
 """
 from __future__ import annotations
 
