@@ -52,6 +52,8 @@ FIRST_CALL = 1.3  # a fresh process's first call, relative to a warm one (memory
 PROBE_START_S = {"eager": 5.0, "other": 2.0}  # process start and imports of a memory probe (8x80 probes timed
 #                 while another job used one core: eager-fp32 15.0 s, ort-fused 6.3 s, openvino-int8 6.3 s, with
 #                 their loads and calls)
+GRAPH_SCAN_BPS = 1.2e9  # load_files: an inline graph scanned for external-data keys (MiniLM 100 MB: 0.084 s, loaded)
+LOAD_PROBE_START_S = 1.0  # a load-table process's start and imports (onnxruntime, dfma.runtime; tiny bundle ~1 s)
 SETUP_S = 8.0  # interpreter, imports of torch / onnxruntime / openvino, the plot and the JSON
 # torch.compile's compiling, once per batch-size class, cold inductor cache (base: 1x32 204.8 s in the
 # no-argument run, 8x80 249 s in Run E; 103 s for batch 1 once the cache was warm)
@@ -98,6 +100,7 @@ class Plan:
     compile_would_add: float | None = None  # seconds --compile would add (filled in by expected_duration)
     served: tuple = ()  # (workloads, calls, repeats, contender keys) of the served rows; () without them
     isolated: bool = False  # the grid's backends in worker processes (--isolation process)
+    load_table: bool = False  # the served rows' load table (--load-table): 3 fresh processes per runtime row
 
 
 def family_of(key: str) -> str:
@@ -179,8 +182,12 @@ def estimate(plan: Plan) -> dict[str, float]:
             start = PROBE_START_S["eager" if fam == "eager" else "other"]
             load = eager_build if fam == "eager" else load_seconds(plan, key, "model")
             parts["memory"] += start + load + FIRST_CALL * call_seconds(plan, key, *big)
+        # the load table's bytes: each graph file scanned once for external data references (load_files.py)
+        graphs = {bk.graph_file(k): plan.sizes.get(k, 0) for k in plan.keys if bk.graph_file(k)}
+        parts["memory"] += sum(graphs.values()) / GRAPH_SCAN_BPS
     grid = [m for m in plan.modes if m in bk.MODES]
     parts["served"], served_max = served_seconds(plan)
+    parts["load_table"] = load_table_seconds(plan)
     if not grid:  # served rows only: no GEMM rates, FLOP check nor memory probes
         parts["setup"], parts["memory"] = SETUP_S, 0.0
     parts["loads"] = sum(load_seconds(plan, k, m) for m in grid for g in plan.groups for k in g)
@@ -224,6 +231,18 @@ def served_seconds(plan: Plan) -> tuple[float, float]:
         share = 1.0 if w == "post" else 1.0 - flops.parts.get("vision", 0.0) / flops.total
         timed += (calls * repeats + 2) * sum(call_seconds(plan, k, batch, SERVED_LENGTH, "e2e") * share for k in keys)
     return starts + timed, starts + EXPECTED_ATTEMPTS * timed
+
+
+def load_table_seconds(plan: Plan) -> float:
+    """The load table (benchmarks/memory.py: load_table): 2 fresh processes per served row that dfma.runtime.load
+    serves (start and imports, the load, one batch-1 call; tiny bundle: 5.6 s for 2 rows on a loaded machine),
+    and its graphs scanned once for external data."""
+    if not plan.load_table or not plan.served:
+        return 0.0
+    keys = [k for k in plan.served[3] if family_of(k) != "eager"]
+    return sum(2 * (LOAD_PROBE_START_S + load_seconds(plan, k, "model")
+                    + FIRST_CALL * call_seconds(plan, k, 1, SERVED_LENGTH, "e2e"))
+               + plan.sizes.get(k, 0) / GRAPH_SCAN_BPS for k in keys)
 
 
 def _fp32_bytes_of(cfg) -> int:
@@ -310,7 +329,8 @@ def plan_run(args) -> Plan:
                 memory=not args.no_memory, threads=run_threads(args), sizes=sizes, fp32_bytes=fp32,
                 bundle_bytes=bundle_bytes, cpu_class=host["class"], bf16_emulated=bf16_emulated(host),
                 gemm_n=1024 if args.grid == "quick" else 2048, export=export, precision=precision, served=served,
-                isolated=getattr(args, "isolation", "shared") == "process", model=model_label)
+                isolated=getattr(args, "isolation", "shared") == "process",
+                load_table=bool(served) and getattr(args, "load_table", False), model=model_label)
 
 
 def _minutes(seconds: float) -> str:
@@ -327,6 +347,8 @@ def describe(plan: Plan, parts: Mapping[str, float]) -> str:
     if parts.get("served"):
         shown.insert(0, f"served rows {_minutes(parts['served'])} ({', '.join(plan.served[0])}: {plan.served[1]} calls "
                         f"x {plan.served[2]} repeats per contender)")
+    if parts.get("load_table"):
+        shown.append(f"load table {_minutes(parts['load_table'])}")
     if plan.memory:
         shown.append(f"memory probes {_minutes(parts['memory'])}")
     shown.append(f"setup {_minutes(parts['setup'])}")

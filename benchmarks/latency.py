@@ -13,6 +13,11 @@ The default rows (``--modes served``, benchmarks/served.py) are real MNRE traffi
 ``dfma.runtime`` as it is served, with the INT8 issue's targets and the check that the fastest guarded graph is
 the bundle's ``auto`` choice. Every contender (and GEMM probe) is timed in its own worker process
 (:mod:`dfma.timing`), interleaved call by call; disturbance: benchmarks/disturbance.py.
+
+The load table (benchmarks/memory.py, benchmarks/load_files.py): per row the bytes it loads (graph files and
+the ONNX external data they reference), its load seconds with a cold and a warm page cache and the RSS growth
+of the loaded extractor, each in fresh processes: for the served rows with ``--load-table`` (default on when
+they run alone), for the grid backends from their memory probes.
 """
 from __future__ import annotations
 
@@ -352,6 +357,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
             log(f"[gemm] no INT8 GEMM rate in the cells: {exc}")
     backends: dict = {}
     memory: dict = {}
+    evicted: dict = {}  # key -> the files its memory probe loads cold (memprobe.evict_for_probe)
     big = (max(batches), max(lengths))
     if not args.no_memory:
         for key in keys:
@@ -359,7 +365,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                 memory[key] = {"key": key, "error": "not probed: a fresh process would compile the model before "
                                                     "running it (the peak would be the compiler's)"}
                 continue
-            log(f"[memory] {key}: fresh process, load + 1 run at batch {big[0]} x length {big[1]} ...")
+            log(f"[memory] {key}: fresh process, its files evicted from the page cache, load + 1 run at batch "
+                f"{big[0]} x length {big[1]} ...")
+            evicted[key] = memprobe.evict_for_probe(folder, bk.graph_file(key))
             mem = memprobe.run_probe(key, folder, big[0], big[1], threads)
             if mem.get("peak_rss_mb") is not None and mem.get("rss_after_imports_mb") is not None:
                 mem["delta_mb"] = mem["peak_rss_mb"] - mem["rss_after_imports_mb"]
@@ -431,6 +439,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         "skipped": skipped,
         "results": results,
     }
+    if memory:
+        result["load"] = memprobe.grid_load_rows(memory, evicted, backends)
     result["targets"] = evaluate_targets(results, backends)
     if served is not None:
         result["served"] = served
@@ -452,10 +462,29 @@ def run_served(args: argparse.Namespace, folder: Path, manifest: Manifest) -> di
                                      log=log)
     rows = sv.speedups(rows)
     guard = {k: parity_of(manifest, (v.get("graph") or "")).get("guard_passed") for k, v in info.items()}
-    return {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "threads": args.threads,
-            "source": sv.source_of(
-                str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
-            "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
+    out = {"workloads": args.workloads, "calls": args.calls, "repeats": args.repeats, "threads": args.threads,
+           "source": sv.source_of(
+               str(args.data) if args.data else None), "statistic": STAT, "contenders": info, "skipped": skipped,
+           "rows": rows, "targets": sv.targets(rows), "consistency": sv.consistency(rows, manifest, guard)}
+    if args.load_table:  # after the timed calls (their workers are closed): fresh processes, one row at a time
+        out["load"] = run_load_table(args, folder, manifest, wanted, info)
+    return out
+
+
+def run_load_table(args: argparse.Namespace, folder: Path, manifest: Manifest, wanted: list[str] | None,
+                   info: Mapping[str, Mapping]) -> dict:
+    """The load table of the served rows that go through ``dfma.runtime.load`` (benchmarks/memory.py), with the
+    graph files each row's worker opened (``info``)."""
+    from dfma.benchmarks import served as sv
+
+    specs, _ = sv.contenders(folder, manifest, wanted)
+    rows = {label: kwargs for label, (factory, kwargs) in specs.items() if factory.endswith(":served")}
+    graphs = {k: list(v["files"]) for k, v in info.items() if k in rows and v.get("files")}
+    table = memprobe.load_table(folder, rows, threads=args.threads, data=str(args.data) if args.data else None, log=log,
+                                graphs=graphs)
+    table["not_loaded"] = {label: "eager PyTorch: not loaded through dfma.runtime.load (no bundle graph files)"
+                           for label, (factory, _) in specs.items() if not factory.endswith(":served")}
+    return table
 
 
 def served_only(args, argv, started, t_start, machine, cpu_load, folder: Path, manifest: Manifest, served: dict) -> dict:

@@ -122,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--memory", action=argparse.BooleanOptionalAction, default=True,
                    help="the peak-memory probes: one fresh process per backend, load + 1 call at the largest cell "
                         "(default: on; a few seconds each at batch 8, more at batch 32); --no-memory skips them")
+    p.add_argument("--load-table", action=argparse.BooleanOptionalAction, default=None,
+                   help="the served rows' load table: each row that dfma.runtime.load serves loaded in 3 fresh "
+                        "processes after the timed calls (bytes it reads, load s with a cold and a warm page cache, "
+                        "RSS growth; ~2 s a row on the tiny bundle). Default: on when the served rows run alone "
+                        "(--modes served, as `make demo`); off beside the grid, whose memory probes give the grid "
+                        "rows' load table at no extra cost (the no-argument run stays within its 20 minutes)")
     p.add_argument("--memory-budget", type=float, default=None, metavar="MiB",
                    help="memory the backends opened side by side may need together (default: 80%% of MemAvailable); "
                         "backends that do not fit together are timed in groups, each with its own eager runs")
@@ -144,6 +150,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if not args.modes or any(m not in (SERVED, *bk.MODES) for m in args.modes):
         p.error(f"--modes: choose from {[SERVED, *bk.MODES]}")
+    if args.load_table is None:
+        args.load_table = args.modes == [SERVED]
     from dfma.benchmarks.served import WORKLOADS
 
     args.workloads = [w.strip() for w in (args.workloads or ("b1,b8" if args.quick else "b1,b8,post")).split(",")

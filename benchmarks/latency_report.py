@@ -240,9 +240,62 @@ def served_table(result: Mapping) -> str:
     return "\n".join(out)
 
 
+LOAD_HEAD = ["row", "serves", "MiB", "load cold s", "load warm s", "RSS growth MiB", "peak growth MiB",
+             "growth / bytes"]
+
+
+def load_rows(load: Mapping) -> list[list[str]]:
+    """The cells of the load table (:data:`LOAD_HEAD`), one row per served row that dfma.runtime.load serves."""
+    rows = []
+    for r in load.get("rows") or []:
+        if "error" in r:
+            rows.append([r["row"], f"failed: {r['error']}", *["-"] * (len(LOAD_HEAD) - 2)])
+            continue
+        rows.append([r["row"], r.get("serves") or "-", _fmt(r["bytes"] / 2**20, ".1f"),
+                     _fmt(r.get("load_cold_s"), ".3f", "n/m"), _fmt(r.get("load_warm_s"), ".3f"),
+                     _fmt(r.get("rss_growth_mb"), ".1f"), _fmt(r.get("peak_growth_mb"), ".1f"),
+                     _fmt(r.get("growth_per_byte"), ".2f")])
+    return rows
+
+
+def load_notes(load: Mapping) -> list[str]:
+    """What the load table's rows read beyond their graph files, why a cold load is unmeasured, rows not loaded."""
+    notes = []
+    for r in load.get("rows") or []:
+        if r.get("stores"):
+            notes.append(f"{r['row']} reads " + ", ".join(f"{k} ({v / 2**20:.1f} MiB referenced)"
+                                                         for k, v in r["stores"].items()) + " beside its graphs")
+        if r.get("cold"):
+            notes.append(f"{r['row']}: cold {r['cold']}")
+    notes += [f"{k}: not in the load table ({v})" for k, v in (load.get("not_loaded") or {}).items()]
+    return notes
+
+
+def load_table(result: Mapping) -> str:
+    """The load tables (benchmarks/memory.py): the served rows' (``served.load``) and the grid backends'
+    (``load``, from the memory probes): bytes each row reads (ONNX external data followed), load seconds with a
+    cold and a warm page cache, RSS growth of the loaded extractor."""
+    out = []
+    served = (result.get("served") or {}).get("load")
+    if served:
+        out += [f"== load: each served row loaded by dfma.runtime.load in fresh processes ({served.get('seconds', 0):.0f} s)",
+                table(LOAD_HEAD, load_rows(served)),
+                "MiB: the graph files the row opened + the ONNX external data they reference; cold: its files evicted "
+                "from the page cache first (n/m: not measurable here); RSS growth: after load + 1 call (one sentence) "
+                "minus after imports; growth / bytes: RSS growth over MiB", *load_notes(served)]
+    grid = result.get("load")
+    if grid:
+        cell = next((r.get("cell") for r in grid.get("rows") or [] if r.get("cell")), "?")
+        out += [("\n" if out else "") + "== load: grid backends (model only), from the memory probes",
+                table(LOAD_HEAD, load_rows(grid)),
+                "cold: the memory probe's load in a fresh process, its files evicted first; warm: the grid's own "
+                f"load (model mode); RSS growth: after load + 1 call at {cell} minus after imports", *load_notes(grid)]
+    return "\n".join(out)
+
+
 def render_text(result: Mapping) -> str:
     """Everything printed at the end of a run."""
-    parts = [header(result), served_table(result), latency_tables(result), backend_table(result) if result.get("backends") else "",
+    parts = [header(result), served_table(result), load_table(result), latency_tables(result), backend_table(result) if result.get("backends") else "",
              targets_table(result)]
     return "\n\n".join(p for p in parts if p)
 
@@ -399,6 +452,12 @@ def markdown(result: Mapping) -> str:
                           "RSS delta MiB", "parity top-1", "guard"], rows))
     if result.get("skipped"):
         out.append("Not measured: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items()))
+    for title, load in (("load (each served row through dfma.runtime.load, fresh processes)",
+                         (result.get("served") or {}).get("load")),
+                        ("load (grid backends, model only, from the memory probes)", result.get("load"))):
+        if load:
+            out.append(f"**{title}**\n\n" + _md_table(LOAD_HEAD, load_rows(load))
+                       + "".join(f"\n\n{n}" for n in load_notes(load)))
     out.append(_md_table(["target", "value", "needs", "status", "measured at"],
                          [[t["name"], _fmt(t.get("value"), ".2f"), t["threshold"],
                            "unmeasured (disturbed)" if t.get("disturbed") else

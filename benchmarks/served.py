@@ -93,7 +93,9 @@ def served(bundle: str, workloads: list[str], count: int, seed: int = 0, data: s
     ex = rt.load(bundle, backend=backend, precision=precision, threads=threads, image_cache_mb=cache_mb)
     calls, where = all_calls(workloads, count, seed, data, int(read_manifest(Path(bundle))["preprocess"]["num_crops"]))
     d = ex.describe()
-    info = {"workloads": where, "backend": ex.backend, "precision": ex.precision, "graph": d.get("graph"), "graph_key": d.get("graph_key"),
+    opened = list(((d.get("stages") or {}).get("files") or {}).values()) or [d.get("graph")]  # the graph files read
+    info = {"workloads": where, "backend": ex.backend, "precision": ex.precision, "graph": d.get("graph"),
+            "graph_key": d.get("graph_key"), "files": opened,
             "stages": (d.get("stages") or {}).get("mode"), "precision_reason": d.get("precision_reason")}
     return Calls(len(calls), lambda i: _logits(ex.predict_batch(calls[i])), info, ex.close)
 

@@ -97,6 +97,18 @@ def test_quick_run_fields(quick_run):
     names = {t["name"] for t in result["targets"]}
     assert len(names) == 3 and any("INT8" in n for n in names)
     assert "vs eager" in stdout and "p50 ms" in stdout
+    # the grid's load table, from the memory probes: bytes of the inline graphs, cold and warm loads, RSS growth
+    load = {r["row"]: r for r in result["load"]["rows"]}
+    assert {"ort-portable", "ort-fused"} <= set(load) and "eager-fp32" in result["load"]["not_loaded"]
+    for key in ("ort-portable", "ort-fused"):
+        r = load[key]
+        assert r["bytes"] == result["backends"][key]["size_bytes"] == sum(
+            (Path(result["bundle"]["path"]) / f).stat().st_size for f in r["graphs"])
+        assert r["load_warm_s"] == result["backends"][key]["load_seconds"]["model"] > 0
+        assert r["load_cold_s"] == pytest.approx(result["backends"][key]["memory"]["load_seconds"], abs=1e-3) \
+            if r["cold"] is None else r["cold"].startswith("not measurable here")
+        assert r["rss_growth_mb"] > 0 and r["peak_growth_mb"] == pytest.approx(result["backends"][key]["memory"]["delta_mb"], abs=0.1)
+    assert "== load: grid backends" in stdout and "load cold s" in stdout
 
 
 def test_speedups_are_from_the_same_run(quick_run):

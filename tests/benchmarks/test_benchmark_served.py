@@ -211,11 +211,12 @@ def test_batch1_latency_times_each_graph_in_its_own_worker(tiny_bundle):
 
 
 def test_a_served_run_on_the_tiny_bundle(tiny_bundle, mnre_dir, tmp_path):
-    """latency.py --modes served,model: the served rows (workers), their targets, beside a one-cell grid."""
+    """latency.py --modes served,model: the served rows (workers), their targets and load table, beside a one-cell
+    grid."""
     cmd = [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--quick", "--bundle", str(tiny_bundle),
            "--modes", "served,model", "--workloads", "b1", "--calls", "3", "--repeats", "2", "--no-memory",
            "--backends", "ort-fused", "--batch", "1", "--length", "16", "--data", str(mnre_dir / "mnre_val.txt"),
-           "--out", str(tmp_path), "--name", "served"]
+           "--load-table", "--out", str(tmp_path), "--name", "served"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads((tmp_path / "served.json").read_text())
@@ -232,3 +233,12 @@ def test_a_served_run_on_the_tiny_bundle(tiny_bundle, mnre_dir, tmp_path):
     assert any(r["backend"] == "ort-fused" for r in result["results"])  # the model grid beside it
     assert "== served: MNRE traffic through dfma.runtime" in proc.stdout and "vs ort-fp32" in proc.stdout
     assert "unmeasured" not in proc.stdout or "disturbed" in proc.stdout  # unmeasured only when disturbed
+    load = {r["row"]: r for r in served["load"]["rows"]}  # the load table (--load-table: the grid runs beside it)
+    assert set(load) == {"auto", "ort-fp32"} and "eager" in served["load"]["not_loaded"]
+    for r in load.values():
+        assert "error" not in r, r
+        assert r["bytes"] == sum((tiny_bundle / f).stat().st_size for f in r["graphs"])  # inline graphs
+        assert r["load_warm_s"] > 0 and r["rss_growth_mb"] > 0
+        assert r["load_cold_s"] is not None or r["cold"].startswith("not measurable here")
+    assert load["auto"]["graphs"] == load["ort-fp32"]["graphs"]  # auto serves fp32 here: the same files
+    assert "== load: each served row" in proc.stdout and "load cold s" in proc.stdout
