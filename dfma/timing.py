@@ -10,9 +10,9 @@ hits every contender alike. The parent times nothing itself, so its imports do n
 
 Why a worker settles before it answers: a runtime's pool keeps spinning after a call (PyTorch's OpenMP threads,
 ONNX Runtime's intra-op pool), and on 2 cores the next contender's call, in another process, pays for those
-spinning threads. So after each timed call the worker waits until its own process stops using CPU
-(:func:`settle`: no more than ``QUIET_SHARE`` of a core over a ``QUIET_WINDOW_S`` window, at most
-``QUIET_MAX_S``) and only then replies; the parent starts the next call after the reply. The CPU the pool burnt
+spinning threads. So after each timed call the worker waits until no other thread of its process is running
+or runnable (:func:`settle`, read from ``/proc/self/task``: a spinning thread stays runnable even when another
+process holds its core, so a loaded machine does not fool it; at most ``QUIET_MAX_S``) and only then replies; the parent starts the next call after the reply. The CPU the pool burnt
 after the call is returned (``spin_cpu``) and reported. ``DFMA_TIMING_SETTLE=0`` turns this off (to measure what
 it changes).
 
@@ -43,6 +43,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -73,15 +74,42 @@ def call_order(n: int, round_index: int) -> list[int]:
     return rows[round_index % len(rows)]
 
 
+def _running_threads() -> int | None:
+    """Threads of this process other than the caller that are running or runnable (state ``R`` in
+    ``/proc/self/task/*/stat``): a spinning pool thread is ``R`` even while another process holds the core; a
+    parked one sleeps (``S``). None where ``/proc`` is not there."""
+    me = str(threading.get_native_id())
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    running = 0
+    for tid in tasks:
+        if tid == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        running += state == b"R"
+    return running
+
+
 def settle() -> tuple[float, float]:
-    """Wait until this process's other threads stop using CPU (a pool spinning after a call): ``(cpu_s, wall_s)``
-    spent waiting, ``cpu_s`` being what those threads burnt meanwhile."""
+    """Wait until this process's other threads stop running (a pool spinning after a call): ``(cpu_s, wall_s)``
+    spent waiting, ``cpu_s`` being what those threads burnt meanwhile. Quiet = no other thread running or
+    runnable (:func:`_running_threads`), which holds on a loaded machine too; without ``/proc``, less than
+    ``QUIET_SHARE`` of a core used over a ``QUIET_WINDOW_S`` window."""
     c0 = last = time.process_time()
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < QUIET_MAX_S:
-        time.sleep(QUIET_WINDOW_S)
+        running = _running_threads()
+        if running == 0:
+            break
+        time.sleep(QUIET_WINDOW_S / 2 if running is not None else QUIET_WINDOW_S)
         now = time.process_time()
-        if now - last < QUIET_SHARE * QUIET_WINDOW_S:
+        if running is None and now - last < QUIET_SHARE * QUIET_WINDOW_S:
             break
         last = now
     return time.process_time() - c0, time.perf_counter() - t0

@@ -39,7 +39,8 @@ def test_worker_waits_out_its_spinning_pool_before_the_next_call(settle, monkeyp
         times = interleave([w], range(2), repeats=1, warmup=0)
     spins = times["spinner"]["spin"][0]
     if settle == "1":
-        assert r["spin_cpu"] >= 0.1 and waited >= 0.14, (r, waited)
-        assert min(spins) >= 0.1 and times["spinner"]["after"][0] == ["", "spinner"]
+        # the wait lasts as long as the thread spins (0.15 s of wall time); its CPU is what the machine gave it
+        assert waited >= 0.14 and r["spin_cpu"] >= 0.02, (r, waited)
+        assert min(spins) >= 0.02 and times["spinner"]["after"][0] == ["", "spinner"]
     else:
         assert r["spin_cpu"] == 0.0 and waited < 0.14, (r, waited)
