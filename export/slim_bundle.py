@@ -137,8 +137,9 @@ def graphs_for(manifest: Manifest, target: str) -> list[str]:
 
 
 def slim_defaults(manifest: Manifest, keep: list[str]):
-    """The ``defaults`` of the copy: each ranked choice names the kept graph of its precision that its backend
-    runs (e.g. the 7-bit twin for the full-range INT8 graph) or is dropped; a record whose own graph goes
+    """The ``defaults`` of the copy: each ranked choice names its graph if kept, else (ONNX Runtime CPU's choices)
+    the kept graph of its precision that ONNX Runtime CPU prefers (e.g. the 7-bit twin for the full-range INT8
+    graph), else it is dropped; a record whose own graph goes
     takes its first remaining choice; a record with none left goes."""
     from dfma.backends.registry import BACKENDS
 
@@ -150,8 +151,9 @@ def slim_defaults(manifest: Manifest, keep: list[str]):
     def kept(graph: str | None, precision: str, backend: str | None) -> str | None:
         if graph in rows:
             return graph
-        spec = BACKENDS.get(str(backend or "onnxruntime-cpu"))
-        ordered = spec.ordered(rows, precision) if spec is not None and spec.bundles else []
+        if backend not in (None, "onnxruntime-cpu"):  # another backend's measurement holds for its own graph only
+            return None
+        ordered = BACKENDS["onnxruntime-cpu"].ordered(rows, precision)
         return ordered[0] if ordered else None
 
     auto = {}
