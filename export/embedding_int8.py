@@ -152,12 +152,14 @@ def expand_embeddings(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     nodes = [keep_gather.get(id(n), n) for n in model.graph.node if id(n) not in drop]
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    replaced = set()
     for q_name in tables:
         name = q_name[:-len(TABLE_SUFFIX)]
         s_name = f"{name}{SCALES_SUFFIX}"
         table = numpy_helper.to_array(inits[q_name]).astype(np.float32) * numpy_helper.to_array(inits[s_name])
         model.graph.initializer.append(numpy_helper.from_array(table.astype(np.float32), name))
-    live = [t for t in model.graph.initializer if t.name not in set(tables) | {f"{q[:-len(TABLE_SUFFIX)]}{SCALES_SUFFIX}" for q in tables}]
+        replaced |= {q_name, s_name}
+    live = [t for t in model.graph.initializer if t.name not in replaced]
     del model.graph.initializer[:]
     model.graph.initializer.extend(live)
     return model, len(tables)
