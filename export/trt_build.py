@@ -76,14 +76,16 @@ def profile_shapes(manifest: Manifest | dict, opts: BuildOptions) -> dict[str, t
 
 
 def onnx_bytes(path: Path, precision: str) -> bytes:
-    """The serialized graph TensorRT parses (INT8: with U8 activation Q/DQ rewritten to symmetric S8)."""
+    """The serialized graph TensorRT parses (INT8: with U8 activation Q/DQ rewritten to symmetric S8, and the
+    int8 embedding tables expanded back to the fp32 values they hold: TensorRT takes int8 only through Q/DQ)."""
     if precision != INT8_ENGINE:
         return Path(path).read_bytes()
     import onnx
 
+    from dfma.export.embedding_int8 import expand_embeddings
     from dfma.export.quantize import to_symmetric_s8
 
-    model, _ = to_symmetric_s8(onnx.load(str(path)))
+    model, _ = to_symmetric_s8(expand_embeddings(onnx.load(str(path)))[0])
     return model.SerializeToString()
 
 

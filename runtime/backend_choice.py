@@ -6,7 +6,9 @@ only when the bundle's precision step measured it fastest on a host of this CPU 
 on a CPU backend walks the bundle's ranked defaults (``manifest.defaults.auto``: every graph that met the
 accuracy guard, fastest first, fp32 last), checking an INT8 graph on the golden set where this CPU is of
 another class than the one it was measured on (``dfma.runtime.self_check``); on a GPU backend it is the
-recorded GPU default, else fp32.
+recorded GPU default, else fp32. A bundle slimmed for some CPU classes (``slimmed.cpu_classes``,
+``export/slim_bundle.py``) refuses ``precision="auto"`` on a CPU backend of another class: one BundleError
+naming the classes it serves (a precision asked for by name is still served).
 
 ``stages``: ``auto`` serves the chosen graph's stage graphs (``vision`` + ``text`` files of its manifest
 entry, ``Manifest.stage_files``) when the bundle has one, built with the same registry row
@@ -186,6 +188,9 @@ def open_backend(bundle: Bundle, *, backend: str = "auto", precision: str = AUTO
     candidates, skipped = _candidates(bundle.manifest, backend)
     opened: dict[str, tuple[dict[str, str] | None, str]] = {}
     for i, spec in enumerate(candidates):
+        if precision == AUTO and spec.device == "cpu":  # a bundle slimmed for other CPU classes: say so, once
+            bundle.manifest.check_serves(host_info()["class"])
+
         def open_precision(p: str, spec: BackendSpec = spec) -> tuple[Any, str]:
             return _open_on(bundle, spec, rows, p, threads=threads, device_id=device_id, stages=stages,
                             opened=opened)

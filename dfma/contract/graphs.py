@@ -20,6 +20,10 @@ Columns:
   products: VNNI, AMX, ARM dot product) and the same with 7-bit weights (``reduce_range``), whose 16-bit
   intermediate cannot saturate in AVX2's ``VPMADDUBSW``: its integer products are exact on every x86 CPU
   (only the fp32 parts round by ulps per ISA), so its guard, measured anywhere, holds on all of them. Runners prefer the row meant for the host;
+- ``exact_on``: the CPU classes on which the graph computes what its guard measured, whichever of them the
+  guard ran on (None: every class). The full-range INT8 rows hold on the classes with INT8 dot products
+  (:data:`DOT_PRODUCT`); their 7-bit twins and the float rows on every class. What a slimmed bundle serves
+  (``export/slim_bundle.py``, the manifest's ``slimmed.cpu_classes``) is read from it (:meth:`GraphKind.serves`);
 - ``cpu_kernels``: False where ONNX Runtime's CPU provider casts the graph's math back to fp32 (fp16): a
   CPU deployment leaves it out; ``companions``: bundle files that serve only this graph (slimmed with it);
 - ``recipe``: the name of the precision step's recipe that builds the graph (``export/recipes/``: a module
@@ -66,6 +70,7 @@ class GraphKind:
     cpu_kernels: bool = True  # False: ONNX Runtime's CPU provider would cast its math back to fp32
     companions: tuple[str, ...] = ()  # bundle files that serve only this graph (slimmed with it)
     recipe: str | None = None  # the precision step's recipe that builds it (export/recipes/), None: the export's
+    exact_on: tuple[str, ...] | None = None  # CPU classes where its guard holds wherever it was measured; None: all
 
     def manifest_fields(self) -> dict:
         """The catalogue's columns as a manifest ``graphs`` entry starts them (``format`` is written as
@@ -81,8 +86,16 @@ class GraphKind:
             return 1
         return 0 if cpu_class in self.cpu_classes else 2
 
+    def serves(self, cpu_class: str) -> bool:
+        """Whether the graph computes on a CPU of this class what its guard measured (``exact_on``)."""
+        return self.exact_on is None or cpu_class in self.exact_on
+
 
 NO_DOT_PRODUCT = ("x86-avx2", "x86-avx512", "x86")  # x86 classes whose U8xS8 GEMM may saturate (host.py)
+X86_DOT_PRODUCT = ("x86-amx", "x86-avx512-vnni", "x86-avx2-vnni")  # x86 classes with INT8 dot products (VNNI, AMX)
+DOT_PRODUCT = (*X86_DOT_PRODUCT, "arm-dotprod")  # where the full-range U8xS8 products are exact
+X86_CLASSES = (*X86_DOT_PRODUCT, "x86-avx512", "x86-avx2", "x86")  # every x86 class of dfma.host, best first
+CPU_CLASSES = (*X86_CLASSES, "arm-dotprod", "arm", "other")  # every class dfma.host names
 PORTABLE, ONNXRUNTIME = "portable", "onnxruntime"  # graph formats: standard ONNX ops / com.microsoft ops
 CALIBRATION_FILE = "calibration.json"  # the static INT8 graph's activation ranges (its companion file)
 # the built-in rows' precisions (each also the key of the first row of that precision); other modules import
@@ -100,10 +113,11 @@ _ROWS = (
               doc="fp16 weights and math; LayerNorm, Softmax and reductions fp32; fp32 inputs and outputs"),
     GraphKind(key=INT8, file="model.int8.onnx", precision=INT8, format=PORTABLE, ops="onnx",
               devices=("cpu", "gpu"), derived_from="portable", tensorrt=INT8, companions=(CALIBRATION_FILE,),
-              recipe="int8_static",
+              recipe="int8_static", exact_on=DOT_PRODUCT,
               doc="static INT8 (QDQ): per-channel S8 weights, U8 activations calibrated on MNRE"),
     GraphKind(key=INT8_DYNAMIC, file="model.int8-dynamic.onnx", precision=INT8_DYNAMIC, format=ONNXRUNTIME,
               ops="com.microsoft", devices=("cpu",), derived_from="ort", tensorrt=None, recipe="int8_dynamic",
+              exact_on=DOT_PRODUCT,
               doc="dynamic INT8 (MatMulInteger) from the fused graph; ONNX Runtime CPU kernels only"),
     GraphKind(key="int8-avx2", file="model.int8-avx2.onnx", precision=INT8, format=PORTABLE, ops="onnx",
               devices=("cpu",), derived_from="portable", tensorrt=None, cpu_classes=NO_DOT_PRODUCT,

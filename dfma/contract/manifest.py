@@ -679,6 +679,26 @@ class Manifest(Section):
             return "fp32", f"auto: the bundle records no {device} default (run export/to_precision.py); fp32"
         return rec.precision, f"auto: {rec.reason or 'the bundle default'}"
 
+    @property
+    def served_cpu_classes(self) -> tuple[str, ...] | None:
+        """The CPU classes a slimmed bundle serves (``slimmed.cpu_classes``, written by
+        ``export/slim_bundle.py``); None for a bundle that was not slimmed or does not record them."""
+        classes = (self.slimmed or {}).get("cpu_classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            return None
+        return tuple(classes)
+
+    def check_serves(self, cpu_class: str) -> None:
+        """BundleError (one line, field ``slimmed.cpu_classes``) when the bundle was slimmed for CPU classes
+        that do not include ``cpu_class``."""
+        classes = self.served_cpu_classes
+        if classes is not None and cpu_class not in classes:
+            target = (self.slimmed or {}).get("for")
+            raise BundleError(f"manifest.json: this bundle was slimmed --for {target} and serves the CPU classes "
+                              f"{list(classes)}, not this {cpu_class} host; use a bundle slimmed --for cpu (every "
+                              f"x86 class) or the full bundle, or ask for a precision by name",
+                              field="slimmed.cpu_classes")
+
     def golden_expected(self, key: str) -> GoldenExpected | None:
         """``golden.expected[key]`` (None when not recorded)."""
         return self.golden.expected.get(key) if self.golden is not None else None

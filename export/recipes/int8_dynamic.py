@@ -1,5 +1,6 @@
 """Recipe: dynamic INT8 (MatMulInteger, activations quantized per batch at run time) from the ONNX Runtime
-fused graph (its row's ``derived_from``: dynamic INT8 is CPU-only anyway), guarded by the same fp32-node
+fused graph (its row's ``derived_from``: dynamic INT8 is CPU-only anyway), embedding tables int8 per row
+(:mod:`dfma.export.embedding_int8`), guarded by the same fp32-node
 search as static INT8; and its 7-bit-weight twin for x86 CPUs without VNNI."""
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 from dfma.export.precision.guard_sets import TUNE
 from dfma.export.recipes.base import Built, Recipe
-from dfma.export.recipes.int8_static import SENSITIVITY_BATCHES, Int8State, ReduceRangeTwin
+from dfma.export.recipes.int8_static import EMBEDDINGS, SENSITIVITY_BATCHES, Int8State, ReduceRangeTwin
 
 NAME = __name__.rpartition(".")[2]
 
@@ -24,6 +25,7 @@ class DynamicInt8(Recipe):
         import onnx
 
         from dfma.export import quantize as q
+        from dfma.export.embedding_int8 import quantize_embeddings_file
         from dfma.export.precision.accuracy_guard import node_sensitivity
         from dfma.export.precision.keep_cost import speed_side
 
@@ -31,7 +33,8 @@ class DynamicInt8(Recipe):
         stats: dict = {}
 
         def quantize(path: Path, excluded, reduce_range: bool = False) -> dict:
-            return q.quantize_dynamic_int8(src, path, exclude=excluded, reduce_range=reduce_range)
+            stats = q.quantize_dynamic_int8(src, path, exclude=excluded, reduce_range=reduce_range)
+            return {**stats, "embeddings": quantize_embeddings_file(path)["tables"]}
 
         def build(excluded):
             stats.update(quantize(out, excluded))
@@ -47,8 +50,9 @@ class DynamicInt8(Recipe):
         speed = speed_side(ctx, onnx.load(str(src)), out)
         found = ctx.search(evaluate, rank, rebuild=build, order=speed["order"], stop=speed["stop"],
                            confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
-        quantization = {"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "kept_fp32": found["kept"],
-                        "search_by": ctx.options.guard_by, "search_order": ctx.options.guard_order, "stats": stats,
+        quantization = {"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "embeddings": EMBEDDINGS,
+                        "kept_fp32": found["kept"], "search_by": ctx.options.guard_by,
+                        "search_order": ctx.options.guard_order, "stats": stats,
                         **({"search_speed": speed["check"].record()} if speed["check"] is not None else {}),
                         "convolutions": "fp32 (dynamic quantization leaves them)"}
         return Built(fields={"derived_from": src.name, "cpu_only": True,

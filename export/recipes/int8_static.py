@@ -1,5 +1,5 @@
 """Recipe: static INT8 (QDQ: per-channel S8 weights, U8 activations calibrated on MNRE training sentences;
-ranges saved as the bundle's ``calibration.json``), guarded by the search that keeps the most sensitive
+ranges saved as the bundle's ``calibration.json``; embedding tables int8 per row, :mod:`dfma.export.embedding_int8`), guarded by the search that keeps the most sensitive
 nodes in fp32; also emulates the symmetric S8 form TensorRT compiles. Its 7-bit-weight twin for x86 CPUs
 without VNNI (:class:`ReduceRangeTwin`) re-quantizes with the same nodes kept in fp32."""
 from __future__ import annotations
@@ -17,6 +17,8 @@ from dfma.export.recipes.base import Built, Outcome, Recipe
 NAME = __name__.rpartition(".")[2]
 DEFAULT_METHOD = "minmax"  # measured best on the trained tiny checkpoint (docs/precision.md)
 SENSITIVITY_BATCHES = 2  # calibration batches (of 8 sentences) the sensitivity ranking observes
+EMBEDDINGS = ("int8 symmetric per row, gathered before they are dequantized (export/embedding_int8.py): tables "
+              "read only by Gather, of 1 MiB or more")
 IMAGE_ONLY_REASON = ("image encoder (depends on pixels only): no images or photos were given, so its ranges would come "
                      "from all-zero images; pass --images DIR to quantize it")
 
@@ -103,6 +105,7 @@ class StaticInt8(Recipe):
         import onnx
 
         from dfma.export import quantize as q
+        from dfma.export.embedding_int8 import quantize_embeddings_file
         from dfma.export.fp16 import module_of
         from dfma.export.precision.accuracy_guard import node_sensitivity
         from dfma.export.precision.keep_cost import speed_side
@@ -116,7 +119,8 @@ class StaticInt8(Recipe):
         stats: dict = {}
 
         def quantize(path: Path, excluded, reduce_range: bool = False) -> dict:
-            return q.quantize_static_qdq(pre, path, ranges, exclude=excluded, reduce_range=reduce_range)
+            stats = q.quantize_static_qdq(pre, path, ranges, exclude=excluded, reduce_range=reduce_range)
+            return {**stats, "embeddings": quantize_embeddings_file(path)["tables"]}
 
         def build(excluded):
             stats.update(quantize(out, excluded))
@@ -139,7 +143,7 @@ class StaticInt8(Recipe):
         kept = [{"node": n, "module": modules.get(n, ""), "reason": IMAGE_ONLY_REASON} for n in start] + found["kept"]
         quantization = {
             "format": "QDQ", "activations": "uint8 asymmetric, per tensor", "weights": "int8 symmetric, per channel",
-            "op_types": list(q.STATIC_OPS),
+            "op_types": list(q.STATIC_OPS), "embeddings": EMBEDDINGS,
             "recipe": "full range: exact where the CPU has INT8 dot products (VNNI, AMX, ARM); see the "
                       "reduce_range twin for the others",
             "calibration": calibration, "kept_fp32": kept, "search_by": ctx.options.guard_by,

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from fixtures_bundle import copy_bundle, tiny_bundle  # noqa: F401
+from fixtures_bundle import copy_bundle, int8_bundle, tiny_bundle  # noqa: F401
 
 import dfma.runtime as rt
 from dfma.contract.bundle import sha256_file
@@ -211,3 +211,33 @@ def test_reduce_range_int8_agrees_across_cpu_classes(tiny_bundle, tmp_path):
     there = np.load(tmp_path / "out.npy")
     assert (there.argmax(1) == here.argmax(1)).all()
     assert np.abs(there - here).max() <= 0.01 * np.abs(here).max()  # a quantization step or two, not saturation
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(QEMU is None, reason="qemu-x86_64 (Debian qemu-user) not installed: no AVX2-only CPU to emulate")
+def test_an_avx2_host_is_served_int8_by_the_bundle_slimmed_for_cpu(int8_bundle, tmp_path):
+    """On an emulated AMD EPYC Milan (AVX2 only; ``DFMA_CPU_CLASS`` names its class, as /proc/cpuinfo under QEMU
+    describes the real CPU) ``auto`` of the bundle slimmed ``--for cpu`` serves INT8: its one graph, the 7-bit
+    twin, passes its golden set there (it was measured on this host's class), so no fp32 graph is needed."""
+    import platform
+
+    if platform.machine() != "x86_64":
+        pytest.skip("x86-64 only")
+    from dfma.export.slim_bundle import slim
+
+    out = tmp_path / "cpu"
+    manifest = slim(int8_bundle[0], out, target="cpu")
+    assert list(manifest.graphs) == ["int8-avx2"] and "x86-avx2" in manifest.served_cpu_classes
+    script = (f"import json\nimport dfma.runtime as rt\nfrom dfma.host import host_info\n"
+              f"ex = rt.load({str(out)!r}, threads=1)\nd = ex.describe()\n"
+              f"print(json.dumps({{'class': host_info()['class'], 'precision': ex.precision, 'graph': d['graph_key'], "
+              f"'reason': d['precision_reason'], 'logits': ex.logits([{REQUEST!r}]).tolist()}}))\n")
+    env = {**__import__("os").environ, "DFMA_CPU_CLASS": "x86-avx2"}
+    proc = subprocess.run([QEMU, "-cpu", "EPYC-Milan", sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=1500, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (got["class"], got["precision"], got["graph"]) == ("x86-avx2", "int8", "int8-avx2"), got
+    assert "int8-avx2 passed its golden set here" in got["reason"], got["reason"]
+    with rt.load(out, threads=1) as here:  # the same graph on this host gives the same answer
+        assert np.argmax(here.logits([REQUEST])[0]) == np.argmax(got["logits"][0])

@@ -162,3 +162,31 @@ def test_auto_passes_over_an_int8_graph_that_fails_its_golden_set_here(cli, gold
     _write_manifest(folder, manifest)
     assert info()["graph"] == "int8"
     assert info("--self-check", "always")["graph"] == "ort"
+
+
+def test_auto_refuses_a_cpu_class_the_slimmed_bundle_does_not_serve(cli, golden_bundle):
+    """A bundle slimmed for other CPU classes (``slimmed.cpu_classes``): ``auto`` is refused in one line naming them,
+    by the C++ runtime as by the Python one; a graph asked for by name is served."""
+    from dfma.contract.errors import BundleError
+    from dfma.host import host_info
+
+    folder, manifest = golden_bundle
+    manifest["slimmed"] = {"for": "cpu-vnni", "from": "elsewhere", "kept": list(manifest["graphs"]), "dropped": [],
+                           "two_stage_pairs": True, "cpu_classes": ["x86-test-elsewhere"],
+                           "served_by": {"x86-test-elsewhere": "ort"}}
+    _write_manifest(folder, manifest)
+    here = host_info()["class"]
+    proc = _run([cli, "info", "--bundle", folder], timeout=120)
+    assert proc.returncode == 2, proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if "slimmed" in line]
+    assert len(lines) == 1 and "slimmed --for cpu-vnni" in lines[0] and "x86-test-elsewhere" in lines[0], proc.stderr
+    assert f"not this {here} host" in lines[0] and "slimmed.cpu_classes" in lines[0]
+    import dfma.runtime as rt
+
+    with pytest.raises(BundleError, match=f"slimmed --for cpu-vnni .* not this {here} host"):
+        rt.load(folder)
+    proc = _run([cli, "info", "--bundle", folder, "--graph", "ort"], timeout=120)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["graph"] == "ort", proc.stderr
+    manifest["slimmed"]["cpu_classes"].append(here)  # a class it serves: auto as before
+    _write_manifest(folder, manifest)
+    assert _run([cli, "info", "--bundle", folder], timeout=120).returncode == 0

@@ -53,6 +53,25 @@ const nlohmann::json* recorded_default(const detail::Bundle& b) {
     return nullptr;
 }
 
+// A bundle slimmed for some CPU classes (`slimmed/cpu_classes`, export/slim_bundle.py) refuses `auto` on a
+// host of another class, in one line naming them (as dfma.contract.manifest.Manifest.check_serves).
+void check_serves(const detail::Bundle& b, const std::string& cpu_class) {
+    const auto* classes = b.find("slimmed/cpu_classes");
+    if (!classes || !classes->is_array()) return;
+    std::string listed;
+    for (const auto& c : *classes) {
+        if (!c.is_string()) return;
+        if (c.get<std::string>() == cpu_class) return;
+        listed += (listed.empty() ? "" : ", ") + c.get<std::string>();
+    }
+    const auto* target = b.find("slimmed/for");
+    throw BundleError("manifest.json: this bundle was slimmed --for " +
+                      (target && target->is_string() ? target->get<std::string>() : std::string("?")) +
+                      " and serves the CPU classes [" + listed + "], not this " + cpu_class +
+                      " host; use a bundle slimmed --for cpu (every x86 class) or the full bundle, or ask for a "
+                      "graph by name (slimmed.cpu_classes)");
+}
+
 GraphChoice graph_file(const detail::Bundle& b, const std::string& wanted) {
     const auto* graphs = b.find("graphs");
     if (!graphs || !graphs->is_object() || graphs->empty())
@@ -452,6 +471,7 @@ Extractor Extractor::load_checked(const std::string& bundle_dir, const Options& 
     info.cpu_class = host_cpu_class();
     GraphChoice graph;
     std::unique_ptr<detail::OnnxSession> session;
+    if (options.graph == "auto") check_serves(bundle, info.cpu_class);
     const auto* rec = options.graph == "auto" ? recorded_default(bundle) : nullptr;
     if (rec) {  // every recorded default goes through the ranked walk, as in dfma.runtime.self_check
         auto opened = auto_ranked(bundle, *rec, options, info.cpu_class);
