@@ -12,7 +12,8 @@ registry, plus the graph the bundle's ``auto`` default names):
 
 The copy is a complete bundle: tokenizer, labels, calibration ranges (with the INT8 graph), a manifest
 whose ``graphs``, ``parity``, ``defaults`` and ``files`` (re-hashed) describe only what it holds, and a
-``slimmed`` record of what was dropped. Files are hard-linked where the file system allows. Written
+``slimmed`` record of what was dropped. Files are hard-linked where the file system allows, but the weight
+store (``weights.bin``) is written afresh, holding only the tensors the kept graphs use. Written
 atomically (nothing is left behind on failure). Exit status 0, 1 on a bundle error, 2 on a usage error.
 """
 from __future__ import annotations
@@ -107,6 +108,7 @@ def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] 
     """Write the slimmed copy of ``bundle`` to ``out``; returns its manifest. Raises BundleError / ExportError."""
     from dfma.contract.bundle import open_bundle
     from dfma.contract.bundle_writer import BundleWriter, link_or_copy
+    from dfma.export.weight_store import pack_folder
 
     source = open_bundle(bundle)  # every sha256 verified (and the signature, with a key) before anything is copied
     manifest = source.manifest
@@ -126,6 +128,7 @@ def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] 
     with BundleWriter(out, force=force) as writer:
         for rel in files:
             link_or_copy(source.folder / rel, writer.path(rel))
+        pack_folder(writer.tmp)  # a fresh weights.bin holding only what the kept graphs use
         writer.commit(new)
     return open_bundle(out).manifest
 

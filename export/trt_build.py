@@ -78,7 +78,9 @@ def profile_shapes(manifest: Manifest | dict, opts: BuildOptions) -> dict[str, t
 def onnx_bytes(path: Path, precision: str) -> bytes:
     """The serialized graph TensorRT parses (INT8: with U8 activation Q/DQ rewritten to symmetric S8)."""
     if precision != INT8_ENGINE:
-        return Path(path).read_bytes()
+        from dfma.export.weight_store import inline_bytes
+
+        return inline_bytes(path)  # with the weight store's tensors inline: the parser gets bytes, not a folder
     import onnx
 
     from dfma.export.quantize import to_symmetric_s8
