@@ -178,23 +178,26 @@ def _graph(buf, start: int, end: int, depth: int, out: list) -> None:
                         _graph(buf, e, f, depth + 1, out)
 
 
-def external_refs(path: str | os.PathLike) -> list[ExternalRef]:
+def external_refs(path: str | os.PathLike, *, strict: bool = True) -> list[ExternalRef]:
     """Every tensor of an ONNX graph file whose data is external (initializers, sparse initializers, node
     attribute tensors, subgraphs included), in file order. BundleError when the file is not a readable
-    ONNX model."""
+    ONNX model; ``strict=False`` returns the references read before the point where it stops being one
+    (the bundle check: whoever loads such a file refuses it with its own error)."""
     path = Path(path)
+    out: list[ExternalRef] = []
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size == 0:
-                raise BundleError(f"{path}: empty file, not an ONNX graph", file=str(path))
+                raise _Malformed
             with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                out: list[ExternalRef] = []
                 for num, wire, a, b in _fields(buf, 0, size):
                     if num == 7 and wire == 2:  # ModelProto.graph
                         _graph(buf, a, b, 0, out)
                 return out
     except _Malformed:
+        if not strict:
+            return out
         raise BundleError(f"{path}: not a readable ONNX graph (malformed protobuf)", file=str(path)) from None
     except OSError as exc:
         raise BundleError(f"{path}: cannot read ({exc.strerror or exc})", file=str(path)) from None
@@ -214,7 +217,7 @@ def check_graph_refs(path: str | os.PathLike, store_bytes: int | None) -> int:
     store's ``store_bytes`` (None: the bundle has no store). Returns the number of references; BundleError
     naming the file, the tensor and the field."""
     path = Path(path)
-    refs = external_refs(path)
+    refs = external_refs(path, strict=False)
     for ref in refs:
         def fail(key: str, why: str):
             raise BundleError(f"{path}: tensor {ref.name!r}: external_data {key} {why}", file=str(path),
