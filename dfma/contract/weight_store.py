@@ -29,7 +29,7 @@ from pathlib import Path
 from dfma.contract.errors import BundleError
 
 __all__ = ["STORE_FILE", "ALIGNMENT", "MIN_EXTERNAL_BYTES", "ExternalRef", "external_refs", "check_graph_refs",
-           "check_bundle_refs", "tensor_bytes"]
+           "check_bundle_refs", "tensor_bytes", "graph_bytes"]
 
 STORE_FILE = "weights.bin"
 ALIGNMENT = 4096
@@ -247,3 +247,11 @@ def check_bundle_refs(folder: str | os.PathLike, files: Mapping[str, Mapping], o
     for rel in (only if only is not None else files):
         if rel.endswith(".onnx"):
             check_graph_refs(folder / rel, store_bytes)
+
+
+def graph_bytes(path: str | os.PathLike) -> int:
+    """Bytes of a graph with its weights: the file's size plus the length of each distinct external tensor it
+    references (what the graph weighed inline; the size a reader compares graphs by)."""
+    path = Path(path)
+    refs = {(r.get("location"), r.get("offset")): r.get("length") for r in external_refs(path, strict=False)}
+    return path.stat().st_size + sum(int(n) for n in refs.values() if n and n.isdigit())
