@@ -128,6 +128,7 @@ def _save(model, path: Path) -> None:
     """Write ``model`` under a new name beside ``path`` and rename it over (never into a linked file)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a bundle writer normalises modes again at its commit
         with os.fdopen(fd, "wb") as f:
             f.write(model.SerializeToString())
         os.replace(tmp, path)

@@ -6,7 +6,8 @@ Contract facts (the writer is ``dfma.export.weight_store``; this module reads an
 - :data:`STORE_FILE` (``weights.bin``): the one external data file a bundle may hold, beside its graphs and
   listed in the manifest's ``files`` like every file (so ``verify``, the digest and the signature cover it);
 - an initializer of :data:`MIN_EXTERNAL_BYTES` (1 KiB) or more lives in the store; smaller ones (scalars,
-  shapes, quantization scales and zero points, the tensors graph tools read without the data) stay inline;
+  shapes, axes, quantization scales and zero points) stay inline: ONNX Runtime's shape inference cannot read
+  an operator's shape or axes input from external data, and graph tools read them without the data;
 - every tensor starts at a multiple of :data:`ALIGNMENT` (4096, the page size: ONNX Runtime and OpenVINO
   map aligned external data instead of copying it); the gaps are zeros;
 - a tensor is stored once, however many graphs use it (same raw bytes, dtype and shape).
