@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--keep", default=None, metavar="KEY,...", help="keep exactly these manifest graphs keys")
     p.add_argument("--no-stages", dest="stages", action="store_false",
                    help="drop the kept graphs' stage graphs (vision/text files) too: a deployment that serves "
-                        "whole graphs only, at about half the size")
+                        "whole graphs only (they share their graph's tensors in weights.bin: little is saved)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (atomically, at the end)")
     return p
 

@@ -72,7 +72,8 @@ class _Reader:
             try:
                 f = self.files[path] = open(path, "rb")
             except OSError as exc:
-                raise ExportError(f"{path}: external data of tensor {tensor.name!r} unreadable ({exc.strerror})") from None
+                raise ExportError(f"{path}: external data of tensor {tensor.name!r} unreadable "
+                                  f"({exc.strerror})") from None
         f.seek(info.offset or 0)
         data = f.read(info.length) if info.length else f.read()
         if info.length and len(data) != info.length:
