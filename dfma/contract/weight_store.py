@@ -94,7 +94,11 @@ def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """(field number, wire type, value or start, end) of each field of one message in buf[start:end]."""
     pos = start
     while pos < end:
-        key, pos = _varint(buf, pos, end)
+        key = buf[pos]  # one-byte varints (most keys and lengths) without a call
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos, end)
         num, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = _varint(buf, pos, end)
@@ -102,7 +106,11 @@ def _fields(buf, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
         elif wire == 1:
             pos += 8
         elif wire == 2:
-            n, pos = _varint(buf, pos, end)
+            n = buf[pos] if pos < end else 0x80
+            if n < 0x80:
+                pos += 1
+            else:
+                n, pos = _varint(buf, pos, end)
             if pos + n > end:
                 raise _Malformed
             yield num, wire, pos, pos + n
