@@ -143,8 +143,10 @@ def pack_folder(folder: str | os.PathLike, *, min_bytes: int = MIN_EXTERNAL_BYTE
     """Move the initializers of ``min_bytes`` or more of every ``*.onnx`` file under ``folder`` into a fresh
     ``folder/weights.bin`` (each distinct tensor once: sha256 of its bytes, dtype, shape; every offset a
     multiple of ``alignment``), rewriting the graphs to reference it; external data files the graphs used
-    before and no longer do are removed (no store is left when no tensor is that large). ExportError on an
-    unreadable graph or external data."""
+    before and no longer do are removed (no store is left when no tensor is that large). The tensors of the
+    old store that stay come first, in their old order: a repack that drops nothing leaves them, and the
+    graphs that use only them, byte for byte as they were (adding a graph changes no other graph's file).
+    ExportError on an unreadable graph or external data."""
     import onnx
 
     folder = Path(folder)
@@ -153,16 +155,58 @@ def pack_folder(folder: str | os.PathLike, *, min_bytes: int = MIN_EXTERNAL_BYTE
     reader = _Reader()
     used_before: set[Path] = set()
     index: dict[tuple, tuple[int, int]] = {}
+    kept: dict[tuple, tuple] = {}  # (old offset, dtype, shape) of a tensor of the old store -> its key
+    old_store = folder / STORE_FILE
+
+    def load(path: Path):
+        try:
+            return onnx.load(str(path), load_external_data=False)
+        except Exception as exc:  # onnx raises DecodeError and friends
+            raise ExportError(f"{path}: not a readable ONNX graph ({exc})") from None
+
+    def in_old_store(tensor, path: Path) -> tuple | None:
+        info = {e.key: e.value for e in tensor.external_data}
+        if path.parent / info.get("location", "") != old_store or not info.get("length", "").isdigit():
+            return None
+        if int(info["length"]) < min_bytes:
+            return None
+        return int(info.get("offset") or 0), tensor.data_type, tuple(tensor.dims)
+
     fd, tmp_store = tempfile.mkstemp(dir=folder, prefix=f".{STORE_FILE}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as store:
+            def put(key: tuple, data: bytes) -> None:
+                if key not in index:
+                    store.write(b"\0" * (-store.tell() % alignment))
+                    index[key] = (store.tell(), len(data))
+                    store.write(data)
+                    stats.stored_bytes += len(data)
+
+            first: dict[tuple, object] = {}  # the old store's tensors still referenced, by old offset
             for path in graphs:
-                try:
-                    model = onnx.load(str(path), load_external_data=False)
-                except Exception as exc:  # onnx raises DecodeError and friends
-                    raise ExportError(f"{path}: not a readable ONNX graph ({exc})") from None
+                for tensor in graph_tensors(load(path).graph):
+                    if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                        where = in_old_store(tensor, path)
+                        if where is not None and where not in first:
+                            first[where] = onnx.TensorProto()
+                            first[where].CopyFrom(tensor)  # a copy: a part would keep its whole graph alive
+            for where in sorted(first):
+                data, _ = reader.read(first[where], folder)
+                kept[where] = (hashlib.sha256(data).digest(), where[1], where[2])
+                put(kept[where], data)
+                del data
+            for path in graphs:
+                model = load(path)
                 for tensor in graph_tensors(model.graph):
                     if tensor.data_location == onnx.TensorProto.EXTERNAL:
+                        where = in_old_store(tensor, path)
+                        if where is not None:
+                            used_before.add(old_store)
+                            key = kept[where]
+                            stats.references += 1
+                            stats.referenced_bytes += index[key][1]
+                            _set_external(tensor, *index[key])
+                            continue
                         data, source = reader.read(tensor, path.parent)
                         used_before.add(source)
                         if len(data) < min_bytes:
@@ -173,12 +217,7 @@ def pack_folder(folder: str | os.PathLike, *, min_bytes: int = MIN_EXTERNAL_BYTE
                         if data is None or len(data) < min_bytes:
                             continue
                     key = (hashlib.sha256(data).digest(), tensor.data_type, tuple(tensor.dims))
-                    if key not in index:
-                        pad = -store.tell() % alignment
-                        store.write(b"\0" * pad)
-                        index[key] = (store.tell(), len(data))
-                        store.write(data)
-                        stats.stored_bytes += len(data)
+                    put(key, data)
                     stats.references += 1
                     stats.referenced_bytes += len(data)
                     _set_external(tensor, *index[key])

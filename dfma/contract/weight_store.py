@@ -30,7 +30,7 @@ from pathlib import Path
 from dfma.contract.errors import BundleError
 
 __all__ = ["STORE_FILE", "ALIGNMENT", "MIN_EXTERNAL_BYTES", "ExternalRef", "external_refs", "check_graph_refs",
-           "check_bundle_refs", "tensor_bytes", "graph_bytes"]
+           "check_bundle_refs", "tensor_bytes", "graph_bytes", "graph_digest"]
 
 STORE_FILE = "weights.bin"
 ALIGNMENT = 4096
@@ -264,3 +264,26 @@ def graph_bytes(path: str | os.PathLike) -> int:
     path = Path(path)
     refs = {(r.get("location"), r.get("offset")): r.get("length") for r in external_refs(path, strict=False)}
     return path.stat().st_size + sum(int(n) for n in refs.values() if n and n.isdigit())
+
+
+def graph_digest(path: str | os.PathLike) -> str:
+    """sha256 (hex) of a graph with its weights: of the file's bytes followed by the bytes of each external
+    reference, in file order, read from the store beside it. A graph without external data gets its file's
+    sha256, so a digest recorded before the store still matches the same graph inline. BundleError when a
+    reference cannot be read."""
+    import hashlib
+
+    path = Path(path)
+    h = hashlib.sha256(path.read_bytes())
+    refs = external_refs(path)
+    if refs:
+        with open(path.parent / STORE_FILE, "rb") as store:
+            for ref in refs:
+                offset, length = _int_entry(path, ref, "offset"), _int_entry(path, ref, "length")
+                store.seek(offset)
+                data = store.read(length)
+                if len(data) != length:
+                    raise BundleError(f"{path}: tensor {ref.name!r}: external_data length runs past the end of "
+                                      f"{STORE_FILE}", file=str(path), field=f"{ref.name}.external_data.length")
+                h.update(data)
+    return h.hexdigest()

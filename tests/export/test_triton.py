@@ -160,7 +160,7 @@ def test_vision_queue_delay_and_graph_choose_the_stage_models(tiny_bundle, tmp_p
     assert text.dynamic_batching.max_queue_delay_microseconds == 50
     for stage in ("vision", "text"):
         served = (tmp_path / "repo" / f"dfma_{stage}" / "1" / "model.onnx").read_bytes()
-        assert served == (tiny_bundle / f"model.{stage}.onnx").read_bytes()
+        assert served == inline_bytes(tiny_bundle / f"model.{stage}.onnx")
     bad = build_repo(tiny_bundle, tmp_path / "bad", "--layout", "three-stage")
     assert bad.returncode == 2 and "--layout" in bad.stderr and not (tmp_path / "bad").exists()
 
