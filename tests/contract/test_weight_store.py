@@ -114,6 +114,10 @@ def test_slim_writes_a_fresh_store_with_only_the_kept_graphs_tensors(tiny_bundle
     source = _with_own_ort_weights(tiny_bundle, tmp_path)
     before = (source / STORE_FILE).read_bytes()
     assert len(before) > (tiny_bundle / STORE_FILE).stat().st_size
+    # the repack kept the old tensors first, in their order: the graphs that did not change are byte for byte
+    assert before.startswith((tiny_bundle / STORE_FILE).read_bytes())
+    for name in ("model.onnx", "model.vision.onnx", "model.text.onnx"):
+        assert (source / name).read_bytes() == (tiny_bundle / name).read_bytes(), name
     out = tmp_path / "slim"
     manifest = slim(source, out, keep=["ort"], stages=False)
     assert (source / STORE_FILE).read_bytes() == before, "the source's store is untouched"
