@@ -227,3 +227,18 @@ def test_triton_model_folders_hold_self_contained_graphs(tiny_bundle, tmp_path):
     for g in graphs:  # each is one of the bundle's graphs, its weights inline: it loads alone
         assert not external_refs(g), g
         assert g.read_bytes() in inline, f"{g} is none of the bundle's graphs"
+
+
+def test_tensorrt_parses_the_graph_with_its_data_inline(tiny_bundle):
+    import onnxruntime as ort
+
+    from dfma.export.trt_build import onnx_bytes
+    from fixtures_bundle import random_feeds
+
+    data = onnx_bytes(tiny_bundle / "model.onnx", "fp32")  # what TensorRT's parser gets: bytes, no folder
+    alone = onnx.load_from_string(data)
+    assert not [t for t in alone.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+    feeds = random_feeds(tiny_bundle)
+    got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    want = ort.InferenceSession(str(tiny_bundle / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    np.testing.assert_array_equal(got, want)
