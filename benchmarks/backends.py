@@ -178,8 +178,12 @@ def available(folder: Path, manifest: Manifest, wanted: list[str] | None = None)
 
 
 def file_bytes(folder: Path, name: str | None) -> int:
-    """Size of a bundle file (0 when absent)."""
-    return (folder / name).stat().st_size if name and (folder / name).is_file() else 0
+    """Size of a bundle file (0 when absent); a graph's with the weights it references in the weight store."""
+    from dfma.contract.weight_store import graph_bytes
+
+    if not name or not (folder / name).is_file():
+        return 0
+    return graph_bytes(folder / name) if name.endswith(".onnx") else (folder / name).stat().st_size
 
 
 # ---------------------------------------------------------------------------- eager

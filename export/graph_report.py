@@ -13,6 +13,7 @@ from pathlib import Path
 from dfma.contract.errors import DFMAError
 from dfma.contract.manifest import GraphEntry
 from dfma.export.graph_stats import attention_blocks, expected_blocks, fusion_summary, op_counts
+from dfma.contract.weight_store import graph_bytes
 from dfma.progress import human_bytes, table
 
 
@@ -28,7 +29,7 @@ def graph_report(path: Path, expected: list[str] | None = None, *, top: int = 0)
     summary = fusion_summary(model, expected)
     shown = list(counts.items())[:top] if top else list(counts.items())
     opsets = ", ".join(f"{o.domain or 'ai.onnx'}={o.version}" for o in model.opset_import)
-    lines = [f"{path.name}: {len(model.graph.node)} nodes, {human_bytes(path.stat().st_size)}, opsets {opsets}",
+    lines = [f"{path.name}: {len(model.graph.node)} nodes, {human_bytes(graph_bytes(path))} with its weights, opsets {opsets}",
              "  ops: " + ", ".join(f"{op} {n}" for op, n in shown)]
     blocks = attention_blocks(model, expected)
     if blocks:

@@ -14,6 +14,7 @@ from dfma.contract.errors import ExportError
 from dfma.contract.bundle_writer import BundleWriter, check_target
 from dfma.contract.graphs import CATALOGUE, STAGES
 from dfma.contract.manifest import GraphEntry, Golden, Manifest, StagesIo
+from dfma.contract.weight_store import STORE_FILE, graph_bytes
 from dfma.progress import Steps, human_bytes, table
 
 PORTABLE_FILE, ORT_FILE = CATALOGUE["portable"].file, CATALOGUE["ort"].file
@@ -64,7 +65,7 @@ class ExportResult:
                 fused = f"{blocks} as MatMul/Softmax (opset {graph.get('opset')})"
             else:
                 fused = f"{att.get('blocks_onnx_attention', 0)}/{blocks} ONNX Attention"
-            rows.append([key, graph.file, human_bytes(self.manifest.files[graph.file].bytes),
+            rows.append([key, graph.file, human_bytes(graph_bytes(self.bundle / graph.file)),  # with its store tensors
                          graph.get("nodes", "?"), fused, f"{par.get('max_abs_error', float('nan')):.2e}",
                          f"{par.get('max_rel_error', float('nan')):.2e}", f"{100 * par.get('top1_agreement', 0):.1f}%"])
         head = ["graph", "file", "size", "nodes", "attention blocks", "max abs err", "max rel err", "top-1 agree"]
@@ -214,7 +215,10 @@ def export_bundle(opts: ExportOptions) -> ExportResult:
                                                       {k: writer.path(g["file"]) for k, g in graphs.items()})
                 manifest = dataclasses.replace(manifest, golden=Golden.from_json(golden))
 
-            with steps.step(f"writing the bundle to {writer.out}"):
+            with steps.step(f"writing the bundle to {writer.out} (large weights once, in {STORE_FILE})"):
+                from dfma.export.weight_store import pack_folder
+
+                pack_folder(writer.tmp)
                 manifest = dataclasses.replace(manifest, export={**(manifest.export or {}),
                                                                  "seconds": round(steps.elapsed(), 1)})
                 out = writer.commit(manifest)

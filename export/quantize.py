@@ -50,11 +50,21 @@ def preprocess(src: Path, dst: Path) -> Path:
     """``quant_pre_process`` (ORT basic optimizations + ONNX shape inference) of ``src`` into ``dst``."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    from dfma.contract.weight_store import external_refs
+    from dfma.export.weight_store import inline_model
+
+    source = Path(src)
+    if external_refs(source):  # ONNX Runtime's optimizer re-saves the graph in a folder without the weight store
+        source = Path(dst).with_name(f".{Path(dst).stem}.inline.onnx")
+        source.write_bytes(inline_model(src).SerializeToString())
     try:
         with _quiet():
-            quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+            quant_pre_process(str(source), str(dst), skip_symbolic_shape=True)
     except Exception as exc:
         raise ExportError(f"{Path(src).name}: quantization pre-processing failed: {str(exc)[:500]}") from None
+    finally:
+        if source != Path(src):
+            source.unlink(missing_ok=True)
     return Path(dst)
 
 

@@ -23,7 +23,8 @@ The copy is a complete bundle: tokenizer, labels, calibration ranges (with the I
 whose ``graphs``, ``parity``, ``defaults`` (a ranked choice names the kept graph of its precision, or goes)
 and ``files`` (re-hashed) describe only what it holds, and a ``slimmed`` record of what was dropped and of
 the CPU classes it serves (``cpu_classes``; ``served_by``: class -> graph; ``precision="auto"`` on another
-class is refused, naming them). Files are hard-linked where the file system allows. Written atomically
+class is refused, naming them). Files are hard-linked where the file system allows, but the weight store
+(``weights.bin``) is written afresh, holding only the tensors the kept graphs use. Written atomically
 (nothing is left behind on failure). Exit status 0, 1 on a bundle error, 2 on a usage error.
 """
 from __future__ import annotations
@@ -217,6 +218,7 @@ def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] 
     """Write the slimmed copy of ``bundle`` to ``out``; returns its manifest. Raises BundleError / ExportError."""
     from dfma.contract.bundle import open_bundle
     from dfma.contract.bundle_writer import BundleWriter, link_or_copy
+    from dfma.export.weight_store import pack_folder
 
     source = open_bundle(bundle)  # every sha256 verified (and the signature, with a key) before anything is copied
     manifest = source.manifest
@@ -236,6 +238,7 @@ def slim(bundle: Path, out: Path, *, target: str | None = None, keep: list[str] 
     with BundleWriter(out, force=force) as writer:
         for rel in files:
             link_or_copy(source.folder / rel, writer.path(rel))
+        pack_folder(writer.tmp)  # a fresh weights.bin holding only what the kept graphs use
         writer.commit(new)
     return open_bundle(out).manifest
 
@@ -255,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--keep", default=None, metavar="KEY,...", help="keep exactly these manifest graphs keys")
     p.add_argument("--no-stages", dest="stages", action="store_false",
                    help="drop the kept graphs' stage graphs (vision/text files) too: a deployment that serves "
-                        "whole graphs only, at about half the size")
+                        "whole graphs only (they share their graph's tensors in weights.bin: little is saved)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists (atomically, at the end)")
     return p
 

@@ -223,6 +223,27 @@ def _copy_verified(bundle, rel: str, dest: Path) -> None:
         raise BundleError(f"{bundle.folder / rel}: changed while being copied (sha256 mismatch)")
 
 
+def _copy_graph(bundle, rel: str, dest: Path) -> None:
+    """Copy graph ``rel`` to ``dest`` as one self-contained file: a graph whose weights live in the bundle's
+    weight store (``weights.bin``) is written with them inline, after the graph and the store are checked
+    against the manifest (a Triton model folder holds one graph; the whole store beside each would repeat
+    every other graph's weights)."""
+    from dfma.contract.bundle import sha256_file
+    from dfma.contract.weight_store import STORE_FILE, external_refs
+
+    if not external_refs(bundle.path(rel)):
+        _copy_verified(bundle, rel, dest)
+        return
+    for name in (rel, STORE_FILE):
+        if sha256_file(bundle.path(name)) != bundle.manifest.file_digest(name):
+            raise BundleError(f"{bundle.folder / name}: sha256 does not match manifest.json")
+    from dfma.export.weight_store import inline_model
+
+    model = inline_model(bundle.path(rel))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(model.SerializeToString())
+
+
 def _template(name: str) -> str:
     path = TEMPLATES / name
     if not path.is_file():
@@ -268,7 +289,7 @@ def write_network(root: Path, bundle, opts: TritonOptions, max_batch: int, resul
             name, io, platform="onnxruntime_onnx", filename=TRITON_ONNX_FILE, max_batch=max_batch,
             instances=opts.instances, kind=opts.kind, queue_delay_us=opts.queue_delay_us, batching=batching,
             section=section))
-        _copy_verified(bundle, file, version / TRITON_ONNX_FILE)
+        _copy_graph(bundle, file, version / TRITON_ONNX_FILE)
         result.notes.append(f"{name} serves {file}")
     result.models += [name for name, *_ in parts]
     return [(name, io) for name, _, io, _, _ in parts]

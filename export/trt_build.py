@@ -79,7 +79,9 @@ def onnx_bytes(path: Path, precision: str) -> bytes:
     """The serialized graph TensorRT parses (INT8: with U8 activation Q/DQ rewritten to symmetric S8, and the
     int8 embedding tables expanded back to the fp32 values they hold: TensorRT takes int8 only through Q/DQ)."""
     if precision != INT8_ENGINE:
-        return Path(path).read_bytes()
+        from dfma.export.weight_store import inline_bytes
+
+        return inline_bytes(path)  # with the weight store's tensors inline: the parser gets bytes, not a folder
     import onnx
 
     from dfma.export.embedding_int8 import expand_embeddings

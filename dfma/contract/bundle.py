@@ -13,7 +13,9 @@ manifest lists under ``files`` (relative path -> ``sha256``, ``bytes``). The exp
   listed, and the preprocessing constants and limits consistent with the graph IO and the model config
   (``dfma.contract.manifest_checks``);
 - whose listed files are missing, links, not regular files, resized or altered, or resolve outside the
-  folder; and (``strict``, the default of :func:`open_bundle`) that holds files the manifest does not list.
+  folder; whose graphs reference external data outside the weight store (``dfma.contract.weight_store``:
+  another file, an unaligned offset, a length past the store's end); and (``strict``, the default of
+  :func:`open_bundle`) that holds files the manifest does not list.
 
 Every error is a :class:`~dfma.contract.errors.BundleError` naming the file and, where there is one, the
 manifest field (also in its ``file`` / ``field`` attributes).
@@ -36,6 +38,7 @@ from dfma.contract.atomic import check_relative_path
 from dfma.contract.errors import BundleError
 from dfma.contract.manifest import GraphEntry, Manifest
 from dfma.contract.manifest_checks import check_consistency
+from dfma.contract.weight_store import check_bundle_refs
 from dfma.contract.manifest_digest import (
     MAX_MANIFEST_BYTES,
     OWN_FILES,
@@ -214,6 +217,7 @@ def verify_bundle(folder: str | os.PathLike, manifest: Mapping | Manifest | None
                               field=f"files.{rel}.bytes")
         if sha256_file(path) != entry["sha256"]:
             raise BundleError(f"{path}: sha256 does not match {MANIFEST}", file=str(path), field=f"files.{rel}.sha256")
+    check_bundle_refs(folder, _listed(manifest), only=listed)  # graphs' external data inside the weight store
     if strict and only is None:
         extra = unlisted_files(folder, manifest)
         if extra:

@@ -106,7 +106,8 @@ class BundleWriter(AtomicFolder):
 def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.PathLike],
                   update: Callable[[dict], dict | None] | Mapping | None = None, *,
                   remove: Iterable[str] = (), verify: bool = True, key: bytes | None = None,
-                  edit: Callable[[Manifest], Manifest] | None = None) -> dict:
+                  edit: Callable[[Manifest], Manifest] | None = None,
+                  prepare: Callable[[Path], object] | None = None) -> dict:
     """Add or replace files in an existing bundle and re-write its manifest, atomically.
 
     ``new_files`` maps bundle-relative names (``model.fp16.onnx``, ``engines/x.plan``) to source paths;
@@ -116,7 +117,11 @@ def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.Pa
     (or returns a new one) or a mapping merged one level deep (e.g. ``{"graphs": {"fp16": {...}},
     "parity": {"fp16": {...}}}``). The existing files are verified first (``verify``); ``files`` is
     recomputed from what the new folder holds; the new manifest gets its digest (and, with ``key`` or
-    ``DFMA_BUNDLE_KEY_FILE``, a signature; the old one is checked first). Returns the new manifest.
+    ``DFMA_BUNDLE_KEY_FILE``, a signature; the old one is checked first). ``prepare`` is called on the new
+    folder once its files are in place, before they are hashed (the exporter packs the graphs' weights into
+    the bundle's weight store there: ``dfma.export.weight_store.pack_folder``); its files may be hard links
+    to the old bundle's, so it must replace a file (write a new one, rename it over) rather than write into
+    it. Returns the new manifest.
     Raises BundleError.
     """
     folder = Path(folder)
@@ -142,6 +147,8 @@ def update_bundle(folder: str | os.PathLike, new_files: Mapping[str, str | os.Pa
                 raise BundleError(f"{src}: source of bundle file {rel!r} is missing")
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, tmp / rel)
+        if prepare is not None:
+            prepare(tmp)
         new = copy.deepcopy(manifest)
         if edit is not None:
             new = manifest_json(edit(Manifest.from_json(new)))

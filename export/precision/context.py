@@ -116,11 +116,12 @@ class PrecisionContext:
              steps: int = 0) -> PrecisionContext:
         """Open and verify ``bundle``, fill in the size-dependent defaults, prepare (not draw) the data."""
         from dfma.contract.bundle import open_bundle
+        from dfma.contract.weight_store import graph_bytes
         from dfma.export import photos
         from dfma.progress import Steps
 
         b = open_bundle(bundle)
-        options = options.sized(b.graph_path(fp32_rows()[0].key).stat().st_size)
+        options = options.sized(graph_bytes(b.graph_path(fp32_rows()[0].key)))  # with its weights in weights.bin
         use_photos = options.images is None and not options.no_photos and photos.available()
         if options.images is None and not use_photos:
             log_line(options)("no images and no photos (scikit-image not installed, or --no-photos): the image "

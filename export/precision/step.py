@@ -108,6 +108,7 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
     from dfma.contract.bundle import read_manifest
     from dfma.contract.bundle_writer import update_bundle
     from dfma.contract.stale_temps import temp_prefix
+    from dfma.export.weight_store import pack_folder
 
     options.check()
     started = _dt.datetime.now(_dt.timezone.utc)
@@ -145,4 +146,4 @@ def run(bundle: Path, options: StepOptions, recipes: Sequence, recipe_options: S
                 changes["defaults"] = defaults.with_fields(auto={k: AutoDefault.from_json(v) for k, v in auto.items()})
             return dataclasses.replace(manifest, **changes)
 
-        return update_bundle(bundle, files, edit=edit)
+        return update_bundle(bundle, files, edit=edit, prepare=pack_folder)  # new graphs' weights into weights.bin

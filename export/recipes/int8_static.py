@@ -48,11 +48,12 @@ def static_ranges(ctx, pre: Path, nodes: set[str]) -> tuple[dict, dict, Path]:
     import onnx
 
     from dfma.export import quantize as q
+    from dfma.contract.weight_store import graph_digest
     from dfma.export.precision import calibration as cal
 
     opts, step = ctx.options_of(StaticOptions), ctx.options
     portable = ctx.portable
-    graph_sha = ctx.manifest.file_digest(portable.name)
+    graph_sha = graph_digest(portable)  # the graph with its weights (its file alone leaves them in weights.bin)
     cache, own = opts.calibration_cache, ctx.bundle.folder / CALIBRATION_FILE
     if cache is None and CALIBRATION_FILE in ctx.manifest.files and _reusable(cal.load_cache(own), ctx, graph_sha):
         cache = own  # this bundle's own ranges, computed with the same settings: no need to calibrate again

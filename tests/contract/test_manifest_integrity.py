@@ -427,7 +427,7 @@ def test_writers_sign_with_the_key_in_the_environment(bundle, tmp_path, monkeypa
     _verifies(tmp_path / "slim", key.read_bytes())
     with BundleWriter(tmp_path / "fresh") as w:
         shutil.copyfile(bundle / "model.onnx", w.path("model.onnx"))
-        for rel in ("tokenizer.json", "vocab.txt"):
+        for rel in ("weights.bin", "tokenizer.json", "vocab.txt"):  # the graph's weights travel with it
             shutil.copyfile(bundle / rel, w.path(rel))
         m = _manifest(bundle)
         m["graphs"] = {"portable": {k: v for k, v in m["graphs"]["portable"].items() if k != "stages"}}

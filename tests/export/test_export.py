@@ -109,8 +109,9 @@ def test_bundle_has_exactly_the_contract_files(exported, manifest):
     graphs = ["model.onnx", "model.ort.onnx", "model.vision.onnx", "model.text.onnx", "model.ort.vision.onnx",
               "model.ort.text.onnx"]  # each whole graph and its stage graphs
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["manifest.json", "manifest.sha256", *graphs, "tokenizer.json", "vocab.txt", "golden.safetensors"])
-    assert set(manifest["files"]) == {*graphs, "tokenizer.json", "vocab.txt", "golden.safetensors"}
+        ["manifest.json", "manifest.sha256", *graphs, "weights.bin", "tokenizer.json", "vocab.txt",
+         "golden.safetensors"])
+    assert set(manifest["files"]) == {*graphs, "weights.bin", "tokenizer.json", "vocab.txt", "golden.safetensors"}
     assert not [p for p in bundle.parent.iterdir() if ".tmp-" in p.name or ".probe-" in p.name]
 
 
@@ -168,7 +169,10 @@ def test_bundle_runs_from_its_own_files_only(exported, tmp_path, config):
         (logits,) = sess.run(None, feeds)
         assert logits.shape == (2, config.num_labels) and np.isfinite(logits).all()
         model = onnx.load(str(copy / name), load_external_data=False)
-        assert not [t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        external = [t for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL]
+        # its weights are in the bundle's own weight store, nowhere else (docs/contract.md section 4.3)
+        assert external and {e.value for t in external for e in t.external_data if e.key == "location"} == {
+            "weights.bin"} and (copy / "weights.bin").is_file()
 
 
 def test_recorded_parity_covers_the_shapes_and_passes(manifest):

@@ -282,6 +282,15 @@ def test_to_precision_cli_updates_the_bundle(tiny_bundle, mnre_dir, tmp_path):
         assert manifest["graphs"][key]["file"] == file and key in manifest["parity"]
         assert key in manifest["precision"]["guard"]
     assert "calibration.json" in manifest["files"]
+    # the new graphs keep their large tensors in the bundle's one weight store, each tensor once
+    from dfma.contract.weight_store import STORE_FILE, external_refs
+
+    assert STORE_FILE in manifest["files"]
+    refs = {p.name: external_refs(p) for p in bundle.glob("*.onnx")}
+    assert all(refs[f] for f in ("model.fp16.onnx", "model.int8.onnx", "model.int8-dynamic.onnx",
+                                 "model.int8.text.onnx", "model.fp16.vision.onnx"))
+    offsets = [r.get("offset") for rs in refs.values() for r in rs]
+    assert len(set(offsets)) < len(offsets) and not [p for p in bundle.iterdir() if p.suffix == ".data"]
     assert manifest["graphs"]["fp16"]["fp16"]["kept_fp32_by_op"]["LayerNormalization"] >= 1
     assert manifest["graphs"]["fp16"]["validation"]["executor"].startswith("onnx.reference")
     assert manifest["graphs"]["int8"]["quantization"]["calibration"]["method"] == "minmax"

@@ -37,6 +37,7 @@ from triton_harness import (
 )
 
 from dfma.contract.manifest_digest import write_digest
+from dfma.export.weight_store import inline_bytes
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +121,7 @@ def test_two_stage_configs_match_the_manifest_stages(repo, tiny_bundle):  # noqa
         assert net.HasField("dynamic_batching"), stage
         assert [(g.count, pb2.ModelInstanceGroup.Kind.Name(g.kind)) for g in net.instance_group] == [(2, "KIND_CPU")]
         stage_file = manifest["graphs"]["ort"]["stages"][stage]["file"]  # the CPU choice: the fused graph's stage graphs
-        assert (repo / f"dfma_{stage}" / "1" / "model.onnx").read_bytes() == (tiny_bundle / stage_file).read_bytes()
+        assert (repo / f"dfma_{stage}" / "1" / "model.onnx").read_bytes() == inline_bytes(tiny_bundle / stage_file)
     vision, text = configs["dfma_vision"].dynamic_batching, configs["dfma_text"].dynamic_batching
     assert list(vision.preferred_batch_size) == [4, 8] and vision.max_queue_delay_microseconds == 4000
     assert list(text.preferred_batch_size) == [2, 4, 8] and text.max_queue_delay_microseconds == 1000
@@ -147,7 +148,7 @@ def test_whole_layout_configs_match_the_manifest(whole_repo, tiny_bundle):  # no
     assert [(g.count, pb2.ModelInstanceGroup.Kind.Name(g.kind)) for g in net.instance_group] == [(2, "KIND_CPU")]
     _assert_ensemble(configs, ["dfma_preprocess", "dfma_onnx", "dfma_postprocess"], manifest)
     onnx_file = whole_repo / "dfma_onnx" / "1" / "model.onnx"
-    assert onnx_file.read_bytes() == (tiny_bundle / "model.ort.onnx").read_bytes()
+    assert onnx_file.read_bytes() == inline_bytes(tiny_bundle / "model.ort.onnx")
 
 
 def test_vision_queue_delay_and_graph_choose_the_stage_models(tiny_bundle, tmp_path):  # noqa: F811
@@ -159,7 +160,7 @@ def test_vision_queue_delay_and_graph_choose_the_stage_models(tiny_bundle, tmp_p
     assert text.dynamic_batching.max_queue_delay_microseconds == 50
     for stage in ("vision", "text"):
         served = (tmp_path / "repo" / f"dfma_{stage}" / "1" / "model.onnx").read_bytes()
-        assert served == (tiny_bundle / f"model.{stage}.onnx").read_bytes()
+        assert served == inline_bytes(tiny_bundle / f"model.{stage}.onnx")
     bad = build_repo(tiny_bundle, tmp_path / "bad", "--layout", "three-stage")
     assert bad.returncode == 2 and "--layout" in bad.stderr and not (tmp_path / "bad").exists()
 
@@ -247,12 +248,12 @@ def test_gpu_kind_adds_the_tensorrt_plan_where_the_bundle_has_an_engine(tiny_bun
         cfg = parse_config(tmp_path / "gpu" / f"dfma_{stage}" / "config.pbtxt")
         assert pb2.ModelInstanceGroup.Kind.Name(cfg.instance_group[0].kind) == "KIND_GPU"
         served = (tmp_path / "gpu" / f"dfma_{stage}" / "1" / "model.onnx").read_bytes()
-        assert served == (bundle / f"model.{stage}.onnx").read_bytes()
+        assert served == inline_bytes(bundle / f"model.{stage}.onnx")
     whole = build_repo(bundle, tmp_path / "whole", "--kind", "gpu", "--layout", "whole")
     assert whole.returncode == 0, whole.stderr
     onnx = parse_config(tmp_path / "whole" / "dfma_onnx" / "config.pbtxt")
     assert pb2.ModelInstanceGroup.Kind.Name(onnx.instance_group[0].kind) == "KIND_GPU"
-    assert (tmp_path / "whole" / "dfma_onnx" / "1" / "model.onnx").read_bytes() == (bundle / "model.onnx").read_bytes()
+    assert (tmp_path / "whole" / "dfma_onnx" / "1" / "model.onnx").read_bytes() == inline_bytes(bundle / "model.onnx")
     assert (tmp_path / "whole" / "dfma_trt").is_dir()
 
 

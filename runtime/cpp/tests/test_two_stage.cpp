@@ -102,6 +102,22 @@ TEST(two_stage_equals_whole_on_the_toy_samples) {
     for (const auto& c : cases) CHECK(max_abs_diff(staged.predict(c.sample).logits, c.logits) <= 1e-5f);
 }
 
+TEST(a_packed_bundle_gives_the_inline_bundles_logits) {
+    // toy_packed = toy_two_stage with its tensors in weights.bin (make_toy_packed.py, contract 4.3): ONNX Runtime
+    // opens each graph by its path and reads the store beside it; the logits are the inline bundle's, bit for bit
+    const auto cases = toy_cases();
+    for (const auto stages : {dfma::Stages::automatic, dfma::Stages::whole}) {
+        const auto packed = load(check::data_dir() + "/toy_packed", stages);
+        const auto inline_ = load(check::data_dir() + "/toy_two_stage", stages);
+        CHECK_EQ(packed.info().stages, inline_.info().stages);
+        for (const auto& c : cases) {
+            const auto a = packed.predict(c.sample).logits, b = inline_.predict(c.sample).logits;
+            CHECK_EQ(a.size(), b.size());
+            CHECK(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+        }
+    }
+}
+
 TEST(the_runner_encodes_each_distinct_image_set_once) {
     const std::string dir = check::data_dir() + "/toy_two_stage/";
     using dfma::detail::GraphPart;
