@@ -47,7 +47,7 @@ class DynamicInt8(Recipe):
             nodes = q.weight_nodes(onnx.load(str(src)))
             return node_sensitivity(src, nodes, ctx.data.calibration.batches[:SENSITIVITY_BATCHES], None)
 
-        speed = speed_side(ctx, onnx.load(str(src)), out)
+        speed = speed_side(ctx, onnx.load(str(src), load_external_data=False), out)
         found = ctx.search(evaluate, rank, rebuild=build, order=speed["order"], stop=speed["stop"],
                            confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
         quantization = {"format": "dynamic", "op_types": list(q.DYNAMIC_OPS), "embeddings": EMBEDDINGS,
