@@ -20,8 +20,8 @@ from pathlib import Path
 from dfma.contract.errors import ExportError
 from dfma.export.precision.guard_sets import TUNE
 from dfma.export.precision.options import UsageError, option
-from dfma.export.recipes.base import Built, Recipe
-from dfma.export.recipes.int8_static import IMAGE_ONLY_REASON, SENSITIVITY_BATCHES
+from dfma.export.recipes.base import Built, Outcome, Recipe
+from dfma.export.recipes.int8_static import IMAGE_ONLY_REASON, SENSITIVITY_BATCHES, Int8State
 
 NAME = __name__.rpartition(".")[2]
 DEFAULT_ALPHA = 0.85  # measured on the MiniLM checkpoint (docs/precision.md): 0.95 and no smoothing do worse
@@ -62,17 +62,21 @@ def _quiet(enabled: bool):
         logger.setLevel(level)
 
 
-def nncf_quantize(model, batches, *, alpha: float, ignored: list[str], quiet: bool = True):
+def nncf_quantize(model, batches, *, alpha: float, ignored: list[str], quiet: bool = True,
+                  seven_bit_weights: bool = False):
     """``nncf.quantize`` of an fp32 ONNX ``model`` (TRANSFORMER, MIXED: symmetric per-channel INT8 weights,
     asymmetric INT8 activations) on feed ``batches`` (each item one batch; every item used), SmoothQuant at
-    ``alpha`` on MatMul inputs (negative: off), the ``ignored`` node names left fp32. ExportError on failure."""
+    ``alpha`` on MatMul inputs (negative: off), the ``ignored`` node names left fp32. Weights: NNCF's default
+    overflow fix (the first layer's at 7 bits), or every layer's with ``seven_bit_weights`` (what CPUs without
+    VNNI compute without saturating). ExportError on failure."""
     import onnx
 
     nncf = nncf_module()
     inputs = {i.name for i in model.graph.input}
     dataset = nncf.Dataset(list(batches), lambda batch: {k: v for k, v in batch.items() if k in inputs})
     advanced = nncf.AdvancedQuantizationParameters(
-        smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=alpha))
+        smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=alpha),
+        overflow_fix=nncf.OverflowFix.ENABLE if seven_bit_weights else nncf.OverflowFix.FIRST_LAYER)
     scope = nncf.IgnoredScope(names=sorted(set(ignored))) if ignored else None
     try:
         with _quiet(quiet):
@@ -121,11 +125,11 @@ class SmoothInt8(Recipe):
         feeds = ctx.data.calibration
         stats: dict = {}
 
-        def quantize(path: Path, excluded) -> dict:
+        def quantize(path: Path, excluded, seven_bit: bool = False) -> dict:
             ctx.log(f"  nncf.quantize: SmoothQuant alpha {alpha}, {len(excluded)} node(s) fp32, "
-                    f"{len(feeds)} calibration sentences")
+                    f"{len(feeds)} calibration sentences" + (", weights at 7 bits" if seven_bit else ""))
             quantized = nncf_quantize(model, feeds.batches, alpha=alpha, ignored=list(excluded),
-                                      quiet=ctx.options.quiet)
+                                      quiet=ctx.options.quiet, seven_bit_weights=seven_bit)
             u8, rewrite = activations_to_u8(quantized)
             onnx.save(u8, str(path))
             return {**q.qdq_stats(u8), "zero_points": qdq_types(u8), "embedding": embedding_form(u8),
@@ -161,4 +165,25 @@ class SmoothInt8(Recipe):
         return Built(fields={"producer": f"nncf {nncf.__version__} quantize with SmoothQuant (QDQ, U8 activations)",
                              "quantization": quantization},
                      guard=found["final"],
-                     search={k: found[k] for k in ("met", "tuned", "confirmed", "stopped", "rounds", "chosen_round")})
+                     search={k: found[k] for k in ("met", "tuned", "confirmed", "stopped", "rounds", "chosen_round")},
+                     state=Int8State(found["excluded"], quantize, quantization))
+
+
+class SmoothInt8Avx2(Recipe):
+    """The 7-bit-weight twin (NNCF's overflow fix on every layer, catalogue ``cpu_classes``: x86 without
+    VNNI) with the same nodes kept fp32 and the same SmoothQuant, guarded on its own."""
+
+    name = f"{NAME}.reduce_range"
+    follows = NAME
+
+    def build(self, ctx, out: Path, parent: Outcome | None) -> Built:
+        if parent is None or not isinstance(parent.state, Int8State):
+            raise ExportError(f"{self.name}: built only after {self.follows}, whose quantization it repeats")
+        stats = parent.state.quantize(out, parent.state.excluded, True)
+        return Built(fields={"producer": parent.entry.get("producer"), "quantization": {
+            **parent.state.quantization, "stats": stats,
+            "weights": "int8 symmetric at 7 bits on every layer (NNCF overflow fix ENABLE), per channel",
+            "recipe": "7-bit weights: no VPMADDUBSW saturation on CPUs without VNNI"}})
+
+    def guard(self, ctx, out: Path, built: Built):
+        return ctx.evaluate(out, f"{self.key} (weights at 7 bits)")

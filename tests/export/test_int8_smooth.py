@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 from dfma.contract.errors import ExportError
 from dfma.export.qdq_u8 import activations_to_u8, qdq_types
 
-KEY = "int8-smooth"
+KEY, TWIN = "int8-smooth", "int8-smooth-avx2"
 
 
 def _qdq_pair_model(zero_points: np.ndarray, scales: np.ndarray, axis: int | None) -> onnx.ModelProto:
@@ -104,7 +104,7 @@ def smooth_bundle(tiny_bundle, mnre_dir, tmp_path_factory):
                                                      "--calibration-samples", "32", "--guard-samples", "64",
                                                      "--latency-samples", "4", "--smooth-quant-alpha", "0.8",
                                                      "--quiet"])
-    assert [r.key for r in chosen] == [KEY]
+    assert [r.key for r in chosen] == [KEY, TWIN]  # the 7-bit-weight twin comes with it
     run(folder, options, chosen, recipe_options)
     return bundle
 
@@ -114,7 +114,7 @@ def test_int8_smooth_is_opt_in(tiny_bundle):
 
     assert "--int8-smooth" in build_parser().format_help() and "--smooth-quant-alpha" in build_parser().format_help()
     everything = [r.key for r in parse([str(tiny_bundle)])[3]]
-    assert KEY not in everything and {"fp16", "int8", "int8-dynamic"} <= set(everything)
+    assert KEY not in everything and TWIN not in everything and {"fp16", "int8", "int8-dynamic"} <= set(everything)
     assert KEY not in {r.key for r in parse([str(tiny_bundle), "--int8", "both"])[3]}
 
 
@@ -140,6 +140,18 @@ def test_int8_smooth_is_built_guarded_and_recorded(smooth_bundle):
     assert all(entry["stages"][s]["file"] in checked["files"] for s in ("vision", "text"))
     assert entry["batch_dependent"] is False and not checked["precision"]["batch_invariance"][KEY]["batch_dependent"]
     assert KEY in checked["golden"]["expected"] and KEY in checked["precision"]["latency"]
+    # the 7-bit twin: the same nodes fp32, every layer's weights at 7 bits, guarded on its own, for CPUs without VNNI
+    twin = checked["graphs"][TWIN]
+    assert twin["cpu_classes"] and "x86-avx2" in twin["cpu_classes"] and "7 bits" in twin["quantization"]["weights"]
+    assert twin["quantization"]["kept_fp32"] == quant["kept_fp32"] and TWIN in checked["precision"]["guard"]
+    w = {}
+    for name in ("model.int8-smooth.onnx", "model.int8-smooth-avx2.onnx"):
+        m = onnx.load(str(smooth_bundle / name))
+        inits = {t.name: t for t in m.graph.initializer}
+        w[name] = max(int(np.abs(numpy_helper.to_array(inits[n.input[0]]).astype(np.int16)).max())
+                      for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                      and inits[n.input[0]].data_type == TensorProto.INT8 and "embeddings" not in n.input[0])
+    assert w["model.int8-smooth-avx2.onnx"] <= 64 < w["model.int8-smooth.onnx"]
 
 
 def test_int8_smooth_graph_runs_in_onnxruntime_and_is_batch_invariant(smooth_bundle):
