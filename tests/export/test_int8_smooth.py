@@ -191,3 +191,16 @@ def test_nncf_ignored_scope_uses_the_portable_graph_names(tiny_bundle, mnre_dir)
     kept = [r["node"] for r in ranked[:3]]
     left = q.quantized_node_names(nncf_quantize(model, feeds.batches, alpha=0.85, ignored=kept))
     assert not set(kept) & set(left) and set(left) == set(every) - set(kept)
+
+
+def test_recipe_report_rows(smooth_bundle, mnre_dir):
+    from dfma.export.precision.recipe_report import CONDITIONS, report
+
+    out = report(smooth_bundle, [KEY, TWIN], mnre_dir, sentences=8, threads=1, repeats=1)
+    assert out["samples"] == {c: 1624 for c in CONDITIONS} and out["host"]["class"]
+    for key in (KEY, TWIN):
+        row = out["rows"][key]
+        assert all(0.5 <= row["agreement"][c] <= 1 for c in CONDITIONS) and row["batch_invariant"] is True
+        assert row["file_mb"] > 0 and row["batch1_vs_fp32"] > 0 and row["batch8_vs_fp32"] > 0
+        assert out["times_ms"]["batch1"][key] > 0 and out["times_ms"]["batch8"]["ort"] > 0
+    assert out["table"].count("\n") == 1 and out["table"].startswith(f"| `{KEY}` |")
