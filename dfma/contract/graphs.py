@@ -127,6 +127,14 @@ _ROWS = (
               format=ONNXRUNTIME, ops="com.microsoft", devices=("cpu",), derived_from="ort", tensorrt=None,
               cpu_classes=NO_DOT_PRODUCT, recipe="int8_dynamic.reduce_range",
               doc="dynamic INT8 as int8-dynamic, weights at 7 bits: exact on x86 CPUs without VNNI"),
+    GraphKind(key="int8-smooth", file="model.int8-smooth.onnx", precision=INT8, format=PORTABLE, ops="onnx",
+              devices=("cpu",), derived_from="portable", tensorrt=None, recipe="int8_smooth",
+              doc="static INT8 (QDQ) by NNCF with SmoothQuant: S8 per-channel weights, U8 activations; "
+                  "opt-in (export/to_precision.py --int8-smooth, needs nncf)"),
+    GraphKind(key="int8-smooth-avx2", file="model.int8-smooth-avx2.onnx", precision=INT8, format=PORTABLE,
+              ops="onnx", devices=("cpu",), derived_from="portable", tensorrt=None, cpu_classes=NO_DOT_PRODUCT,
+              recipe="int8_smooth.reduce_range",
+              doc="int8-smooth with every layer's weights at 7 bits (NNCF overflow fix): for x86 CPUs without VNNI"),
 )
 CATALOGUE: dict[str, GraphKind] = {row.key: row for row in _ROWS}
 PRECISIONS: tuple[str, ...] = tuple(dict.fromkeys(row.precision for row in _ROWS))  # the built-in rows'

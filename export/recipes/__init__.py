@@ -88,14 +88,14 @@ def how_to_build(key: str) -> str:
 
 def selected(chosen: dict[str, object]) -> list[Recipe]:
     """The recipes a command line asks for: ``chosen`` maps a selector flag to its value (True for a switch,
-    a choice, ``both``/``all`` for every choice, None when absent); none given: every recipe. Each recipe
-    that follows a selected one comes with it."""
+    a choice, ``both``/``all`` for every choice, None when absent); none given: every recipe but the
+    ``opt_in`` ones. Each recipe that follows a selected one comes with it."""
     everything = all(v in (None, False) for v in chosen.values())
     names: set[str] = set()
     for recipe in recipes():
         if recipe.switch is not None:
             value = chosen.get(recipe.switch[0])
-            if everything or value is True or value in ("both", "all") or value == recipe.switch[1]:
+            if (everything and not recipe.opt_in) or value is True or value in ("both", "all") or value == recipe.switch[1]:
                 names.add(recipe.name)
         elif recipe.follows in names:
             names.add(recipe.name)

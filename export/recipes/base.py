@@ -6,7 +6,8 @@ says which graph it builds from) and declares:
 - ``options``: a frozen dataclass of its own options, each field an ``option(...)`` with its command-line
   flag (:func:`dfma.export.precision.options.option`); ``switch``: the command-line selector that asks for
   it (``("--fp16", None)``: a switch; ``("--int8", "static")``: one value of a choice); ``follows``: the
-  recipe whose outcome it reuses (a variant: built whenever that one is, after it);
+  recipe whose outcome it reuses (a variant: built whenever that one is, after it); ``opt_in``: built only
+  when its selector is given (an optional dependency, a long build), not by a run without selectors;
 - :meth:`Recipe.build`: writes the graph and says what to record (:class:`Built`);
 - how it is guarded: by default the graph runs the guard set on ONNX Runtime CPU against fp32
   (:meth:`Recipe.guard`); a recipe that searches (INT8) returns the guard row of its chosen round;
@@ -70,6 +71,7 @@ class Recipe:
     switch: ClassVar[tuple[str, str | None] | None] = None
     switch_help: ClassVar[str] = ""
     follows: ClassVar[str | None] = None
+    opt_in: ClassVar[bool] = False  # True: built only when its selector is given, not by a run without selectors
     timed: ClassVar[bool] = False
     vs_whole_atol: ClassVar[float] = 1e-2
 

@@ -207,7 +207,8 @@ def test_openvino_runner_on_random_shapes(tiny_bundle, openvino):
 
 def test_openvino_does_not_run_onnxruntime_kernels():
     spec = backend("openvino")
-    assert [k for k in CATALOGUE if spec.runs(CATALOGUE[k])] == ["portable", "fp16", "int8", "int8-avx2"]
+    assert [k for k in CATALOGUE if spec.runs(CATALOGUE[k])] == ["portable", "fp16", "int8", "int8-avx2",
+                                                                   "int8-smooth", "int8-smooth-avx2"]
 
 
 def _image(seed):
