@@ -97,13 +97,13 @@ def test_quick_run_fields(quick_run):
     names = {t["name"] for t in result["targets"]}
     assert len(names) == 3 and any("INT8" in n for n in names)
     assert "vs eager" in stdout and "p50 ms" in stdout
-    # the grid's load table, from the memory probes: bytes of the inline graphs, cold and warm loads, RSS growth
+    # the grid's load table, from the memory probes: bytes of the graphs with their weights, cold and warm loads, RSS
     load = {r["row"]: r for r in result["load"]["rows"]}
     assert {"ort-portable", "ort-fused"} <= set(load) and "eager-fp32" in result["load"]["not_loaded"]
     for key in ("ort-portable", "ort-fused"):
         r = load[key]
-        assert r["bytes"] == result["backends"][key]["size_bytes"] == sum(
-            (Path(result["bundle"]["path"]) / f).stat().st_size for f in r["graphs"])
+        assert r["bytes"] == result["backends"][key]["size_bytes"] == fixtures_bundle.loaded_bytes(
+            Path(result["bundle"]["path"]), r["graphs"])  # the graph file and the store ranges it references
         assert r["load_warm_s"] == result["backends"][key]["load_seconds"]["model"] > 0
         assert r["load_cold_s"] == pytest.approx(result["backends"][key]["memory"]["load_seconds"], abs=1e-3) \
             if r["cold"] is None else r["cold"].startswith("not measurable here")

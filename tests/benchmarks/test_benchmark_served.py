@@ -13,6 +13,7 @@ import fixtures_bundle
 import numpy as np
 import pytest
 from replayed_load import ReplayedLoad
+from fixtures_bundle import loaded_bytes
 from repo_paths import REPO
 
 from dfma.benchmarks import served as sv
@@ -237,7 +238,8 @@ def test_a_served_run_on_the_tiny_bundle(tiny_bundle, mnre_dir, tmp_path):
     assert set(load) == {"auto", "ort-fp32"} and "eager" in served["load"]["not_loaded"]
     for r in load.values():
         assert "error" not in r, r
-        assert r["bytes"] == sum((tiny_bundle / f).stat().st_size for f in r["graphs"])  # inline graphs
+        assert r["bytes"] == loaded_bytes(tiny_bundle, r["graphs"])  # the stage graphs and the store ranges they use
+        assert set(r["stores"]) == {"weights.bin"} and r["stores"]["weights.bin"] > 0
         assert r["load_warm_s"] > 0 and r["rss_growth_mb"] > 0
         assert r["load_cold_s"] is not None or r["cold"].startswith("not measurable here")
     assert load["auto"]["graphs"] == load["ort-fp32"]["graphs"]  # auto serves fp32 here: the same files

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import fixtures_bundle
+from fixtures_bundle import loaded_bytes
 import numpy as np
 import pytest
 
@@ -111,8 +112,10 @@ def test_a_load_row_on_the_tiny_bundle(tiny_bundle, mnre_dir):
     (row,) = table["rows"]
     assert "error" not in row, row
     files = [tiny_bundle / f for f in row["graphs"]]
-    assert files and all(f.is_file() for f in files) and row["stores"] == {}  # the tiny bundle's graphs are inline
-    assert row["bytes"] == sum(f.stat().st_size for f in files)
+    assert files and all(f.is_file() for f in files)
+    assert row["bytes"] == loaded_bytes(tiny_bundle, row["graphs"])  # graph files + the store ranges they use
+    assert row["stores"] == {"weights.bin": row["bytes"] - sum(f.stat().st_size for f in files)} and \
+        row["stores"]["weights.bin"] > 0
     assert row["load_warm_s"] > 0 and row["rss_growth_mb"] > 0 and row["peak_growth_mb"] >= row["rss_growth_mb"] - 1
     assert row["growth_per_byte"] == pytest.approx(row["rss_growth_mb"] * 2**20 / row["bytes"], rel=0.01)
     if row["cold"] is None:  # the eviction worked: nearly nothing of the files stayed cached

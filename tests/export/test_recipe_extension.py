@@ -140,9 +140,12 @@ def test_a_new_recipe_is_built_guarded_recorded_chosen_slimmed_and_benchmarked(r
         assert extractor.describe()["graph"] == expect, extractor.describe()
         extractor.close()
 
-    # slimming: kept for CPU (ONNX Runtime CPU runs it, the only row of its precision), dropped for GPU
+    # slimming: kept for CPU exactly when auto could serve it there (ONNX Runtime CPU runs it, it passed its guard,
+    # is not batch-dependent and is in the recorded ranking: the only row of its precision); dropped for GPU
     typed = Manifest.from_json(checked)  # the slimming and benchmark code read the typed view
-    assert KEY in graphs_for(typed, "cpu") and KEY not in graphs_for(typed, "gpu")
+    servable = (checked["parity"][KEY].get("passed") is True and not typed.batch_dependent(KEY)
+                and KEY in [e["precision"] for e in checked["defaults"]["auto"]["cpu"].get("ranked", [])])
+    assert (KEY in graphs_for(typed, "cpu")) == servable and KEY not in graphs_for(typed, "gpu")
     only = slim(bundle, tmp_path / "only", keep=[KEY])
     assert list(only.graphs) == [KEY] and ROW.file in only.files
     without = slim(bundle, tmp_path / "without", keep=["portable"])

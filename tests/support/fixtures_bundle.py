@@ -204,3 +204,13 @@ def small_manifest(**extra) -> dict:
             "files": {}, "tools": {}, "parity": {"portable": {"max_abs_error": 0.0}}}
     base.update(extra)
     return base
+
+
+def loaded_bytes(folder: Path, graphs) -> int:
+    """What loading these graph files of a bundle reads: their sizes plus each distinct range of the weight store
+    they reference, counted once (read with the contract's own reference walker, not the benchmark's)."""
+    from dfma.contract.weight_store import external_refs
+
+    ranges = {(r.get("location"), r.get("offset")): int(r.get("length") or 0)
+              for g in graphs for r in external_refs(Path(folder) / g)}
+    return sum((Path(folder) / g).stat().st_size for g in graphs) + sum(ranges.values())
