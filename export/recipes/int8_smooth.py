@@ -113,6 +113,7 @@ class SmoothInt8(Recipe):
 
         from dfma.export import quantize as q
         from dfma.export.precision.accuracy_guard import node_sensitivity
+        from dfma.export.precision.keep_cost import speed_side
         from dfma.export.qdq_u8 import activations_to_u8, qdq_types
 
         nncf = nncf_module()
@@ -149,7 +150,8 @@ class SmoothInt8(Recipe):
             names = q.quantized_node_names(onnx.load(str(out)))
             return node_sensitivity(source, names, feeds.batches[:SENSITIVITY_BATCHES], None)
 
-        found = ctx.search(evaluate, rank, start=start, rebuild=build,
+        speed = speed_side(ctx, model, out)
+        found = ctx.search(evaluate, rank, start=start, rebuild=build, order=speed["order"], stop=speed["stop"],
                            confirm=lambda: ctx.evaluate(out, f"{self.key} (confirm)"))
         kept = [{"node": n, "reason": IMAGE_ONLY_REASON} for n in start] + found["kept"]
         quantization = {
@@ -160,7 +162,8 @@ class SmoothInt8(Recipe):
                            "export/qdq_u8.py)",
             "weights": "int8 symmetric, per channel (NNCF's overflow fix: first layer at 7 bits)",
             "calibration": {**feeds.source, "method": "nncf min-max statistics"},
-            "kept_fp32": kept, "search_by": ctx.options.guard_by,
+            "kept_fp32": kept, "search_by": ctx.options.guard_by, "search_order": ctx.options.guard_order,
+            **({"search_speed": speed["check"].record()} if speed["check"] is not None else {}),
             "sensitivity": "local SQNR on the fp32 graph with per-batch activation ranges", "stats": dict(stats)}
         return Built(fields={"producer": f"nncf {nncf.__version__} quantize with SmoothQuant (QDQ, U8 activations)",
                              "quantization": quantization},
