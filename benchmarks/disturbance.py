@@ -175,6 +175,21 @@ def compared_disturbance(rows: Sequence[dict | None], goal: float | None = None)
     return "; ".join(dict.fromkeys(why)) or None
 
 
+def predecessor_effect(rows: Sequence[dict]) -> dict[str, float]:
+    """What a call pays for the call before it: ``{previous contender: median over every row's calls that came
+    right after it of (call / its sample's fastest call)}`` (rows need ``after``, from :func:`dfma.timing.interleave`).
+    Near 1.0 everywhere when nothing a contender leaves behind (a spinning pool, evicted caches) slows the next."""
+    by: dict[str, list[float]] = {}
+    for row in rows:
+        after = row.get("after")
+        if not after or len(after) != len(row["seconds"]):
+            continue
+        for ratio, previous in zip(_normalized(row), after):
+            if previous and previous != row["backend"]:
+                by.setdefault(previous, []).append(float(ratio))
+    return {k: round(float(np.median(v)), 3) for k, v in sorted(by.items()) if v}
+
+
 def per_sample_best(row: dict) -> dict:
     """``{sample: fastest call}`` of a row (every call one sample when the row has no ``sample``)."""
     t, samples = list(row["seconds"]), row.get("sample")

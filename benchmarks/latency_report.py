@@ -219,6 +219,13 @@ def served_table(result: Mapping) -> str:
         out.append("pools spinning after a call (median CPU ms burnt until quiet): "
                    + ", ".join(f"{k} {v:.1f}" for k, v in spun.items())
                    + "; each worker waited its own out before the next contender's call (dfma.timing.settle)")
+    from dfma.benchmarks.disturbance import predecessor_effect
+
+    for workload in dict.fromkeys(r["workload"] for r in sv["rows"]):
+        effect = predecessor_effect([r for r in sv["rows"] if r["workload"] == workload])
+        if effect:
+            out.append(f"calls right after each contender ({workload}; median of call / its sentence's fastest): "
+                       + ", ".join(f"after {k} {v:.2f}" for k, v in effect.items()))
     con = sv.get("consistency") or {}
     rec = con.get("recorded_auto") or {}
     if con.get("agree") is not None:

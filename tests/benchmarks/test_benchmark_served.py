@@ -244,3 +244,22 @@ def test_a_served_run_on_the_tiny_bundle(tiny_bundle, mnre_dir, tmp_path):
         assert r["load_cold_s"] is not None or r["cold"].startswith("not measurable here")
     assert load["auto"]["graphs"] == load["ort-fp32"]["graphs"]  # auto serves fp32 here: the same files
     assert "== load: each served row" in proc.stdout and "load cold s" in proc.stdout
+
+
+def test_predecessor_effect_names_the_contender_whose_leftovers_slow_the_next_call():
+    """Calls right after 'eager' take 1.5x their sentence's fastest, every other call 1.0x: the effect says so."""
+    from dfma.benchmarks.disturbance import predecessor_effect
+
+    rows = []
+    for backend in ("auto", "ort-fp32", "eager"):
+        seconds, sample, after = [], [], []
+        for rep in range(3):
+            for i in range(6):
+                prev = ("eager" if (i + rep) % 2 else "auto") if backend != "eager" else "ort-fp32"
+                prev = "ort-fp32" if backend == "auto" and prev == "auto" else prev
+                seconds.append(0.01 * (1 + i) * (1.5 if prev == "eager" and rep > 0 else 1.0))
+                sample.append(i)
+                after.append(prev if rep + i else "")
+        rows.append({"backend": backend, "seconds": seconds, "sample": sample, "after": after})
+    effect = predecessor_effect(rows)
+    assert effect["eager"] >= 1.4 and effect["ort-fp32"] == pytest.approx(1.0) and "" not in effect
