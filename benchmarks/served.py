@@ -298,9 +298,11 @@ def consistency(rows: list[dict], manifest: Manifest, guard: Mapping[str, bool |
     recorded = rec.to_json() if rec is not None else {}
     out: dict = {"recorded_auto": {k: recorded.get(k) for k in ("label", "precision", "backend", "graph", "batch1_ms")}}
     pool = {k: v for k, v in b1.items() if k == REFERENCE or (k.startswith("ort-int8") and guard.get(k))}
+    mine = f"ort-{recorded.get('precision')}" if recorded.get("backend") == "onnxruntime-cpu" else None
+    if recorded and mine is None and AUTO in b1:  # auto serves another backend (OpenVINO): its own row is that choice
+        pool[AUTO], mine = b1[AUTO], AUTO
     if pool:
         fastest = min(pool, key=pool.get)
-        mine = f"ort-{recorded.get('precision')}" if recorded.get("backend") == "onnxruntime-cpu" else None
         out["fastest_guarded"] = fastest
         if recorded and mine in b1:
             out["agree"] = mine == fastest

@@ -143,11 +143,11 @@ def test_bimodal_needs_two_separated_groups():
     assert bimodal([0.010] * 19 + [0.030]) is None  # one outlier is not a mode (< 20 % of the calls)
 
 
-def _manifest(auto="int8-dynamic", step=None):
+def _manifest(auto="int8-dynamic", step=None, backend="onnxruntime-cpu"):
     from dfma.contract.manifest import Manifest
 
     return Manifest.from_json({
-        "defaults": {"auto": {"cpu": {"label": auto, "precision": auto, "backend": "onnxruntime-cpu",
+        "defaults": {"auto": {"cpu": {"label": auto, "precision": auto, "backend": backend,
                                       "graph": auto, "batch1_ms": 5.0}}},
         "precision": {"latency": {k: {"batch1_median_ms": v} for k, v in (step or {}).items()}}})
 
@@ -166,6 +166,13 @@ def test_consistency_with_the_bundle_auto_and_the_precision_step():
     assert not disagree["ranking"]["same_order"] and not disagree["ranking"]["within_10pct"]
     unguarded = sv.consistency(rows, _manifest("fp32"), {"ort-int8": False, "ort-int8-dynamic": False})
     assert unguarded["fastest_guarded"] == "ort-fp32" and unguarded["agree"] is True
+    # auto serves another backend (OpenVINO fp32): the auto row is that choice, compared with the guarded rows
+    openvino = _manifest("fp32", backend="openvino")
+    slower = sv.consistency(rows + [_row("b1", "auto", 8.4)], openvino, {"ort-int8": False, "ort-int8-dynamic": False})
+    assert slower["fastest_guarded"] == "ort-fp32" and slower["agree"] is False
+    assert slower["recorded_over_fastest"] == pytest.approx(8.4 / 8.0, rel=0.05)
+    faster = sv.consistency(rows + [_row("b1", "auto", 4.0)], openvino, guard)
+    assert faster["fastest_guarded"] == "auto" and faster["agree"] is True
 
 
 def test_workloads_are_mnre_sentences_at_their_own_lengths(mnre_dir):
