@@ -72,9 +72,10 @@ class StepOptions:
     guard_by: str = option("kind", "what a search round keeps in fp32: whole kinds of node (every layer's "
                                    "instance of one module role, e.g. text.encoder.layer.*.output.dense) or "
                                    "single nodes", choices=("kind", "node"))
-    guard_order: str = option("gain-per-cost", "the order in which the search keeps units in fp32: most "
-                                               "quantization noise removed per weight element first, or most "
-                                               "sensitive first", choices=("gain-per-cost", "sensitivity"))
+    guard_order: str = option("sensitivity", "the order in which the search keeps units in fp32: most sensitive "
+                                             "first, or most quantization noise removed per weight element first "
+                                             "(measured worse on the MiniLM checkpoint: docs/precision.md)",
+                              choices=("sensitivity", "gain-per-cost"))
     no_speed_stop: bool = option(False, "search on even once the INT8 graph is no faster than fp32 (by default "
                                         "the search stops there: keeping more in fp32 cannot make it faster)")
     latency_samples: int | None = option(
