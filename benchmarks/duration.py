@@ -304,7 +304,8 @@ def plan_run(args) -> Plan:
         bundle_bytes = 0
     if manifest is None or precision:  # what the export and the precision step will write
         wanted = wanted_backends(args)
-        graphs = [k for k in bk.GRAPHS if not wanted or k in wanted]
+        graphs = [k for k in bk.GRAPHS if (not wanted and not CATALOGUE[bk.GRAPHS[k][1]].opt_in) or
+                  (wanted and k in wanted)]  # opt-in rows (int8-smooth) are not built without their switch
         eager = [k for k in bk.EAGER_KEYS if (k != bk.COMPILE or args.compile) and (not wanted or k in wanted
                                                                                         or k == bk.EAGER)]
         keys = list(dict.fromkeys([*keys, *eager, *graphs]))

@@ -15,7 +15,7 @@ from dfma.benchmarks import backends as bk
 from dfma.contract.graphs import CATALOGUE
 
 REPO = Path(__file__).resolve().parent.parent
-PRECISION_GRAPHS = tuple(r.file for r in CATALOGUE.values() if r.recipe)  # what export/to_precision.py builds
+PRECISION_GRAPHS = tuple(r.file for r in CATALOGUE.values() if r.recipe and not r.opt_in)  # what to_precision.py builds
 
 
 def log(msg: str) -> None:

@@ -71,6 +71,7 @@ class GraphKind:
     companions: tuple[str, ...] = ()  # bundle files that serve only this graph (slimmed with it)
     recipe: str | None = None  # the precision step's recipe that builds it (export/recipes/), None: the export's
     exact_on: tuple[str, ...] | None = None  # CPU classes where its guard holds wherever it was measured; None: all
+    opt_in: bool = False  # built only when asked for (its recipe's switch), not by a precision step without switches
 
     def manifest_fields(self) -> dict:
         """The catalogue's columns as a manifest ``graphs`` entry starts them (``format`` is written as
@@ -128,12 +129,12 @@ _ROWS = (
               cpu_classes=NO_DOT_PRODUCT, recipe="int8_dynamic.reduce_range",
               doc="dynamic INT8 as int8-dynamic, weights at 7 bits: exact on x86 CPUs without VNNI"),
     GraphKind(key="int8-smooth", file="model.int8-smooth.onnx", precision=INT8, format=PORTABLE, ops="onnx",
-              devices=("cpu",), derived_from="portable", tensorrt=None, recipe="int8_smooth",
+              devices=("cpu",), derived_from="portable", tensorrt=None, recipe="int8_smooth", opt_in=True,
               doc="static INT8 (QDQ) by NNCF with SmoothQuant: S8 per-channel weights, U8 activations; "
                   "opt-in (export/to_precision.py --int8-smooth, needs nncf)"),
     GraphKind(key="int8-smooth-avx2", file="model.int8-smooth-avx2.onnx", precision=INT8, format=PORTABLE,
               ops="onnx", devices=("cpu",), derived_from="portable", tensorrt=None, cpu_classes=NO_DOT_PRODUCT,
-              recipe="int8_smooth.reduce_range",
+              recipe="int8_smooth.reduce_range", opt_in=True,
               doc="int8-smooth with every layer's weights at 7 bits (NNCF overflow fix): for x86 CPUs without VNNI"),
 )
 CATALOGUE: dict[str, GraphKind] = {row.key: row for row in _ROWS}

@@ -71,7 +71,6 @@ class Recipe:
     switch: ClassVar[tuple[str, str | None] | None] = None
     switch_help: ClassVar[str] = ""
     follows: ClassVar[str | None] = None
-    opt_in: ClassVar[bool] = False  # True: built only when its selector is given, not by a run without selectors
     timed: ClassVar[bool] = False
     vs_whole_atol: ClassVar[float] = 1e-2
 
@@ -84,6 +83,11 @@ class Recipe:
     def key(self) -> str:
         """The catalogue key of the graph it builds."""
         return self.row.key
+
+    @property
+    def opt_in(self) -> bool:
+        """Built only when its selector is given, not by a run without selectors (the row's ``opt_in``)."""
+        return self.row.opt_in
 
     @property
     def source(self) -> str | None:

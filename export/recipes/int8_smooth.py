@@ -105,7 +105,6 @@ class SmoothInt8(Recipe):
     options = SmoothOptions
     switch = ("--int8-smooth", None)
     switch_help = "static INT8 by NNCF with SmoothQuant (needs nncf; opt-in: not built without it)"
-    opt_in = True
     timed = True
 
     def build(self, ctx, out: Path, parent) -> Built:
