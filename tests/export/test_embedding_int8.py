@@ -13,7 +13,9 @@ from fixtures_bundle import int8_bundle, random_feeds, tiny_bundle  # noqa: F401
 from onnx import TensorProto, helper, numpy_helper
 
 from dfma.backends.ort_runner import OrtRunner
+from dfma.contract.graphs import CATALOGUE
 from dfma.contract.weight_store import graph_bytes
+from dfma.host import host_info
 from dfma.export import embedding_int8 as emb
 
 V, D, SMALL = 3000, 96, 40  # 3000 x 96 fp32 = 1.1 MiB: above the bound; 40 x 96: below it
@@ -136,9 +138,13 @@ def test_the_tiny_bundles_int8_graphs_hold_an_int8_table_and_meet_their_guard(in
                        for n in whole.graph.node)
         text = onnx.load(str(bundle / entry["stages"]["text"]["file"]))  # the stage graphs carry it too
         assert emb.int8_tables(text) == {table[0]: shape}, key
-        # the guard measured the graph as written (int8 table): it met the target, the stage graphs too
-        assert manifest["parity"][key]["passed"] is True, (key, manifest["parity"][key])
-        assert entry["stages"]["parity"]["passed"] is True, key
+        # the guard measured the graph as written (int8 table): it met the target, the stage graphs too, on every
+        # host class where the row computes what it means (catalogue exact_on: full-range INT8 may saturate on
+        # x86 without VNNI, where only the 7-bit twins are exact)
+        exact_on = CATALOGUE[key].exact_on
+        if exact_on is None or host_info()["class"] in exact_on:
+            assert manifest["parity"][key]["passed"] is True, (key, manifest["parity"][key])
+            assert entry["stages"]["parity"]["passed"] is True, key
         assert graph_bytes(bundle / entry["file"]) < graph_bytes(tiny_bundle / "model.onnx")  # with their weights
     feeds = random_feeds(bundle, 2, 9, seed=4)  # and they run under the project's session settings
     for key in ("int8", "int8-avx2"):
