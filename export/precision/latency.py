@@ -65,8 +65,6 @@ def served_on_feeds(backend: str, feeds: str, threads: int | None = None, path: 
     from dfma.runtime.staged_run import image_digest
     from dfma.timing import Calls, graph_on_feeds, load_feeds
 
-    from dfma.contract.errors import DFMAError
-
     why = None
     if stages:
         row, extra = backend_row(backend), ({"threads": threads} if threads else {})
