@@ -100,7 +100,8 @@ def tiny_eager(tmp_path_factory):
 def int8_bundle(tiny_bundle, tmp_path_factory):
     """``(folder, manifest)`` of a copy of the tiny bundle with every INT8 graph (static, dynamic and their 7-bit
     twins, with stage graphs) built by the precision step on MNRE sentences, guarded at :data:`INT8_TARGET`
-    agreement (read-only: copy it before changing anything); skipped without the MNRE annotations. Built once
+    agreement (read-only: copy it before changing anything), the search's speed stop off (a timing, which would
+    make what the search reaches depend on the machine's load); skipped without the MNRE annotations. Built once
     per process."""
     if "int8" not in _CACHE:
         if not (SHARED_MNRE / "mnre_train.txt").is_file():
@@ -112,7 +113,8 @@ def int8_bundle(tiny_bundle, tmp_path_factory):
         copy_bundle(tiny_bundle, bundle)
         folder, options, recipe_options, chosen = parse([
             str(bundle), "--int8", "both", "--data", str(SHARED_MNRE), "--calibration-samples", "16",
-            "--guard-samples", "32", "--latency-samples", "4", "--target-agreement", str(INT8_TARGET), "--quiet"])
+            "--guard-samples", "32", "--latency-samples", "4", "--target-agreement", str(INT8_TARGET),
+            "--no-speed-stop", "--quiet"])  # the guard's outcome must not hang on how fast the machine is now
         _CACHE["int8"] = (bundle, run(folder, options, chosen, recipe_options))
     return _CACHE["int8"]
 
