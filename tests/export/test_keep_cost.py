@@ -16,8 +16,8 @@ def _row(node, db):
     return {"node": node, "module": node, "sqnr_db": db, "activation_sqnr_db": db, "weight_sqnr_db": 99.0}
 
 
-def _matmul_model(widths):
-    """x (1, 8) through one MatMul per width (8 -> w, then w -> 8), named by their weight sizes."""
+def _matmul_model(widths, rows=1):
+    """x (rows, 8) through one MatMul per width (8 -> w, then w -> 8), named by their weight sizes."""
     nodes, inits, last = [], [], "x"
     rng = np.random.default_rng(0)
     for i, w in enumerate(widths):
@@ -28,8 +28,8 @@ def _matmul_model(widths):
                   helper.make_node("MatMul", [f"h{i}", b.name], [f"y{i}"], name=f"down{i}")]
         last = f"y{i}"
     nodes.append(helper.make_node("Identity", [last], ["logits"], name="out"))
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])], inits)
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [rows, 8])], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -73,11 +73,12 @@ def test_the_search_stops_once_int8_is_no_faster_and_says_why():
 
 
 def test_speed_check_times_two_real_graphs_and_stops_when_slower(tmp_path):
-    """A graph 16x the work of the 'fp32' one is reported slower (stop reason); the fast one passes."""
+    """A graph 16x the work of the 'fp32' one (milliseconds, not the microseconds of a call's overhead) is
+    reported slower (stop reason); the fast one passes."""
     small, large = tmp_path / "small.onnx", tmp_path / "large.onnx"
-    onnx.save(_matmul_model([64]), str(small))
-    onnx.save(_matmul_model([64] * 16), str(large))
-    samples = [{"x": np.ones((1, 8), np.float32)} for _ in range(6)]
+    onnx.save(_matmul_model([1024], rows=64), str(small))  # ~1 M multiply-adds: work, not call overhead
+    onnx.save(_matmul_model([1024] * 16, rows=64), str(large))
+    samples = [{"x": np.ones((64, 8), np.float32)} for _ in range(6)]
     slower = SpeedCheck(small, large, samples, repeats=2)
     why = slower(["a", "b"])
     assert why and "with 2 node(s) in fp32 the INT8 graph already takes" in why
